@@ -1,0 +1,580 @@
+"""Working calendars and the Civil Code way of counting periods.
+
+Deadlines in Shenpi are legal or contractual periods, so they are counted the way Chinese
+law counts them (Civil Code art. 201-203), not as "now + N * 24h":
+
+* the day of the event is not counted; counting starts the next day;
+* a period in working days ends at close of business of the N-th working day, where
+  working days skip weekends and statutory holidays but include the weekend days the
+  State Council declares working days (调休);
+* a period in (calendar) days whose last day is a non-working day ends on the next
+  working day instead;
+* a period ends at 24:00 of its last day, or at close of business where the calendar has
+  business hours.
+
+The module is pure: it never reads the clock or the environment. Every instant comes in as
+a timezone-aware ``datetime`` and goes out as one in the calendar's time zone.
+
+Which days are holidays comes from the ``holidays`` package (for China: the statutory
+holidays plus the yearly State Council notice, which the package hard-codes as
+"substituted" days, and whose weekend working days it exposes as ``weekend_workdays``; it
+has no ``WORKDAY`` category for China), plus a YAML calendar file for what the package
+lacks, e.g. next year's notice before the package has been updated.
+
+The wall-clock rule for chaining: an instant at exactly 00:00 local time is taken as 24:00
+of the previous day. A deadline without business hours ends at 24:00 of its last day, which
+*is* 00:00 of the next day; without this rule an extension counted from that deadline would
+silently skip a day.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_pkg
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from engine.errors import DefinitionError, Problem
+from engine.validation import Frozen, pydantic_problems
+from engine.yamlsafe import Document
+
+__all__ = [
+    "DEFAULT_CALENDAR",
+    "DEFAULT_TIMEZONE",
+    "BusinessHours",
+    "CalendarSpec",
+    "Unit",
+    "WorkingCalendar",
+    "default_calendar",
+    "load_calendar",
+]
+
+DEFAULT_CALENDAR = "cn"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+Unit = Literal["working_days", "days", "hours"]
+UNITS: tuple[Unit, ...] = ("working_days", "days", "hours")
+
+_MIN_YEAR = 1
+_MAX_YEAR = 9999
+
+# --------------------------------------------------------------------------- YAML model
+
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CLOCK_RE = re.compile(r"(\d{2}):(\d{2})")
+_NAME_RE = r"^[a-z][a-z0-9_-]{0,63}$"
+
+
+def _as_date(value: Any) -> date:
+    """Accept only real ``YYYY-MM-DD`` dates.
+
+    pydantic's lax mode would also take integers (as Unix timestamps) and timestamps with a
+    time of day; in a holiday list either is a typo, not a date.
+    """
+    if isinstance(value, datetime):
+        raise PydanticCustomError("calendar_date", "must be a date without a time of day")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _DATE_RE.fullmatch(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            raise PydanticCustomError(
+                "calendar_date", "{value} is not a day of the calendar", {"value": repr(value)}
+            ) from None
+    raise PydanticCustomError(
+        "calendar_date",
+        "must be a date written YYYY-MM-DD, got {value}",
+        {"value": repr(value)},
+    )
+
+
+def _as_clock(value: Any) -> time:
+    """Accept only quoted ``HH:MM``: YAML 1.1 readers turn an unquoted 17:30 into 1050."""
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str) and (m := _CLOCK_RE.fullmatch(value.strip())):
+        hour, minute = int(m.group(1)), int(m.group(2))
+        if hour < 24 and minute < 60:
+            return time(hour, minute)
+    raise PydanticCustomError(
+        "calendar_clock",
+        'must be a time of day written "HH:MM" (00:00 to 23:59, in quotes), got {value}',
+        {"value": repr(value)},
+    )
+
+
+CalendarDate = Annotated[date, BeforeValidator(_as_date)]
+ClockTime = Annotated[time, BeforeValidator(_as_clock)]
+Year = Annotated[int, Field(strict=True, ge=_MIN_YEAR, le=_MAX_YEAR)]
+
+
+class BusinessHours(Frozen):
+    """Opening hours of every working day; a period then ends at ``end``, not at 24:00."""
+
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> BusinessHours:
+        if self.end <= self.start:
+            raise PydanticCustomError(
+                "calendar_hours",
+                "business hours end {end} is not after start {start}; "
+                'write them as start: "09:00", end: "17:30"',
+                {"end": self.end.strftime("%H:%M"), "start": self.start.strftime("%H:%M")},
+            )
+        return self
+
+
+class CalendarSpec(Frozen):
+    """One calendar file: a base country (optional) plus local corrections."""
+
+    calendar: str = Field(pattern=_NAME_RE)
+    based_on: str | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    business_hours: BusinessHours | None = None
+    holidays: tuple[CalendarDate, ...] = ()
+    working_days: tuple[CalendarDate, ...] = ()
+    known_years: tuple[Year, ...] = ()
+    title: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        if not _zone_exists(value):
+            raise PydanticCustomError(
+                "calendar_timezone",
+                "unknown time zone {value}; use an IANA name such as 'Asia/Shanghai'",
+                {"value": repr(value)},
+            )
+        return value
+
+    @field_validator("based_on")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        if value is not None and value not in holidays_pkg.list_supported_countries():
+            raise PydanticCustomError(
+                "calendar_country",
+                "unknown country {value} for the holidays package; "
+                "use an ISO 3166 code such as 'CN', or omit based_on for a plain "
+                "Monday-to-Friday calendar",
+                {"value": repr(value)},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _no_date_listed_twice(self) -> CalendarSpec:
+        for index, day in enumerate(self.working_days):
+            if day in self.holidays:
+                raise PydanticCustomError(
+                    "calendar_date_twice",
+                    "{day} is listed both in holidays and in working_days; keep it in one",
+                    {"day": day.isoformat(), "index": index},
+                )
+        return self
+
+
+def _zone_exists(key: str) -> bool:
+    try:
+        ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def load_calendar(doc: Document) -> CalendarSpec:
+    """Validate a calendar document, reporting every problem in it at once.
+
+    Dates listed twice are checked on the raw data as well, so that they are reported next
+    to any other problem (pydantic skips model-level checks once a field is wrong) and at
+    the position of the offending entry rather than at the top of the file.
+    """
+    problems: list[Problem] = _raw_date_problems(doc)
+    spec: CalendarSpec | None = None
+    try:
+        spec = CalendarSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        for err, problem in zip(
+            exc.errors(include_url=False), pydantic_problems(doc, exc), strict=True
+        ):
+            if err["type"] != "calendar_date_twice":  # already reported by position
+                problems.append(problem)
+    if problems:
+        raise DefinitionError(problems)
+    assert spec is not None
+    return spec
+
+
+def _raw_date_problems(doc: Document) -> list[Problem]:
+    data = doc.data
+    if not isinstance(data, dict):
+        return []
+    seen: dict[str, dict[date, int]] = {}
+    problems: list[Problem] = []
+    for key in ("holidays", "working_days"):
+        items = data.get(key)
+        seen[key] = {}
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            try:
+                day = _as_date(item)
+            except PydanticCustomError:
+                continue  # reported by the model
+            if day in seen[key]:
+                problems.append(
+                    doc.problem(
+                        (key, index),
+                        f"{day.isoformat()} is listed twice in {key}; remove one",
+                    )
+                )
+            else:
+                seen[key][day] = index
+    for day, index in seen["working_days"].items():
+        if day in seen["holidays"]:
+            problems.append(
+                doc.problem(
+                    ("working_days", index),
+                    f"{day.isoformat()} is listed both in holidays and in working_days; "
+                    "keep it in one",
+                )
+            )
+    return problems
+
+
+# --------------------------------------------------------------------------- calendar
+
+
+@dataclass(frozen=True)
+class _Year:
+    """Everything about one year that deadline arithmetic needs, computed once."""
+
+    working: frozenset[int]  # ordinals of working days
+    working_sorted: tuple[int, ...]  # the same, ascending, for bisect
+    off: tuple[tuple[date, str], ...]  # named non-working days (not plain weekends)
+    working_weekends: tuple[date, ...]
+
+
+class WorkingCalendar:
+    """A calendar that answers "is this a working day" and counts periods.
+
+    Holiday data is computed per year on first use and kept, so that computing a deadline
+    is a couple of set lookups and a bisect, not a call into the ``holidays`` package.
+    Instances are safe to share between threads.
+    """
+
+    def __init__(self, spec: CalendarSpec) -> None:
+        self.spec = spec
+        self.name: str = spec.calendar
+        self.tz: ZoneInfo = ZoneInfo(spec.timezone)
+        self.business_hours: BusinessHours | None = spec.business_hours
+        self._extra_off = frozenset(spec.holidays)
+        self._extra_working = frozenset(spec.working_days)
+        self._known_extra = frozenset(spec.known_years)
+        self._years: dict[int, _Year] = {}
+        self._lock = threading.Lock()
+        self._official: holidays_pkg.HolidayBase | None = None
+        self._statutory: holidays_pkg.HolidayBase | None = None
+        self._package_years: frozenset[int] | None = None
+        self._package_range = (0, -1)
+        if spec.based_on is not None:
+            self._setup_country(spec.based_on)
+
+    def _setup_country(self, code: str) -> None:
+        """Two views of the country: with and without the package's day-off rules.
+
+        For a year the package has the official notice for, its substituted and observed
+        days *are* the schedule. For other years they are guesses; we then count only the
+        statutory days themselves, which gives the earlier (safer) deadline, and say so in
+        :meth:`warnings_for`. The language is pinned because the package otherwise picks
+        holiday names from the process environment ($LANG).
+        """
+        official = holidays_pkg.country_holidays(code)
+        language = getattr(official, "default_language", None)
+        self._official = holidays_pkg.country_holidays(code, language=language)
+        self._statutory = holidays_pkg.country_holidays(code, language=language, observed=False)
+        self._package_range = (
+            int(getattr(official, "start_year", _MIN_YEAR)),
+            int(getattr(official, "end_year", _MAX_YEAR)),
+        )
+        if getattr(official, "has_substituted_holidays", False):
+            # Countries with yearly adjustments (China): a year is known iff the package
+            # carries that year's notice, i.e. substituted days listed for it.
+            specials: dict[int, Any] = getattr(official, "special_public_holidays", {}) or {}
+            self._package_years = frozenset(
+                year for year, entries in specials.items() if _has_substitution(entries)
+            )
+        else:
+            self._package_years = None  # rule-based country: every supported year is known
+
+    def __repr__(self) -> str:
+        return f"WorkingCalendar({self.name!r}, tz={self.tz.key!r})"
+
+    # ----------------------------------------------------------------- what is known
+
+    def year_known(self, year: int) -> bool:
+        """Whether ``year``'s official day-off adjustments are in the package or the file.
+
+        A plain calendar (no ``based_on``) has no adjustments to know, so every year is
+        known.
+        """
+        if year in self._known_extra or self._official is None:
+            return True
+        return self._package_knows(year)
+
+    def _package_knows(self, year: int) -> bool:
+        if self._package_years is not None:
+            return year in self._package_years
+        low, high = self._package_range
+        return low <= year <= high
+
+    def warnings_for(self, start: date, end: date) -> list[str]:
+        """One message per year in [start, end] whose deadlines rest on guesswork.
+
+        Datetimes are taken in the calendar's time zone, ``end`` with the 24:00 rule, so a
+        deadline at 24:00 on 31 December does not warn about the next year.
+        """
+        first = self._local_day(start, midnight_is_previous=False)
+        last = self._local_day(end, midnight_is_previous=True)
+        if last < first:
+            first, last = last, first
+        return [
+            f"calendar {self.name} does not know the official holiday adjustments for "
+            f"{year}; deadlines in {year} count plain weekends and statutory holidays only, "
+            f"without the declared working weekends; add the published schedule to the "
+            f"calendar file (holidays, working_days, known_years)"
+            for year in range(first.year, last.year + 1)
+            if not self.year_known(year)
+        ]
+
+    def non_working_days(self, year: int) -> list[tuple[date, str]]:
+        """Statutory holidays, official days off and the file's extra holidays, named.
+
+        Plain weekends are left out: they are implied, and listing 104 of them would bury
+        the days that matter.
+        """
+        return list(self._year(year).off)
+
+    def working_weekend_days(self, year: int) -> list[date]:
+        """Weekend days that are working days (调休), from the package and the file."""
+        return list(self._year(year).working_weekends)
+
+    def is_working_day(self, day: date) -> bool:
+        """Whether ``day`` (a local date in this calendar) is a working day."""
+        if isinstance(day, datetime):
+            day = self._local_day(day, midnight_is_previous=False)
+        return day.toordinal() in self._year(day.year).working
+
+    # ----------------------------------------------------------------- counting
+
+    def event_day(self, moment: datetime) -> date:
+        """The local day an event at ``moment`` happened on (00:00 counts as 24:00 before)."""
+        return self._local_day(moment, midnight_is_previous=True)
+
+    def close_of_business(self, day: date) -> datetime:
+        """The instant ``day`` ends: end of business hours, or 24:00 (00:00 the day after)."""
+        if self.business_hours is not None:
+            return datetime.combine(day, self.business_hours.end, tzinfo=self.tz)
+        if day.toordinal() >= date.max.toordinal():
+            raise ValueError("a deadline on 9999-12-31 has no 24:00 that datetime can express")
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz)
+
+    def next_working_day(self, day: date, *, include: bool = True) -> date:
+        """The first working day on or after ``day`` (after it, if ``include`` is false)."""
+        ordinal = day.toordinal() - (1 if include else 0)
+        return date.fromordinal(self._nth_working_ordinal_after(ordinal, 1))
+
+    def add_working_days(self, start: datetime, n: int) -> datetime:
+        """Close of business of the ``n``-th working day after the day of ``start``.
+
+        ``n == 0`` is a period of no length: it returns ``start`` itself (in this time
+        zone), the same as ``add_days`` and ``add_hours`` do with 0, so a zero-length
+        deadline is simply due at once.
+        """
+        n = _count(n)
+        if n == 0:
+            return self._local(start)
+        day = self.event_day(start)
+        target = self._nth_working_ordinal_after(day.toordinal(), n)
+        return self.close_of_business(date.fromordinal(target))
+
+    def add_days(self, start: datetime, n: int) -> datetime:
+        """Close of the ``n``-th calendar day after ``start``'s day, moved off a day off.
+
+        Art. 203: if the last day is not a working day, the period ends on the first
+        working day after it. A declared working weekend (调休) is a working day, so a
+        period ending on one does not move. ``n == 0`` returns ``start``.
+        """
+        n = _count(n)
+        if n == 0:
+            return self._local(start)
+        last = self.event_day(start).toordinal() + n
+        if last > date.max.toordinal():
+            raise ValueError(f"{n} days after {start.isoformat()} is beyond year 9999")
+        if last not in self._year(date.fromordinal(last).year).working:
+            last = self._nth_working_ordinal_after(last, 1)
+        return self.close_of_business(date.fromordinal(last))
+
+    def add_hours(self, start: datetime, hours: Decimal | int) -> datetime:
+        """``start`` plus ``hours`` of elapsed time, ignoring the calendar.
+
+        Hours are for service levels like "answer within 4 hours", which run through nights
+        and holidays. They are elapsed time (computed in UTC), not wall-clock time, so a
+        daylight-saving change in the calendar's zone cannot stretch or shrink them. The
+        result is exact to the microsecond.
+        """
+        if isinstance(hours, bool) or not isinstance(hours, int | Decimal):
+            raise TypeError(f"hours must be an int or Decimal, not {type(hours).__name__}")
+        amount = Decimal(hours)
+        if not amount.is_finite() or amount < 0:
+            raise ValueError(f"hours must be a finite number >= 0, got {hours}")
+        micro = int((amount * 3_600_000_000).to_integral_value())
+        moment = _aware(start).astimezone(UTC) + timedelta(microseconds=micro)
+        return moment.astimezone(self.tz)
+
+    def add(self, start: datetime, amount: int | Decimal, unit: Unit) -> datetime:
+        """Dispatch on the unit named in a process definition."""
+        if unit == "hours":
+            return self.add_hours(start, amount)
+        if unit == "working_days":
+            return self.add_working_days(start, _whole(amount, unit))
+        if unit == "days":
+            return self.add_days(start, _whole(amount, unit))
+        raise ValueError(f"unknown unit {unit!r}; use one of {', '.join(UNITS)}")
+
+    # ----------------------------------------------------------------- internals
+
+    def _local(self, moment: datetime) -> datetime:
+        return _aware(moment).astimezone(self.tz)
+
+    def _local_day(self, value: date, *, midnight_is_previous: bool) -> date:
+        if not isinstance(value, datetime):
+            return value
+        local = self._local(value)
+        if midnight_is_previous and local.time() == time(0):
+            return local.date() - timedelta(days=1)
+        return local.date()
+
+    def _nth_working_ordinal_after(self, ordinal: int, n: int) -> int:
+        """Ordinal of the n-th working day strictly after ``ordinal`` (n >= 1)."""
+        year = date.fromordinal(ordinal).year
+        while True:
+            days = self._year(year).working_sorted
+            i = bisect_right(days, ordinal)
+            remaining = len(days) - i
+            if n <= remaining:
+                return days[i + n - 1]
+            n -= remaining
+            year += 1
+            if year > _MAX_YEAR:
+                raise ValueError("deadline is beyond year 9999")
+
+    def _year(self, year: int) -> _Year:
+        cached = self._years.get(year)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self._years.get(year)
+            if cached is None:
+                cached = self._build_year(year)
+                self._years[year] = cached
+            return cached
+
+    def _build_year(self, year: int) -> _Year:
+        # The file's known_years declare the schedule themselves (holidays, working_days),
+        # so they are built on the statutory days, not on the package's guesses.
+        package_knows = self._official is not None and self._package_knows(year)
+        country = self._official if package_knows else self._statutory
+        first = date(year, 1, 1).toordinal()
+        last = date(year, 12, 31).toordinal()
+        names: dict[date, str] = {}
+        in_package_range = self._package_range[0] <= year <= self._package_range[1]
+        if country is not None and in_package_range:
+            for y in (year - 1, year, year + 1):  # observed days may cross a year boundary
+                if self._package_range[0] <= y <= self._package_range[1]:
+                    country.get(date(y, 1, 1))  # populates that year (expand=True)
+            names.update((d, n) for d, n in country.items() if d.year == year)
+        for d in self._extra_off:
+            if d.year == year:
+                names.setdefault(d, f"holiday (calendar {self.name})")
+        for d in self._extra_working:
+            names.pop(d, None)
+
+        working: list[int] = []
+        working_weekends: list[date] = []
+        for ordinal in range(first, last + 1):
+            d = date.fromordinal(ordinal)
+            if country is not None and in_package_range:
+                weekend = country.is_weekend(d)
+                is_working = country.is_working_day(d)
+            else:
+                weekend = d.weekday() >= 5
+                is_working = not weekend
+            if d in self._extra_working:
+                is_working = True
+            elif d in self._extra_off:
+                is_working = False
+            if is_working:
+                working.append(ordinal)
+                if weekend:
+                    working_weekends.append(d)
+        return _Year(
+            working=frozenset(working),
+            working_sorted=tuple(working),
+            off=tuple(sorted(names.items())),
+            working_weekends=tuple(working_weekends),
+        )
+
+
+def _has_substitution(entries: Any) -> bool:
+    """Whether a year's special holidays include a day moved from another day (调休)."""
+    if isinstance(entries, tuple) and entries and not isinstance(entries[0], tuple):
+        entries = (entries,)
+    return any(isinstance(e, tuple) and len(e) >= 4 for e in entries or ())
+
+
+def _aware(moment: datetime) -> datetime:
+    if not isinstance(moment, datetime):
+        raise TypeError(f"expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"{moment.isoformat()} has no time zone; deadlines need timezone-aware datetimes"
+        )
+    return moment
+
+
+def _count(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"a count of days must be an int, not {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"a count of days must be >= 0, got {n}")
+    return n
+
+
+def _whole(amount: int | Decimal, unit: str) -> int:
+    if isinstance(amount, Decimal) and amount.is_finite() and amount == amount.to_integral():
+        return int(amount)
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        return amount
+    raise ValueError(f"{unit} must be a whole number, got {amount}")
+
+
+@lru_cache(maxsize=1)
+def default_calendar() -> WorkingCalendar:
+    """China in Asia/Shanghai, no business hours: the calendar when none is configured.
+
+    Shared, so its per-year cache is built once per process.
+    """
+    return WorkingCalendar(
+        CalendarSpec(calendar=DEFAULT_CALENDAR, based_on="CN", timezone=DEFAULT_TIMEZONE)
+    )

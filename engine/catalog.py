@@ -1,0 +1,128 @@
+"""A folder of YAML (processes, the org directory, calendars) loaded and checked together.
+
+A file says what it is by its first key: ``process:``, ``org:`` or ``calendar:``. Every
+problem in every file is collected before anything is refused, so ``validate`` shows the
+whole list at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.calendar import CalendarSpec, WorkingCalendar, default_calendar, load_calendar
+from engine.errors import DefinitionError, Problem
+from engine.org import Org, load_org
+from engine.process import CompiledProcess, compile_process
+from engine.yamlsafe import Document, load_file, load_text
+
+YAML_SUFFIXES = (".yaml", ".yml")
+KINDS = ("process", "org", "calendar")
+
+
+@dataclass
+class Catalog:
+    org: Org
+    processes: dict[str, CompiledProcess] = field(default_factory=dict)
+    calendars: dict[str, WorkingCalendar] = field(default_factory=dict)
+
+    def calendar(self, name: str | None = None) -> WorkingCalendar:
+        return self.calendars.get(name or "cn") or default_calendar()
+
+
+def yaml_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The YAML files named, or found below the folders named, in a stable order."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES))
+        else:
+            out.append(path)
+    return out
+
+
+def kind_of(doc: Document) -> str | None:
+    if isinstance(doc.data, dict):
+        for key in doc.data:
+            if key in KINDS:
+                return key
+    return None
+
+
+def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) -> Catalog:
+    """Load and cross-check every file; raise one DefinitionError listing every problem."""
+    problems: list[Problem] = []
+    docs: list[tuple[str, Document]] = []
+    for path in yaml_files(paths):
+        try:
+            doc = load_file(path)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        kind = kind_of(doc)
+        if kind is None:
+            problems.append(
+                doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")
+            )
+            continue
+        docs.append((kind, doc))
+
+    org_docs = [d for k, d in docs if k == "org"]
+    if not org_docs and org_fallback is not None and org_fallback.exists():
+        try:
+            org_docs = [load_file(org_fallback)]
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    org: Org | None = None
+    if len(org_docs) > 1:
+        problems.extend(d.problem((), "a second org directory; keep one org file") for d in org_docs[1:])
+    if org_docs:
+        try:
+            org = load_org(org_docs[0])
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+    elif not problems:
+        where = str(org_fallback) if org_fallback else "the processes folder"
+        problems.append(Problem(where, 1, 1, "no org directory (org.yaml) found"))
+
+    calendars: dict[str, WorkingCalendar] = {}
+    for kind, doc in docs:
+        if kind != "calendar":
+            continue
+        try:
+            spec: CalendarSpec = load_calendar(doc)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if spec.calendar in calendars:
+            problems.append(doc.problem(("calendar",), f"calendar {spec.calendar!r} defined twice"))
+        calendars[spec.calendar] = WorkingCalendar(spec)
+
+    processes: dict[str, CompiledProcess] = {}
+    for kind, doc in docs:
+        if kind != "process" or org is None:
+            continue
+        try:
+            compiled = compile_process(doc, org, calendars)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if compiled.name in processes:
+            problems.append(
+                doc.problem(
+                    ("process",),
+                    f"process {compiled.name!r} is also defined in {processes[compiled.name].file}",
+                )
+            )
+        processes[compiled.name] = compiled
+    if problems:
+        raise DefinitionError(problems)
+    assert org is not None
+    return Catalog(org, processes, calendars)
+
+
+def compile_stored(text: str, file: str, catalog: Catalog) -> CompiledProcess:
+    """Recompile a deployed version from its stored source (running instances keep theirs)."""
+    return compile_process(load_text(text, file), catalog.org, catalog.calendars)

@@ -1,0 +1,104 @@
+"""The one exceptions module of Shenpi.
+
+Every error a user can cause is a ``ShenpiError``: the CLI turns it into one line on
+stderr and exit status 1, the HTTP API into a 4xx. Anything else escaping is a bug.
+Messages say what went wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class ShenpiError(Exception):
+    """Base of every error Shenpi raises on purpose."""
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One problem found in a definition file, with where it is."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class DefinitionError(ShenpiError):
+    """A YAML definition (process, org directory, calendar) is invalid.
+
+    Carries *all* problems found, so a process owner fixes them in one round.
+    """
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(set(problems)))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ExpressionError(ShenpiError):
+    """A guard or computed value failed to evaluate, or gave a value of the wrong kind."""
+
+    def __init__(self, expression: str, reason: str) -> None:
+        self.expression = expression
+        self.reason = reason
+        super().__init__(f"expression {expression!r}: {reason}")
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+class WorkflowError(ShenpiError):
+    """A runtime request was refused; nothing was changed."""
+
+
+class NotFound(WorkflowError):
+    """An id names nothing that exists."""
+
+    def __init__(self, kind: str, ident: object, hint: str = "") -> None:
+        self.kind = kind
+        self.ident = ident
+        msg = f"unknown {kind} {ident!r}"
+        super().__init__(f"{msg}; {hint}" if hint else msg)
+
+
+class ActionNotAllowed(WorkflowError):
+    """The actor may not take this action on this task now."""
+
+    def __init__(self, task: str, action: str, reason: str) -> None:
+        self.task = task
+        self.action = action
+        self.reason = reason
+        super().__init__(f"action {action!r} on task {task}: {reason}")
+
+
+class InvalidData(WorkflowError):
+    """A value given for a variable is missing, unknown or of the wrong type."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class Conflict(WorkflowError):
+    """Someone else changed the instance first (optimistic lock lost)."""
+
+    def __init__(self, instance_id: str, detail: str = "") -> None:
+        self.instance_id = instance_id
+        msg = (
+            f"instance {instance_id} was changed by someone else at the same moment"
+            f"{': ' + detail if detail else ''}; reload it with 'show' and try again if "
+            "the action still applies"
+        )
+        super().__init__(msg)
+
+
+class InstanceClosed(WorkflowError):
+    """The instance has already reached a final state."""

@@ -1,0 +1,324 @@
+"""The typed, frozen shape of a process definition file (what ``run.py schema`` publishes).
+
+Only structure lives here; cross-references (targets exist, roles exist, guards compile,
+every state reachable) are checked in ``engine.process`` where every problem is collected.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from engine.validation import Frozen
+from engine.values import VarType
+
+NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class VariableSpec(Frozen):
+    """A process variable. Every value an instance holds is declared and typed."""
+
+    type: VarType
+    title: str = ""
+    description: str = ""
+    values: tuple[str, ...] = Field(default=(), description="Allowed values of an enum.")
+    min: Decimal | None = Field(default=None, description="Inclusive lower bound (numbers).")
+    max: Decimal | None = Field(default=None, description="Inclusive upper bound (numbers).")
+    default: Any = Field(default=None, description="Value when not given at start.")
+    confidential: bool = Field(
+        default=False,
+        description="Hidden from everyone but the requester and the roles in `confidential_to`.",
+    )
+    live: str | None = Field(
+        default=None,
+        description="Expression computed whenever the instance is shown, as of that moment "
+        "(e.g. a late fee accruing per day); not stored unless a step `set`s it.",
+    )
+
+    @model_validator(mode="after")
+    def _enum_values(self) -> VariableSpec:
+        if self.type is VarType.enum and not self.values:
+            raise ValueError("an enum variable needs 'values'")
+        if self.type is not VarType.enum and self.values:
+            raise ValueError("'values' is only for enum variables")
+        return self
+
+
+class Duration(Frozen):
+    """A length of time in one unit; the amount is a number or an expression giving one."""
+
+    working_days: int | str | None = Field(
+        default=None, description="Working days (Civil Code counting, calendar of the process)."
+    )
+    days: int | str | None = Field(
+        default=None, description="Calendar days; a last day that is a holiday moves on."
+    )
+    hours: Decimal | int | str | None = Field(default=None, description="Elapsed hours.")
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Duration:
+        given = [u for u in ("working_days", "days", "hours") if getattr(self, u) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of working_days, days or hours")
+        return self
+
+    @property
+    def unit(self) -> str:
+        return next(u for u in ("working_days", "days", "hours") if getattr(self, u) is not None)
+
+    @property
+    def amount(self) -> int | Decimal | str:
+        return getattr(self, self.unit)
+
+
+class Escalation(Frozen):
+    """One escalation level, fired ``after`` the deadline (at the deadline if omitted)."""
+
+    after: Duration | None = None
+    notify: tuple[str, ...] = Field(default=(), description="Roles to notify.")
+    reassign: str | None = Field(default=None, description="Role the open task moves to.")
+    goto: str | None = Field(
+        default=None, description="State the instance moves to (the open task is cancelled)."
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Escalation:
+        if not (self.notify or self.reassign or self.goto):
+            raise ValueError("an escalation needs notify, reassign or goto")
+        return self
+
+
+class Reminder(Frozen):
+    """A reminder ``before`` the deadline (hours or days of elapsed time)."""
+
+    before: Duration
+
+    @model_validator(mode="after")
+    def _elapsed(self) -> Reminder:
+        if self.before.unit == "working_days":
+            raise ValueError("'before' takes hours or days")
+        return self
+
+
+class DeadlineSpec(Duration):
+    """A deadline with its reminders and escalation levels."""
+
+    title: str = ""
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="Expression giving the event the period counts from (a date or time); "
+        "default: entering the state (or starting the instance).",
+    )
+    reminders: tuple[Reminder, ...] = ()
+    escalations: tuple[Escalation, ...] = ()
+
+
+class SlaSpec(DeadlineSpec):
+    """An instance-wide deadline, from start until one of ``until`` states is reached."""
+
+    until: tuple[str, ...] = Field(description="States that stop the clock (the answer given).")
+    paused_in: tuple[str, ...] = Field(
+        default=(), description="States in which the clock stops (e.g. waiting on the customer)."
+    )
+
+
+class ExtendSpec(Frozen):
+    """An action that extends the instance deadline, with caps (petition: once, <= 30 days)."""
+
+    by: Duration
+    max_times: int = Field(default=1, ge=1)
+    max_total: Decimal | int | None = Field(
+        default=None, description="Cap on all extensions together, in the unit of `by`."
+    )
+
+
+class ScheduleSpec(Frozen):
+    """A recurring start of this process (cron or a fixed interval), fired once per slot."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    cron: str | None = Field(default=None, description="Five-field cron, in the calendar's zone.")
+    every: Duration | None = Field(default=None, description="Fixed interval (days or hours).")
+    anchor: str | None = Field(
+        default=None, description="With `every`: first slot, ISO 8601 (default 2026-01-01 00:00)."
+    )
+    requester: str = Field(alias="as", description="User id that starts the instances.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Start variables.")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> ScheduleSpec:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("a schedule needs exactly one of cron or every")
+        if self.every is not None and self.every.unit == "working_days":
+            raise ValueError("'every' takes days or hours")
+        return self
+
+
+class CommentRule(StrEnum):
+    optional = "optional"
+    required = "required"
+
+
+class Inputs(Frozen):
+    """What a person must or may supply with a step (start or an action)."""
+
+    require: tuple[str, ...] = Field(
+        default=(), description="Variables that must have a value after this step's input."
+    )
+    accept: tuple[str, ...] = Field(
+        default=(), description="Variables the actor may also set with this step."
+    )
+    set: dict[str, str] = Field(
+        default_factory=dict,
+        description="Computed variables: name -> expression, evaluated in order after input.",
+    )
+
+
+class StartSpec(Inputs):
+    """Who may start an instance, with what input, and where it begins."""
+
+    roles: tuple[str, ...] = Field(default=(), description="Roles that may start; empty = anyone.")
+    to: str = Field(description="The first state.")
+
+
+class ActionSpec(Inputs):
+    """An action a task offers: its target state, its guard and its input."""
+
+    title: str = ""
+    to: str
+    when: str | None = Field(default=None, description="Guard expression; must be true.")
+    when_message: str | None = Field(
+        default=None, description="What to tell the actor when the guard is false."
+    )
+    comment: CommentRule = CommentRule.optional
+    extend: ExtendSpec | None = Field(default=None, description="This action extends a deadline.")
+
+
+class TaskMode(StrEnum):
+    any = "any"  # 或签: one holder of any listed role
+    all = "all"  # 会签: one person per listed role, in any order
+    sequence = "sequence"  # 依次: one person per listed role, in the listed order
+
+
+class TaskSpec(Frozen):
+    """A human task: who acts (a role, several, or an expression giving one) and how."""
+
+    title: str = ""
+    description: str = ""
+    role: str | None = Field(default=None, description="The role that acts.")
+    role_from: str | None = Field(
+        default=None, description="Expression giving the role id at the moment the task opens."
+    )
+    roles: tuple[str, ...] = Field(default=(), description="Several roles (with mode).")
+    mode: TaskMode = TaskMode.any
+    countersign: str | None = Field(
+        default=None,
+        description="With mode all/sequence: the action every role must take before the task "
+        "moves on; any other action decides at once (e.g. reject).",
+    )
+    four_eyes: bool | None = Field(
+        default=None,
+        description="Forbid the requester and people who acted earlier in this instance. "
+        "Default: the process's four_eyes.",
+    )
+    actions: dict[str, ActionSpec]
+
+    @model_validator(mode="after")
+    def _who(self) -> TaskSpec:
+        given = sum(x is not None and x != () for x in (self.role, self.role_from, self.roles))
+        if given != 1:
+            raise ValueError("a task needs exactly one of 'role', 'role_from' or 'roles'")
+        if self.mode is not TaskMode.any and not self.roles:
+            raise ValueError(f"mode {self.mode.value!r} needs 'roles' (one person per role)")
+        if self.mode is not TaskMode.any and self.countersign is None:
+            raise ValueError(f"mode {self.mode.value!r} needs 'countersign': the shared action")
+        if self.mode is TaskMode.any and self.countersign is not None:
+            raise ValueError("'countersign' is only for mode all or sequence")
+        if self.mode is not TaskMode.any and len(set(self.roles)) != len(self.roles):
+            raise ValueError("each role can be listed once")
+        return self
+
+
+class RouteSpec(Frozen):
+    """One branch of an automatic routing state; the first true `when` wins."""
+
+    to: str
+    when: str | None = Field(default=None, description="Guard; omit on the last (otherwise).")
+
+
+class DecideSpec(Frozen):
+    """Evaluate a decision table on entering a state; its outputs become variables."""
+
+    table: str
+    inputs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Table input -> expression. Inputs not listed are read from the variable "
+        "with the same name.",
+    )
+
+
+class StateSpec(Frozen):
+    """A state: a human task, an automatic route, or a final state."""
+
+    title: str = ""
+    description: str = ""
+    set: dict[str, str] = Field(
+        default_factory=dict, description="Computed on entry: name -> expression."
+    )
+    decide: tuple[DecideSpec, ...] = Field(
+        default=(), description="Decision tables evaluated on entry, before `set`."
+    )
+    task: TaskSpec | None = None
+    route: tuple[RouteSpec, ...] = ()
+    deadline: DeadlineSpec | None = Field(
+        default=None, description="Deadline for the task of this state, from entering it."
+    )
+    final: bool = False
+    outcome: str | None = Field(
+        default=None, description="Result name of a final state (approved, rejected, closed...)."
+    )
+
+    @model_validator(mode="after")
+    def _kind(self) -> StateSpec:
+        kinds = [k for k, v in (("task", self.task), ("route", self.route)) if v] + (
+            ["final"] if self.final else []
+        )
+        if len(kinds) != 1:
+            raise ValueError("a state needs exactly one of 'task', 'route' or 'final: true'")
+        if self.outcome is not None and not self.final:
+            raise ValueError("'outcome' is only for final states")
+        if self.deadline is not None and self.task is None:
+            raise ValueError("'deadline' is only for task states")
+        return self
+
+
+class ProcessSpec(Frozen):
+    """A process definition file."""
+
+    process: str = Field(pattern=NAME, description="The process id (lowercase, a-z0-9_).")
+    title: str
+    description: str = ""
+    calendar: str = Field(default="cn", description="Working-day calendar for deadlines.")
+    four_eyes: bool = Field(
+        default=False,
+        description="Default for tasks: the requester (and earlier approvers) may not act.",
+    )
+    confidential_to: tuple[str, ...] = Field(
+        default=(), description="Roles allowed to see confidential variables."
+    )
+    variables: dict[str, VariableSpec] = Field(default_factory=dict)
+    deadline: SlaSpec | None = Field(
+        default=None, description="Instance-wide deadline (e.g. receipt to answer)."
+    )
+    schedules: tuple[ScheduleSpec, ...] = ()
+    decisions: dict[str, Any] = Field(
+        default_factory=dict, description="Decision tables by name (see the YAML reference)."
+    )
+    start: StartSpec
+    states: dict[str, StateSpec]
+
+
+SchemaKind = Literal["process", "org", "calendar"]

@@ -1,0 +1,139 @@
+"""The org directory (``processes/org.yaml``): who holds which role, and who stands in for whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from engine.errors import DefinitionError, NotFound
+from engine.validation import Frozen, parse_model
+from engine.yamlsafe import Document
+
+ID_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+
+
+class RoleSpec(Frozen):
+    title: str = ""
+    description: str = ""
+
+
+class Contacts(Frozen):
+    email: str | None = None
+    phone: str | None = None
+    wecom: str | None = None
+    dingtalk: str | None = None
+
+
+class UserSpec(Frozen):
+    name: str
+    roles: tuple[str, ...] = ()
+    contacts: Contacts = Contacts()
+    active: bool = True
+    delegate: str | None = Field(
+        default=None, description="Acts on this user's tasks while the user is not active."
+    )
+
+
+class OrgSpec(Frozen):
+    org: str = Field(description="The organisation's name.")
+    roles: dict[str, RoleSpec]
+    users: dict[str, UserSpec]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: the person, their own roles, and the absent people they stand in for."""
+
+    user: str
+    roles: frozenset[str]
+    stands_in_for: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def identities(self, role: str) -> list[str | None]:
+        """Ways this actor may act in ``role``: ``None`` as themselves, else the absentee's id."""
+        ways: list[str | None] = [None] if role in self.roles else []
+        ways += [absent for absent, roles in self.stands_in_for if role in roles]
+        return ways
+
+
+class Org:
+    """The loaded directory, with the lookups the engine and service need."""
+
+    def __init__(self, spec: OrgSpec, file: str = "org.yaml") -> None:
+        self.spec = spec
+        self.file = file
+
+    @property
+    def roles(self) -> dict[str, RoleSpec]:
+        return self.spec.roles
+
+    @property
+    def users(self) -> dict[str, UserSpec]:
+        return self.spec.users
+
+    def user(self, user_id: str) -> UserSpec:
+        try:
+            return self.spec.users[user_id]
+        except KeyError:
+            raise NotFound("user", user_id, "see 'python run.py users'") from None
+
+    def actor(self, user_id: str) -> Actor:
+        """The acting identity of ``user_id``; an inactive user cannot act at all."""
+        user = self.user(user_id)
+        if not user.active:
+            from engine.errors import WorkflowError
+
+            hint = f"; their delegate is {user.delegate}" if user.delegate else ""
+            raise WorkflowError(f"user {user_id!r} is not active and cannot act{hint}")
+        stands_in = tuple(
+            (uid, frozenset(u.roles))
+            for uid, u in self.spec.users.items()
+            if u.delegate == user_id and not u.active
+        )
+        return Actor(user_id, frozenset(user.roles), stands_in)
+
+    def holders(self, role: str, *, acting: bool = True) -> list[str]:
+        """Users who hold ``role``; with ``acting``, absentees are replaced by their delegate."""
+        out: list[str] = []
+        for uid, u in self.spec.users.items():
+            if role not in u.roles:
+                continue
+            if u.active:
+                out.append(uid)
+            elif acting and u.delegate and u.delegate in self.spec.users:
+                out.append(u.delegate)
+        return sorted(set(out))
+
+
+def load_org(doc: Document) -> Org:
+    """Validate an org document: every problem (unknown role, unknown delegate...) at once."""
+    spec = parse_model(OrgSpec, doc)
+    import re
+
+    problems = []
+    for rid in spec.roles:
+        if not re.match(ID_PATTERN, rid):
+            problems.append(doc.problem(("roles", rid), f"role id {rid!r} must match {ID_PATTERN}"))
+    for uid, user in spec.users.items():
+        if not re.match(ID_PATTERN, uid):
+            problems.append(doc.problem(("users", uid), f"user id {uid!r} must match {ID_PATTERN}"))
+        for i, role in enumerate(user.roles):
+            if role not in spec.roles:
+                problems.append(
+                    doc.problem(
+                        ("users", uid, "roles", i),
+                        f"unknown role {role!r}; declare it under 'roles:'",
+                    )
+                )
+        if user.delegate is not None:
+            if user.delegate not in spec.users:
+                problems.append(
+                    doc.problem(("users", uid, "delegate"), f"unknown user {user.delegate!r}")
+                )
+            elif user.delegate == uid:
+                problems.append(
+                    doc.problem(("users", uid, "delegate"), "a user cannot delegate to themselves")
+                )
+    if problems:
+        raise DefinitionError(problems)
+    return Org(spec, doc.file)

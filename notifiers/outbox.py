@@ -1,0 +1,110 @@
+"""Deliver outbox notices after commit: resolve recipients, render, send, mark.
+
+Notices are written in the same transaction as the step that caused them, so none is lost
+and none is sent for a step that rolled back. Rendering uses a sandboxed Jinja2
+environment whose templates are files we ship; values from users are passed as data and
+never compiled as templates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+from engine.org import Org
+
+TEMPLATES = Path(__file__).parent / "templates"
+log = logging.getLogger("shenpi.notify")
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, user_id: str, address: dict[str, Any], message: str) -> None: ...
+
+
+class ConsoleChannel:
+    """Writes each message to the log (and to ``write`` if given): the channel of last resort."""
+
+    name = "console"
+
+    def __init__(self, write: Callable[[str], None] | None = None) -> None:
+        self.write = write
+
+    def send(self, user_id: str, address: dict[str, Any], message: str) -> None:
+        log.info("notify %s: %s", user_id, message)
+        if self.write is not None:
+            self.write(f"notify {user_id}: {message}")
+
+
+def _env() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+
+
+_ENV = _env()
+
+
+def render(event: str, data: dict[str, Any]) -> str:
+    try:
+        template = _ENV.get_template(f"{event}.txt.j2")
+    except TemplateNotFound:
+        template = _ENV.from_string("[{{ process }}] {{ event }} on instance {{ instance_id }}.")
+    defaults = {
+        "title": "",
+        "state": "",
+        "due_at": None,
+        "level": "",
+        "reassigned_to": None,
+        "outcome": "",
+        "task_id": None,
+        "event": event,
+    }
+    return template.render(**(defaults | data)).strip()
+
+
+def recipients(org: Org, targets: list[str]) -> list[str]:
+    """``role:x`` -> the users acting for that role now; ``user:y`` -> y (or y's delegate)."""
+    out: list[str] = []
+    for target in targets:
+        kind, _, ident = target.partition(":")
+        if kind == "role":
+            out.extend(org.holders(ident))
+        elif kind == "user" and ident in org.users:
+            user = org.users[ident]
+            out.append(ident if user.active or not user.delegate else user.delegate)
+    return list(dict.fromkeys(out))
+
+
+def dispatch(store: Any, org: Org, channels: list[Channel], now: datetime, limit: int = 100) -> int:
+    """Send every pending notice once; returns how many notices were handled."""
+    handled = 0
+    for notice in store.pending_notices(limit=limit):
+        data = dict(notice.get("data") or {})
+        data.update(
+            instance_id=notice["instance_id"],
+            task_id=notice.get("task_id"),
+            process=data.get("process") or notice.get("process") or "",
+        )
+        try:
+            for user_id in recipients(org, list(notice["recipients"])):
+                user = org.users[user_id]
+                message = render(notice["event"], data | {"recipient_name": user.name})
+                for channel in channels:
+                    channel.send(user_id, user.contacts.model_dump(), message)
+            store.mark_notice(notice["id"], "sent", at=now)
+        except Exception as exc:  # a failing channel must not block the rest of the outbox
+            log.error("notice %s failed: %s", notice["id"], exc)
+            store.mark_notice(notice["id"], "failed", error=str(exc)[:500], at=now)
+        handled += 1
+    return handled

@@ -1,0 +1,597 @@
+"""``python run.py ...``: the command-line contract for people and scripts.
+
+Exit status: 0 success, 1 refused or invalid (one line on stderr saying why), 2 usage.
+Heavy imports (SQLAlchemy, the engine) happen inside commands so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import click
+
+if TYPE_CHECKING:
+    from service.workflow import Workflow
+
+DEFAULT_DB = "sqlite:///shenpi.db"
+LOCAL_TZ = ZoneInfo(os.environ.get("SHENPI_TZ", "Asia/Shanghai"))
+
+
+class Settings:
+    def __init__(self, db: str, processes: Path, now: datetime | None) -> None:
+        self.db = db
+        self.processes = processes
+        self.now = now
+        self._workflow: Workflow | None = None
+
+    def workflow(self) -> Workflow:
+        if self._workflow is None:
+            from service.workflow import Workflow
+            from storage.store import Store
+
+            self._workflow = Workflow(Store.open(self.db), self.processes)
+        return self._workflow
+
+    def at(self) -> datetime:
+        """The instant this command runs as of: --now, else the real clock."""
+        return self.now or self.workflow().clock()
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn every expected error into one line on stderr and exit 1; never a traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.errors import DefinitionError, ShenpiError
+
+    try:
+        yield
+    except DefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except ShenpiError as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
+        fail(f"database: {first[0] if first else type(exc).__name__}")
+
+
+def parse_time(value: str, what: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{what}: expected ISO 8601, e.g. 2026-09-30T10:00+08:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)
+
+
+def parse_sets(pairs: Sequence[str], data_file: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if data_file:
+        from decimal import Decimal
+
+        try:
+            with open(data_file, encoding="utf-8") as fh:
+                loaded = json.load(fh, parse_float=Decimal)
+        except (OSError, ValueError) as exc:
+            fail(f"--data {data_file}: {exc}")
+        if not isinstance(loaded, dict):
+            fail(f"--data {data_file}: expected a JSON object of variable: value")
+        data.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"--set {pair!r}: expected key=value")
+        data[key.strip()] = value
+    return data
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(_width(c), *(_width(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper() + " " * (w - _width(c)) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def emit(output: str, data: Any, render: Callable[[], None]) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        render()
+
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--db",
+    envvar="SHENPI_DB",
+    default=DEFAULT_DB,
+    show_default=True,
+    help="Database URL: sqlite:///FILE or postgresql://user@host/db (env SHENPI_DB).",
+)
+@click.option(
+    "--processes",
+    envvar="SHENPI_PROCESSES",
+    default="processes",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder with the process YAML files and org.yaml (env SHENPI_PROCESSES).",
+)
+@click.option(
+    "--now",
+    "now_text",
+    envvar="SHENPI_NOW",
+    default=None,
+    help="Run as of this instant (ISO 8601; no offset = Asia/Shanghai). For simulation, tests "
+    "and back-filled entries; the audit log keeps the real recorded time too.",
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str, processes: Path, now_text: str | None) -> None:
+    """Shenpi (审批): YAML-defined approval processes, run durably.
+
+    Typical session: deploy the shipped processes, start an instance, list your tasks,
+    act on one, and look at the instance and its audit trail.
+    """
+    now = parse_time(now_text, "--now") if now_text else None
+    ctx.obj = Settings(db, processes, now)
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_settings
+def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
+    """Check process, org and calendar files; print every problem as path:line:col: message."""
+    from engine.catalog import load_catalog
+
+    with refusals():
+        catalog = load_catalog(paths, settings.processes / "org.yaml")
+    click.echo(
+        f"ok: {len(catalog.processes)} process(es), org with {len(catalog.org.users)} users, "
+        f"{len(catalog.calendars)} calendar(s)"
+    )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--as", "user", default="system", show_default=True, help="Who deploys (for the audit).")
+@output_option
+@pass_settings
+def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) -> None:
+    """Validate and store process definitions as new versions (unchanged files are no-ops).
+
+    Without PATHS, deploys everything in --processes. Running instances keep the version
+    they started on.
+    """
+    with refusals():
+        result = settings.workflow().deploy(list(paths), by=user, now=settings.at())
+    rows = [
+        {"process": d.process, "version": d.version, "status": "deployed" if d.created else "unchanged", "file": d.file}
+        for d in result
+    ]
+    emit(output, rows, lambda: print_table(rows, ["process", "version", "status", "file"]))
+
+
+@cli.command()
+@click.option(
+    "--kind",
+    type=click.Choice(["process", "org", "calendar"]),
+    default="process",
+    show_default=True,
+)
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a YAML file kind (for editors: yaml-language-server)."""
+    from service.schemas import json_schema
+
+    click.echo(json.dumps(json_schema(kind), ensure_ascii=False, indent=2))
+
+
+@cli.command()
+@output_option
+@pass_settings
+def users(settings: Settings, output: str) -> None:
+    """List the org directory: users, their roles, and who stands in for them."""
+    with refusals():
+        org = settings.workflow().org
+    rows = [
+        {
+            "id": uid,
+            "name": u.name,
+            "roles": list(u.roles),
+            "active": u.active,
+            "delegate": u.delegate,
+            "email": u.contacts.email,
+        }
+        for uid, u in org.users.items()
+    ]
+    emit(output, rows, lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"]))
+
+
+@cli.command()
+@click.argument("process")
+@pass_settings
+def graph(settings: Settings, process: str) -> None:
+    """Print a process as a Mermaid stateDiagram-v2 (from the deployed or the on-disk file)."""
+    from service.graph import mermaid
+
+    with refusals():
+        click.echo(mermaid(_definition(settings, process).spec))
+
+
+def _definition(settings: Settings, process: str) -> Any:
+    """The latest deployed version, else the file in --processes (graph works before deploy)."""
+    from engine.catalog import load_catalog
+    from engine.errors import NotFound
+
+    try:
+        return settings.workflow().process(process)
+    except NotFound:
+        catalog = load_catalog([settings.processes])
+        if process not in catalog.processes:
+            raise
+        return catalog.processes[process]
+
+
+# --------------------------------------------------------------------------- runtime
+
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A variable value (repeatable).",
+)
+data_option = click.option(
+    "--data",
+    "data_file",
+    type=click.Path(dir_okay=False),
+    help="A JSON file with variable values.",
+)
+
+
+@cli.command()
+@click.argument("process")
+@click.option("--as", "user", required=True, help="The requester's user id.")
+@set_option
+@data_option
+@output_option
+@pass_settings
+def start(
+    settings: Settings,
+    process: str,
+    user: str,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+) -> None:
+    """Start an instance of PROCESS and print it."""
+    data = parse_sets(sets, data_file)
+    with refusals():
+        snapshot = settings.workflow().start(process, user, data, settings.at())
+        _show(settings, snapshot.id, None, output)
+
+
+@cli.command()
+@click.option("--as", "user", help="Only tasks this user may act on now.")
+@click.option("--role", help="Only tasks waiting for this role.")
+@click.option("--process", help="Only tasks of this process.")
+@click.option("--all", "include_closed", is_flag=True, help="Include decided and cancelled tasks.")
+@click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@output_option
+@pass_settings
+def tasks(
+    settings: Settings,
+    user: str | None,
+    role: str | None,
+    process: str | None,
+    include_closed: bool,
+    overdue: bool,
+    output: str,
+) -> None:
+    """List open tasks (the ones USER may act on, with --as)."""
+    from service.views import task_json
+
+    with refusals():
+        wf = settings.workflow()
+        now = settings.at()
+        found = wf.tasks(
+            user=user,
+            role=role,
+            process=process,
+            include_closed=include_closed,
+            overdue_at=now if overdue else None,
+        )
+        rows = [task_json(t, now) for t in found]
+    emit(
+        output,
+        rows,
+        lambda: print_table(
+            rows, ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"]
+        ),
+    )
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("action")
+@click.option("--as", "user", required=True, help="Who acts.")
+@click.option("--comment", help="A comment for the record.")
+@set_option
+@data_option
+@output_option
+@pass_settings
+def act(
+    settings: Settings,
+    task_id: str,
+    action: str,
+    user: str,
+    comment: str | None,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+) -> None:
+    """Take ACTION on TASK_ID and print the instance afterwards."""
+    data = parse_sets(sets, data_file)
+    with refusals():
+        snapshot = settings.workflow().act(task_id, action, user, data, comment, settings.at())
+        _show(settings, snapshot.id, None, output)
+
+
+@cli.command()
+@click.argument("instance_id")
+@click.option("--as", "viewer", help="Show as this user sees it (confidential fields masked).")
+@output_option
+@pass_settings
+def show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
+    """Show an instance: state, variables, open tasks with their actions, and history."""
+    with refusals():
+        _show(settings, instance_id, viewer, output)
+
+
+def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
+    from service.views import audit_json, instance_json, task_json
+
+    wf = settings.workflow()
+    now = settings.at()
+    snapshot = wf.store.load_snapshot(instance_id)
+    proc = wf.process(snapshot.process, snapshot.version)
+    titles = {
+        name: (st.task.title if st.task and st.task.title else st.title)
+        for name, st in proc.spec.states.items()
+    }
+    tasks = [task_json(t, now, titles.get(t.state, "")) for t in snapshot.tasks]
+    history = [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)]
+    variables = wf.visible_variables(snapshot, viewer)
+    data = instance_json(snapshot, variables, tasks, history=history)
+    if output == "json":
+        emit(output, data, lambda: None)
+        return
+    click.echo(f"instance {snapshot.id}  {snapshot.process} v{snapshot.version}")
+    click.echo(f"state    {snapshot.state} ({titles.get(snapshot.state) or '-'})")
+    click.echo(f"status   {snapshot.status}" + (f" ({snapshot.outcome})" if snapshot.outcome else ""))
+    click.echo(f"by       {snapshot.requester} at {data['created_at']}")
+    click.echo("variables:")
+    for key, value in variables.items():
+        click.echo(f"  {key}: {_cell(value)}")
+    click.echo("open tasks:")
+    print_table(tasks, ["id", "title", "role", "actions", "due_at"])
+    click.echo("history:")
+    print_table(
+        history, ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"]
+    )
+
+
+@cli.command()
+@click.option("--process", help="Only this process.")
+@click.option("--state", help="Only instances in this state.")
+@click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@output_option
+@pass_settings
+def instances(
+    settings: Settings,
+    process: str | None,
+    state: str | None,
+    status: str | None,
+    limit: int,
+    output: str,
+) -> None:
+    """List instances."""
+    from service.views import instance_json
+
+    with refusals():
+        found = settings.workflow().store.list_instances(
+            process=process, state=state, status=status, limit=limit
+        )
+    rows = [instance_json(s, s.variables, []) for s in found]
+    emit(
+        output,
+        rows,
+        lambda: print_table(
+            rows, ["id", "process", "version", "state", "status", "requester", "updated_at"]
+        ),
+    )
+
+
+@cli.command()
+@click.option("--instance", "instance_id", help="Only this instance.")
+@click.option("--actor", help="Only entries by (or on behalf of) this user.")
+@click.option("--action", help="Only this action (start, deploy, denied, route, ...).")
+@click.option("--process", help="Only this process.")
+@click.option("--since", help="From this time (ISO 8601, by effective time).")
+@click.option("--until", help="Up to this time (ISO 8601, by effective time).")
+@click.option("--verify", is_flag=True, help="Check the hash chains instead of listing.")
+@output_option
+@pass_settings
+def audit(
+    settings: Settings,
+    instance_id: str | None,
+    actor: str | None,
+    action: str | None,
+    process: str | None,
+    since: str | None,
+    until: str | None,
+    verify: bool,
+    output: str,
+) -> None:
+    """Query the append-only audit log (or verify its hash chains with --verify)."""
+    from service.views import audit_json
+
+    since_at = parse_time(since, "--since") if since else None
+    until_at = parse_time(until, "--until") if until else None
+    with refusals():
+        store = settings.workflow().store
+        if verify:
+            problems = store.verify_audit()
+            for problem in problems:
+                click.echo(problem, err=True)
+            if problems:
+                sys.exit(1)
+            click.echo("ok: audit hash chains intact")
+            return
+        rows = [
+            audit_json(r)
+            for r in store.query_audit(
+                instance_id=instance_id,
+                actor=actor,
+                action=action,
+                process=process,
+                since=since_at,
+                until=until_at,
+            )
+        ]
+    emit(
+        output,
+        rows,
+        lambda: print_table(
+            rows,
+            ["seq", "at", "actor", "on_behalf_of", "process", "instance_id", "action", "from_state", "to_state"],
+        ),
+    )
+
+
+@cli.command()
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@output_option
+@pass_settings
+def tick(settings: Settings, batch: int, output: str) -> None:
+    """Fire every due timer and scheduled run once, as of --now (or the clock), then send
+    the outbox. Safe to run from several processes at once."""
+    from notifiers.outbox import ConsoleChannel, dispatch
+    from service.timekeeper import tick as run_tick
+
+    with refusals():
+        wf = settings.workflow()
+        now = settings.at()
+        report = run_tick(wf, now, batch=batch)
+        sent = dispatch(wf.store, wf.org, [ConsoleChannel(lambda m: click.echo(m, err=True))], now, 10_000)
+    data = report.as_dict() | {"notices_sent": sent}
+    emit(output, data, lambda: click.echo(" ".join(f"{k}={_cell(v)}" for k, v in data.items())))
+
+
+@cli.command()
+@click.argument("year", required=False, type=click.IntRange(1900, 2200))
+@click.option("--name", "calendar_name", default="cn", show_default=True, help="Calendar to show.")
+@output_option
+@pass_settings
+def calendar(settings: Settings, year: int | None, calendar_name: str, output: str) -> None:
+    """List a year's non-working days and working weekend days (调休) of a calendar."""
+    with refusals():
+        wf = settings.workflow()
+        year = year or settings.at().astimezone(LOCAL_TZ).year
+        cal = wf.catalog.calendar(calendar_name)
+        if calendar_name != "cn" and calendar_name not in wf.catalog.calendars:
+            from engine.errors import NotFound
+
+            raise NotFound("calendar", calendar_name)
+        known = cal.year_known(year)
+        data = {
+            "calendar": cal.name,
+            "year": year,
+            "timezone": str(cal.tz),
+            "adjustments_known": known,
+            "warnings": cal.warnings_for(datetime(year, 1, 1).date(), datetime(year, 12, 31).date()),
+            "non_working_days": [{"date": d.isoformat(), "name": n} for d, n in cal.non_working_days(year)],
+            "working_weekend_days": [d.isoformat() for d in cal.working_weekend_days(year)],
+        }
+
+    def render() -> None:
+        click.echo(f"calendar {data['calendar']} ({data['timezone']}), {year}")
+        for warning in data["warnings"]:
+            click.echo(f"warning: {warning}")
+        click.echo("non-working days (besides ordinary weekends):")
+        for d in data["non_working_days"]:
+            click.echo(f"  {d['date']}  {d['name']}")
+        click.echo("weekend days that are working days (调休):")
+        for d in data["working_weekend_days"]:
+            click.echo(f"  {d}")
+
+    emit(output, data, render)
+
+
+@cli.command()
+@click.option("--every", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600), help="Seconds between ticks.")
+@click.option("--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron).")
+@pass_settings
+def serve(settings: Settings, every: float, once: bool) -> None:
+    """Deploy the processes in --processes, then run the scheduler: every few seconds fire
+    due timers and scheduled runs and send the outbox. Several serve processes may share a
+    PostgreSQL database; each timer and scheduled run still happens once."""
+    from service.scheduler import run_scheduler
+
+    with refusals():
+        wf = settings.workflow()
+        result = wf.deploy([], by="system", now=settings.at())
+        for d in result:
+            status = "deployed" if d.created else "unchanged"
+            click.echo(f"{d.process} v{d.version} {status}", err=True)
+        run_scheduler(wf, every=every, once=once, fixed_now=settings.now)
+
+
+def main() -> None:
+    cli(prog_name="run.py")

@@ -1,0 +1,33 @@
+"""A process as a Mermaid ``stateDiagram-v2``, for docs and for owners to check the flow."""
+
+from __future__ import annotations
+
+from engine.model import ProcessSpec
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "'").replace(":", "：").replace("\n", " ")
+
+
+def mermaid(spec: ProcessSpec) -> str:
+    lines = ["stateDiagram-v2", f"    %% {spec.process}: {_label(spec.title)}"]
+    for name, state in spec.states.items():
+        if state.title:
+            lines.append(f'    state "{_label(state.title)}" as {name}')
+        if state.route:
+            lines.append(f"    state {name} <<choice>>")
+    lines.append(f"    [*] --> {spec.start.to}: start")
+    for name, state in spec.states.items():
+        if state.task:
+            who = state.task.role or state.task.role_from or f"{state.task.mode.value}: " + ", ".join(
+                state.task.roles
+            )
+            for action_name, action in state.task.actions.items():
+                guard = f" [{_label(action.when)}]" if action.when else ""
+                lines.append(f"    {name} --> {action.to}: {action_name} ({who}){guard}")
+        for branch in state.route:
+            guard = _label(branch.when) if branch.when else "otherwise"
+            lines.append(f"    {name} --> {branch.to}: {guard}")
+        if state.final:
+            lines.append(f"    {name} --> [*]")
+    return "\n".join(lines) + "\n"

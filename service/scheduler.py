@@ -1,0 +1,59 @@
+"""``serve``: APScheduler calls ``tick`` every few seconds until stopped.
+
+The scheduler itself holds no state worth keeping: timers and scheduled runs live in the
+database and are claimed there, so a crash, a restart or a second worker loses nothing and
+doubles nothing. Cron slots of the YAML ``schedules:`` are computed with APScheduler's
+triggers inside ``tick``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from notifiers.outbox import ConsoleChannel, dispatch
+from service.timekeeper import tick
+from service.workflow import Workflow
+
+log = logging.getLogger("shenpi.serve")
+
+
+def one_tick(wf: Workflow, fixed_now: datetime | None = None) -> None:
+    now = fixed_now or wf.clock()
+    report = tick(wf, now)
+    sent = dispatch(wf.store, wf.org, [ConsoleChannel(print)], now, limit=10_000)
+    if report.fired or report.started or sent or report.failed:
+        log.info("tick %s: %s, %d notice(s) sent", now.isoformat(), report.as_dict(), sent)
+
+
+def run_scheduler(
+    wf: Workflow, every: float = 5.0, once: bool = False, fixed_now: datetime | None = None
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    one_tick(wf, fixed_now)
+    if once:
+        return
+    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler.add_job(
+        one_tick,
+        IntervalTrigger(seconds=every),
+        args=(wf, fixed_now),
+        id="tick",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving: tick every %.1fs", every)
+    scheduler.start()

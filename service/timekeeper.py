@@ -1,0 +1,144 @@
+"""``tick(now)``: fire every due timer once, and start every due scheduled run once.
+
+Exactly-once does not depend on a single scheduler process: a timer is marked fired in the
+same transaction that applies its effect (and the instance's row version guards it), and a
+scheduled run is claimed by a unique key in the same transaction that starts its instance.
+Two ``serve`` processes sharing PostgreSQL may both try; one wins, the other gets a
+conflict and moves on. A timer or slot that fell due while nothing ran is picked up by the
+next tick, with its planned time and the actual time in the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.errors import Conflict, ShenpiError
+from engine.model import ScheduleSpec
+from engine.org import Actor
+from engine.process import CompiledProcess
+from engine.runtime import Start, TimerFired, fire
+from service.workflow import Workflow, new_id
+
+log = logging.getLogger("shenpi.tick")
+SYSTEM = Actor("system", frozenset())
+DEFAULT_ANCHOR = "2026-01-01T00:00:00+08:00"
+
+
+@dataclass
+class TickReport:
+    fired: int = 0
+    contested: int = 0  # another worker (or a person) changed the instance first
+    failed: int = 0
+    started: list[str] = field(default_factory=list)  # instance ids started by schedules
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fired": self.fired,
+            "contested": self.contested,
+            "failed": self.failed,
+            "scheduled_starts": self.started,
+        }
+
+
+def tick(wf: Workflow, now: datetime, batch: int = 500) -> TickReport:
+    report = TickReport()
+    _fire_timers(wf, now, batch, report)
+    _run_schedules(wf, now, report)
+    return report
+
+
+def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) -> None:
+    tried: set[str] = set()
+    while True:
+        due = [t for t in wf.store.due_timers(now, limit=batch) if t.id not in tried]
+        if not due:
+            return
+        for timer in due:
+            tried.add(timer.id)
+            try:
+                snapshot = wf.store.load_snapshot(timer.instance_id)
+                proc = wf.process(snapshot.process, snapshot.version)
+                outcome = fire(proc, snapshot, TimerFired(timer), SYSTEM, {}, now)
+                wf.store.apply(outcome, wf.clock(), fired_timer=timer.id)
+                report.fired += 1
+            except Conflict:
+                report.contested += 1
+            except ShenpiError as exc:
+                # a broken expression in an escalation must not stop every other timer
+                report.failed += 1
+                log.error("timer %s on instance %s failed: %s", timer.id, timer.instance_id, exc)
+
+
+def _run_schedules(wf: Workflow, now: datetime, report: TickReport) -> None:
+    for row in wf.store.list_definitions():
+        proc = wf.process(row["process"], int(row["version"]))
+        for sched in proc.spec.schedules:
+            key = f"{proc.name}:{sched.name}"
+            since = wf.store.last_schedule_run(key) or row["deployed_at"]
+            slot = latest_slot(proc, sched, since, now)
+            if slot is None:
+                continue
+            try:
+                snapshot_id = _start_scheduled(wf, proc, int(row["version"]), sched, key, slot, now)
+            except Conflict:
+                report.contested += 1
+                continue
+            except ShenpiError as exc:
+                report.failed += 1
+                log.error("schedule %s at %s failed: %s", key, slot.isoformat(), exc)
+                continue
+            report.started.append(snapshot_id)
+
+
+def _start_scheduled(
+    wf: Workflow,
+    proc: CompiledProcess,
+    version: int,
+    sched: ScheduleSpec,
+    key: str,
+    slot: datetime,
+    now: datetime,
+) -> str:
+    actor = wf.org.actor(sched.requester)
+    outcome = fire(proc, None, Start(new_id(), version), actor, dict(sched.set), slot)
+    first = outcome.audit[0]
+    data = dict(first.data) | {
+        "schedule": sched.name,
+        "planned_at": slot.isoformat(),
+        "fired_at": now.isoformat(),
+    }
+    from dataclasses import replace
+
+    outcome = replace(outcome, audit=(replace(first, data=data), *outcome.audit[1:]))
+    wf.store.apply(outcome, wf.clock(), schedule_run=(key, slot))
+    return outcome.snapshot.id
+
+
+def latest_slot(
+    proc: CompiledProcess, sched: ScheduleSpec, since: datetime, now: datetime
+) -> datetime | None:
+    """The latest slot in (since, now], or None. Missed older slots coalesce into it."""
+    tz = proc.calendar.tz
+    if sched.every is not None:
+        anchor = datetime.fromisoformat(sched.anchor or DEFAULT_ANCHOR)
+        amount = float(sched.every.amount)  # validated numeric for schedules
+        period = timedelta(days=amount) if sched.every.unit == "days" else timedelta(hours=amount)
+        if now < anchor:
+            return None
+        slot = anchor + period * int((now - anchor) / period)
+        return slot if slot > since else None
+    from apscheduler.triggers.cron import CronTrigger
+
+    assert sched.cron is not None
+    trigger = CronTrigger.from_crontab(sched.cron, timezone=tz)
+    best = None
+    nxt = trigger.get_next_fire_time(None, since + timedelta(microseconds=1))
+    for _ in range(100_000):
+        if nxt is None or nxt > now:
+            break
+        best = nxt
+        nxt = trigger.get_next_fire_time(nxt, nxt + timedelta(seconds=1))
+    return best

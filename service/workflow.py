@@ -1,0 +1,265 @@
+"""The application layer: the one facade the CLI, the HTTP API and the scheduler call.
+
+It joins the pure engine (definitions, ``fire``) to storage (snapshots, atomic apply) and
+the org directory (who may act). Time comes in as ``now``; ``clock`` only stamps the real
+``recorded_at`` next to it, so ``--now`` can back-date an entry without hiding that it did.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.catalog import Catalog, compile_stored, load_catalog
+from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.org import Actor, Org, load_org
+from engine.process import CompiledProcess
+from engine.records import AuditRecord, Snapshot, TaskRecord
+from engine.runtime import Act, Start, decode_variables, fire
+from engine.yamlsafe import load_file
+from storage.store import Store
+
+Clock = Callable[[], datetime]
+HIDDEN = "***"
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    process: str
+    version: int
+    created: bool
+    file: str
+
+
+class Workflow:
+    """Start, act, query; deploy definitions. Safe to share within one thread."""
+
+    def __init__(self, store: Store, processes_dir: Path | str, clock: Clock = system_clock):
+        self.store = store
+        self.processes_dir = Path(processes_dir)
+        self.clock = clock
+        self._org: Org | None = None
+        self._catalog: Catalog | None = None
+        self._compiled: dict[tuple[str, int], CompiledProcess] = {}
+
+    # ------------------------------------------------------------------ definitions
+
+    @property
+    def org(self) -> Org:
+        if self._org is None:
+            path = self.processes_dir / "org.yaml"
+            if not path.exists():
+                raise WorkflowError(
+                    f"no org directory at {path}; pass --processes DIR pointing at the folder "
+                    "with org.yaml"
+                )
+            self._org = load_org(load_file(path))
+        return self._org
+
+    @property
+    def catalog(self) -> Catalog:
+        """Org and calendars for compiling stored versions (processes are compiled on demand)."""
+        if self._catalog is None:
+            cal_dir = self.processes_dir / "calendars"
+            paths: list[Path] = [self.processes_dir / "org.yaml"]
+            if cal_dir.is_dir():
+                paths.append(cal_dir)
+            self._catalog = load_catalog(paths)
+            self._org = self._catalog.org
+        return self._catalog
+
+    def deploy(self, paths: Sequence[Path | str] = (), by: str = "system", now: datetime | None = None) -> list[Deployed]:
+        """Validate every file, then store each process as a new version unless unchanged."""
+        now = now or self.clock()
+        catalog = load_catalog(list(paths) or [self.processes_dir], self.processes_dir / "org.yaml")
+        result = []
+        for name, proc in sorted(catalog.processes.items()):
+            version, created = self.store.save_definition(
+                name, proc.source_hash, proc.source_text, proc.file, now, self.clock(), by
+            )
+            if created:
+                self.store.append_audit(
+                    [
+                        AuditRecord(
+                            at=now,
+                            actor=by,
+                            action="deploy",
+                            process=name,
+                            instance_id=None,
+                            from_state=None,
+                            to_state=None,
+                            data={"version": version, "sha256": proc.source_hash, "file": proc.file},
+                        )
+                    ],
+                    self.clock(),
+                )
+                self._compiled[(name, version)] = proc
+            result.append(Deployed(name, version, created, proc.file))
+        return result
+
+    def process(self, name: str, version: int | None = None) -> CompiledProcess:
+        """A deployed version, compiled once per (name, version) and cached."""
+        if version is not None and (name, version) in self._compiled:
+            return self._compiled[(name, version)]
+        row = self.store.get_definition(name, version)
+        if row is None:
+            if version is None:
+                raise NotFound(
+                    "process", name, "deploy it first with 'python run.py deploy' (see 'deploy --help')"
+                )
+            raise NotFound("process version", f"{name} v{version}")
+        key = (name, int(row["version"]))
+        if key not in self._compiled:
+            self._compiled[key] = compile_stored(row["source_text"], row["file"], self.catalog)
+        return self._compiled[key]
+
+    # ------------------------------------------------------------------ commands
+
+    def actor(self, user: str) -> Actor:
+        return self.org.actor(user)
+
+    def start(
+        self, process: str, user: str, data: Mapping[str, Any], now: datetime | None = None
+    ) -> Snapshot:
+        now = now or self.clock()
+        proc = self.process(process)
+        row = self.store.get_definition(process)
+        assert row is not None
+        version = int(row["version"])
+        actor = self.actor(user)
+        outcome = fire(proc, None, Start(new_id(), version), actor, data, now)
+        self.store.apply(outcome, self.clock())
+        return self.store.load_snapshot(outcome.snapshot.id)
+
+    def act(
+        self,
+        task_id: str,
+        action: str,
+        user: str,
+        data: Mapping[str, Any] | None = None,
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Snapshot:
+        now = now or self.clock()
+        task = self.store.get_task(task_id)
+        actor = self.actor(user)
+        snapshot = self.store.load_snapshot(task.instance_id)
+        if all(t.id != task_id for t in snapshot.tasks):
+            task = self.store.get_task(task_id)  # decided since we first looked
+            by = f" by {task.decided_by}" if task.decided_by else ""
+            raise ActionNotAllowed(
+                task_id,
+                action,
+                f"the task is already {task.status} ({task.decision or 'no decision'}{by}); "
+                "nothing was changed",
+            )
+        proc = self.process(snapshot.process, snapshot.version)
+        try:
+            outcome = fire(proc, snapshot, Act(task_id, action, comment), actor, data or {}, now)
+        except ActionNotAllowed as exc:
+            self._record_denial(snapshot, task, exc, user, now)
+            raise
+        self.store.apply(outcome, self.clock())
+        return self.store.load_snapshot(snapshot.id)
+
+    def _record_denial(
+        self, snapshot: Snapshot, task: TaskRecord, exc: ActionNotAllowed, user: str, now: datetime
+    ) -> None:
+        """A refused action changes nothing but the audit log: who tried what, and why not."""
+        self.store.append_audit(
+            [
+                AuditRecord(
+                    at=now,
+                    actor=user,
+                    action="denied",
+                    process=snapshot.process,
+                    instance_id=snapshot.id,
+                    from_state=snapshot.state,
+                    to_state=snapshot.state,
+                    task_id=task.id,
+                    data={"action": exc.action, "reason": exc.reason},
+                )
+            ],
+            self.clock(),
+        )
+
+    # ------------------------------------------------------------------ queries
+
+    def tasks(
+        self,
+        *,
+        user: str | None = None,
+        role: str | None = None,
+        process: str | None = None,
+        include_closed: bool = False,
+        overdue_at: datetime | None = None,
+    ) -> list[TaskRecord]:
+        roles: set[str] | None = None
+        if user is not None:
+            actor = self.org.actor(user)
+            roles = set(actor.roles) | {r for _, rs in actor.stands_in_for for r in rs}
+        if role is not None:
+            if role not in self.org.roles:
+                raise NotFound("role", role, "see 'python run.py users'")
+            roles = {role} if roles is None else roles & {role}
+        if roles is not None and not roles:
+            return []
+        tasks = self.store.list_tasks(
+            roles=roles,
+            process=process,
+            status=None if include_closed else "open",
+            overdue_at=overdue_at,
+        )
+        if user is not None:
+            tasks = [t for t in tasks if self._may_act(t, user)]
+        return tasks
+
+    def _may_act(self, task: TaskRecord, user: str) -> bool:
+        """Drop tasks the user holds the role for but may not act on (four-eyes, signed)."""
+        if task.status != "open":
+            return True
+        snapshot = self.store.load_snapshot(task.instance_id)
+        proc = self.process(snapshot.process, snapshot.version)
+        from engine.runtime import _authorize
+
+        try:
+            _authorize(proc, snapshot, task, task.actions[0], self.org.actor(user))
+        except ActionNotAllowed:
+            return False
+        return True
+
+    def visible_variables(
+        self, snapshot: Snapshot, viewer: str | None
+    ) -> dict[str, Any]:
+        """Variables as ``viewer`` may see them: confidential ones masked unless entitled."""
+        values = dict(snapshot.variables)
+        if viewer is None:
+            return values
+        proc = self.process(snapshot.process, snapshot.version)
+        user = self.org.user(viewer)
+        entitled = viewer == snapshot.requester or bool(
+            set(user.roles) & set(proc.spec.confidential_to)
+        )
+        if entitled:
+            return values
+        return {
+            k: (HIDDEN if proc.spec.variables.get(k) and proc.spec.variables[k].confidential else v)
+            for k, v in values.items()
+        }
+
+    def typed_variables(self, snapshot: Snapshot) -> dict[str, Any]:
+        return decode_variables(self.process(snapshot.process, snapshot.version), snapshot.variables)
+
+
+def new_id() -> str:
+    """Random, unguessable instance ids (12 hex digits: no collision in practice, short to type)."""
+    return secrets.token_hex(6)
+

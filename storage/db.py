@@ -1,0 +1,146 @@
+"""Engines and schema migration.
+
+Every CLI command opens the database, so the common case, a schema already at the head
+revision, must cost one small query and must not import Alembic. Alembic is loaded only
+when the database is new or behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.pool import StaticPool
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+# The newest revision in migrations/versions. Kept here so the startup check needs no
+# Alembic; tests/storage checks that it matches the script directory's head.
+HEAD_REVISION = "0001"
+
+# Arbitrary constant key for pg_advisory_xact_lock: serializes concurrent first starts.
+_PG_MIGRATION_LOCK = 0x5E4B_9100
+# Execution option naming the SQLite BEGIN flavour of a connection's transactions.
+SQLITE_BEGIN = "shenpi_sqlite_begin"
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URL spellings people paste, and bare file paths for SQLite."""
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def open_engine(url: str) -> sa.Engine:
+    """An engine configured for Shenpi's locking model (see ``_configure_sqlite``)."""
+    url = normalize_url(url)
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        memory = database in ("", ":memory:") or "mode=memory" in str(parsed.query)
+        kwargs: dict[str, Any] = {}
+        if memory:
+            # One shared connection, or every checkout would see a new, empty database.
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, **kwargs)
+        _configure_sqlite(engine, wal=not memory)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=False)
+    raise ValueError(
+        f"unsupported database URL {url!r}: use sqlite:///path/file.db (or a file path) or "
+        "postgresql+psycopg://user@host/db"
+    )
+
+
+def _configure_sqlite(engine: sa.Engine, *, wal: bool) -> None:
+    """WAL + FULL sync for durability, and ``BEGIN IMMEDIATE`` for every write transaction.
+
+    pysqlite would otherwise start transactions lazily (DEFERRED) on the first write,
+    so two writers that both read first deadlock on the upgrade and one gets
+    "database is locked" at once instead of waiting for ``busy_timeout``. Taking the
+    write lock up front makes writers queue. Reads may ask for a deferred BEGIN through
+    the ``SQLITE_BEGIN`` execution option, so they never wait for a writer (WAL).
+    This is SQLAlchemy's documented recipe for pysqlite transaction control.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        try:
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision recorded in ``alembic_version``, or None for a database never migrated."""
+    with engine.connect().execution_options(**{SQLITE_BEGIN: "DEFERRED"}) as conn:
+        return _read_revision(conn)
+
+
+def _read_revision(conn: sa.Connection) -> str | None:
+    if conn.dialect.name == "postgresql":
+        exists = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+    else:
+        exists = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).scalar()
+    if not exists:
+        return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
+def migrate(engine: sa.Engine) -> bool:
+    """Bring the schema to the head revision; True if anything was applied.
+
+    Safe with several processes starting at once: the upgrade runs inside one
+    transaction that holds the SQLite write lock (``BEGIN IMMEDIATE``) or a PostgreSQL
+    advisory lock, and re-checks the revision once it holds it.
+    """
+    if current_revision(engine) == HEAD_REVISION:
+        return False
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        if _read_revision(conn) == HEAD_REVISION:
+            return False
+        _upgrade(conn)
+    return True
+
+
+def _upgrade(conn: sa.Connection) -> None:
+    from alembic import command
+
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+def alembic_config() -> Any:
+    """An Alembic ``Config`` built in code, so no alembic.ini has to ship or be found."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    return config

@@ -1,0 +1,204 @@
+"""The schema, as SQLAlchemy Core tables.
+
+Core rather than ORM because ``Store.apply`` sits on the hot path of every action: it
+needs a handful of cached, compiled statements, not an identity map and unit of work.
+The Alembic migrations in ``storage/migrations`` are the authority on what exists in a
+database; a test checks that they and this module agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Instants, stored as UTC and always handed back timezone-aware in UTC.
+
+    SQLite has no time zone type and would otherwise return naive datetimes, while
+    PostgreSQL returns them in the session's zone; callers compare and hash these
+    values, so both backends must give the very same object back. Naive input is
+    refused rather than guessed at: a wrong guess would silently shift deadlines.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: storage needs timezone-aware times")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite stores text; fixed-width naive UTC keeps comparisons and ORDER BY right.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """Portable JSON, as JSONB on PostgreSQL (compact, and indexable should we need it)."""
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+# SQLite only auto-numbers an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT one.
+BigSerial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+definitions = sa.Table(
+    "definitions",
+    metadata,
+    sa.Column("process", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("source_hash", sa.String(64), nullable=False),
+    sa.Column("source_text", sa.Text, nullable=False),
+    sa.Column("file", sa.String, nullable=False),
+    sa.Column("deployed_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("deployed_by", sa.String, nullable=False),
+    sa.UniqueConstraint("process", "source_hash"),
+)
+
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("process", sa.String, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("outcome", sa.String),
+    sa.Column("variables", json_type(), nullable=False),
+    sa.Column("requester", sa.String, nullable=False),
+    sa.Column("task_seq", sa.Integer, nullable=False),
+    sa.Column("approvers", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("row_version", sa.Integer, nullable=False),
+    sa.Index("ix_instances_process_status", "process", "status"),
+    sa.Index("ix_instances_process_state", "process", "state"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("instance_id", sa.String, sa.ForeignKey("instances.id"), nullable=False),
+    sa.Column("process", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("roles", json_type(), nullable=False),
+    sa.Column("mode", sa.String, nullable=False),
+    sa.Column("actions", json_type(), nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("due_at", UTCDateTime),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("decision", sa.String),
+    sa.Column("decided_by", sa.String),
+    sa.Column("signoffs", json_type(), nullable=False),
+    sa.Index("ix_tasks_instance_id", "instance_id"),
+    sa.Index("ix_tasks_status_due_at", "status", "due_at"),
+)
+
+# The pending roles of open tasks only: "what may I act on" becomes an index range scan
+# instead of a JSON search through every task ever opened.
+task_roles = sa.Table(
+    "task_roles",
+    metadata,
+    sa.Column(
+        "task_id", sa.String, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("role", sa.String, primary_key=True),
+    sa.Index("ix_task_roles_role", "role"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("on_behalf_of", sa.String),
+    sa.Column("process", sa.String, nullable=False),
+    sa.Column("instance_id", sa.String),
+    sa.Column("task_id", sa.String),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("from_state", sa.String),
+    sa.Column("to_state", sa.String),
+    sa.Column("data", json_type(), nullable=False),
+    sa.Column("chain_key", sa.String, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_log_instance_id", "instance_id"),
+    sa.Index("ix_audit_log_actor", "actor"),
+    sa.Index("ix_audit_log_process", "process"),
+    sa.Index("ix_audit_log_at", "at"),
+    sa.Index("ix_audit_log_chain_key_seq", "chain_key", "seq"),
+)
+
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("instance_id", sa.String, sa.ForeignKey("instances.id"), nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("task_id", sa.String),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("data", json_type(), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("fired_at", UTCDateTime),
+    sa.CheckConstraint("status IN ('pending', 'fired', 'cancelled')", name="status"),
+    sa.Index("ix_timers_status_due_at", "status", "due_at"),
+    sa.Index("ix_timers_instance_id_status", "instance_id", "status"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("event", sa.String, nullable=False),
+    sa.Column("recipients", json_type(), nullable=False),
+    sa.Column("instance_id", sa.String),
+    sa.Column("task_id", sa.String),
+    sa.Column("data", json_type(), nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    sa.Index("ix_outbox_status_id", "status", "id"),
+)
+
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("schedule", sa.String, primary_key=True),
+    sa.Column("planned_at", UTCDateTime, primary_key=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("instance_id", sa.String),
+)

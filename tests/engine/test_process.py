@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import pytest
+
+from engine.catalog import load_catalog, yaml_files
+from engine.errors import DefinitionError
+from engine.org import Org
+
+from .conftest import build
+
+PROCESSES = Path(__file__).resolve().parents[2] / "processes"
+SHIPPED = [p for p in yaml_files([PROCESSES]) if p.name != "org.yaml" and "calendars" not in p.parts]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_process_is_valid_and_declares_its_schema(path: Path) -> None:
+    catalog = load_catalog([path], PROCESSES / "org.yaml")
+    assert len(catalog.processes) == 1
+    assert path.read_text(encoding="utf-8").startswith("# yaml-language-server: $schema=")
+
+
+def test_whole_folder_validates_together() -> None:
+    catalog = load_catalog([PROCESSES])
+    assert "complaint" in catalog.processes
+
+
+BROKEN = """\
+process: broken
+title: Broken
+variables:
+  amount: {type: money}
+start:
+  to: first
+  require: [amount, ghost]
+states:
+  first:
+    task:
+      role: nobody
+      actions:
+        go: {to: nowhere}
+        check: {to: done, when: "amount >"}
+        peek: {to: done, when: "mystery > 1"}
+  orphan:
+    task:
+      role: clerk
+      actions:
+        loop: {to: orphan}
+  done:
+    final: true
+    colour: red
+"""
+
+
+def test_broken_definition_reports_every_problem_with_position(org: Org) -> None:
+    with pytest.raises(DefinitionError) as info:
+        build(BROKEN, org)
+    text = str(info.value)
+    expected = [
+        "p.yaml:23:5: unknown key 'colour'",
+    ]
+    for line in expected:
+        assert line in text
+    # structural errors come first; fix them and the semantic ones all appear together
+    fixed = BROKEN.replace("    colour: red\n", "")
+    with pytest.raises(DefinitionError) as info:
+        build(fixed, org)
+    text = str(info.value)
+    for line in [
+        "p.yaml:7:21: unknown variable 'ghost'",
+        "p.yaml:11:7: unknown role 'nobody'",
+        "p.yaml:13:14: unknown target state 'nowhere'",
+        "p.yaml:14:27: expression 'amount >' does not compile",
+        "p.yaml:15:26: expression 'mystery > 1' uses unknown name(s): mystery",
+        "p.yaml:16:3: state 'orphan' is unreachable from the start",
+    ]:
+        assert line in text, text
+    assert len(info.value.problems) == 6
+
+
+def test_dead_end_and_missing_otherwise_branch(org: Org) -> None:
+    text = """\
+process: stuck
+title: Stuck
+variables: {x: {type: integer}}
+start: {to: a, require: [x]}
+states:
+  a:
+    route:
+      - {when: "x > 1", to: b}
+  b:
+    task:
+      role: clerk
+      actions:
+        again: {to: b}
+  c: {final: true}
+"""
+    with pytest.raises(DefinitionError) as info:
+        build(text, org)
+    msg = str(info.value)
+    assert "p.yaml:8:9: the last route branch needs no 'when'" in msg
+    assert "state 'b' is a dead end" in msg
+    assert "state 'c' is unreachable" in msg
+
+
+def test_task_needs_exactly_one_way_to_name_who_acts(org: Org) -> None:
+    text = """\
+process: who
+title: Who
+start: {to: a}
+states:
+  a:
+    task:
+      role: clerk
+      roles: [vp]
+      actions: {ok: {to: b}}
+  b: {final: true}
+"""
+    with pytest.raises(DefinitionError, match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from' or 'roles'"):
+        build(text, org)

@@ -1,0 +1,171 @@
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from engine.errors import ActionNotAllowed, ExpressionError, InvalidData, WorkflowError
+from engine.org import Org
+from engine.records import Outcome, Snapshot
+from engine.runtime import Act, Start, fire
+
+from .conftest import NOW, build
+
+APPROVAL = """
+process: approval
+title: Approval
+four_eyes: true
+variables:
+  amount: {type: money, min: 0}
+  limit: {type: money}
+  over_pct: {type: percent}
+  note: {type: text}
+  secret: {type: string, confidential: true}
+start:
+  require: [amount, limit]
+  accept: [note]
+  set: {over_pct: "(amount - limit) / limit * 100"}
+  to: routing
+states:
+  routing:
+    route:
+      - {when: "over_pct <= 0", to: approved}
+      - {when: "over_pct <= 30", to: vp_review}
+      - {to: gm_review}
+  vp_review:
+    task:
+      role: vp
+      actions:
+        approve: {to: approved}
+        reject: {to: rejected, comment: required}
+        raise_note: {to: vp_review, require: [note], when: "note != 'blocked'", when_message: no}
+  gm_review:
+    task:
+      role: gm
+      actions:
+        approve: {to: board}
+        reject: {to: rejected}
+  board:
+    task:
+      roles: [head, cfo]
+      mode: all
+      countersign: approve
+      actions:
+        approve: {to: approved}
+        reject: {to: rejected}
+  approved: {final: true, outcome: approved}
+  rejected: {final: true, outcome: rejected}
+"""
+
+
+def start(proc, org: Org, user: str = "ann", **data) -> Outcome:
+    return fire(proc, None, Start("i1", 1), org.actor(user), data, NOW)
+
+
+def act(proc, org, out: Outcome, user: str, action: str, comment=None, **data) -> Outcome:
+    snap: Snapshot = replace(out.snapshot, row_version=out.snapshot.row_version)
+    task = snap.tasks[0]
+    return fire(proc, snap, Act(task.id, action, comment), org.actor(user), data, NOW + timedelta(hours=1))
+
+
+def test_route_exactly_at_boundary_goes_to_vp(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, amount="1300000", limit="1000000")
+    assert out.snapshot.state == "vp_review"
+    assert Decimal(out.snapshot.variables["over_pct"]) == 30
+    assert [t.roles for t in out.opened] == [("vp",)]
+    assert [a.action for a in out.audit] == ["start", "route"]
+    assert out.audit[0].to_state == "routing" and out.audit[1].to_state == "vp_review"
+    above = start(proc, org, amount="1300000.01", limit="1000000")
+    assert above.snapshot.state == "gm_review"
+
+
+def test_within_limit_completes_without_tasks(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, amount="5", limit="10")
+    assert (out.snapshot.status, out.snapshot.outcome, out.opened) == ("completed", "approved", ())
+
+
+def test_fire_is_pure_and_deterministic(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    assert start(proc, org, amount="12", limit="10") == start(proc, org, amount="12", limit="10")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"amount": "12"}, "limit: required by start"),
+        ({"amount": "abc", "limit": "1"}, "amount: expected a number"),
+        ({"amount": "1.001", "limit": "1"}, "at most 2 decimal places"),
+        ({"amount": "-1", "limit": "1"}, "at least 0"),
+        ({"amount": "1", "limit": "1", "bogus": "x"}, "bogus: unknown variable"),
+        ({"amount": "1", "limit": "1", "over_pct": "1"}, "over_pct: cannot be set by start"),
+        ({"amount": 1.5, "limit": "1"}, "binary floats"),
+    ],
+)
+def test_bad_start_input_is_refused(org: Org, data: dict, match: str) -> None:
+    with pytest.raises(InvalidData, match=match):
+        start(build(APPROVAL, org), org, **data)
+
+
+def test_division_by_zero_is_an_error_not_a_route(org: Org) -> None:
+    with pytest.raises(ExpressionError, match="division by zero"):
+        start(build(APPROVAL, org), org, amount="1", limit="0")
+
+
+def test_role_and_action_checks(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, amount="12", limit="10")
+    with pytest.raises(ActionNotAllowed, match="needs role vp, which eve does not hold"):
+        act(proc, org, out, "eve", "approve")
+    with pytest.raises(ActionNotAllowed, match="not an action of this task; choose one of"):
+        act(proc, org, out, "bob", "explode")
+    with pytest.raises(ActionNotAllowed, match="a comment is required"):
+        act(proc, org, out, "bob", "reject")
+    with pytest.raises(ActionNotAllowed, match="^action 'raise_note' on task i1-1: no$"):
+        act(proc, org, out, "bob", "raise_note", note="blocked")
+    done = act(proc, org, out, "bob", "approve")
+    assert done.snapshot.outcome == "approved"
+    assert done.changed[0].status == "done" and done.changed[0].decided_by == "bob"
+    assert done.timers_cancel_states == ("vp_review",)
+
+
+def test_four_eyes_forbids_the_requester(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, user="bob", amount="12", limit="10")
+    with pytest.raises(ActionNotAllowed, match="four-eyes rule: bob requested this"):
+        act(proc, org, out, "bob", "approve")
+    assert act(proc, org, out, "cat", "approve").snapshot.outcome == "approved"
+
+
+def test_delegate_acts_on_behalf_of_absent_user(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, amount="20", limit="10")
+    assert out.snapshot.state == "gm_review"
+    with pytest.raises(WorkflowError, match="dan' is not active"):
+        act(proc, org, out, "dan", "approve")
+    nxt = act(proc, org, out, "eve", "approve")
+    entry = nxt.audit[0]
+    assert (entry.actor, entry.on_behalf_of, entry.action) == ("eve", "dan", "approve")
+
+
+def test_countersign_needs_every_role_and_distinct_people(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = act(proc, org, start(proc, org, amount="20", limit="10"), "eve", "approve")
+    assert out.snapshot.state == "board"
+    first = act(proc, org, out, "fay", "approve")
+    assert first.snapshot.state == "board" and first.snapshot.tasks[0].pending_roles == ("head",)
+    assert first.audit[0].data["waiting_for"] == ["head"]
+    with pytest.raises(ActionNotAllowed, match="needs role head"):
+        act(proc, org, first, "fay", "approve")
+    second = act(proc, org, first, "gus", "approve")
+    assert second.snapshot.outcome == "approved"
+    # either reviewer can reject at once
+    assert act(proc, org, out, "gus", "reject").snapshot.outcome == "rejected"
+
+
+def test_act_on_completed_or_unknown_task(org: Org) -> None:
+    proc = build(APPROVAL, org)
+    out = start(proc, org, amount="12", limit="10")
+    with pytest.raises(WorkflowError, match="unknown task 'nope'"):
+        fire(proc, out.snapshot, Act("nope", "approve"), org.actor("bob"), {}, NOW)

@@ -1,0 +1,666 @@
+"""Store against real SQLite and PostgreSQL: atomicity, locking, audit chain, timers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import Conflict, NotFound
+from engine.records import (
+    AuditRecord,
+    Notice,
+    Outcome,
+    Signoff,
+    Snapshot,
+    TaskRecord,
+    TimerRecord,
+)
+from storage import tables
+from storage.db import HEAD_REVISION, MIGRATIONS, current_revision, migrate, open_engine
+from storage.store import Store
+
+T0 = datetime(2024, 3, 1, 9, 30, 15, 123456, tzinfo=UTC)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store.open(db_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------- builders
+
+
+def snapshot(iid: str = "i1", **kw: Any) -> Snapshot:
+    base: dict[str, Any] = {
+        "id": iid,
+        "process": "leave",
+        "version": 1,
+        "state": "submitted",
+        "status": "active",
+        "variables": {"days": 3, "amount": "12.50", "note": "年假"},
+        "requester": "alice",
+        "created_at": T0,
+        "updated_at": T0,
+    }
+    base.update(kw)
+    return Snapshot(**base)
+
+
+def task(iid: str = "i1", n: int = 1, **kw: Any) -> TaskRecord:
+    base: dict[str, Any] = {
+        "id": f"{iid}-{n}",
+        "instance_id": iid,
+        "process": "leave",
+        "name": "review",
+        "state": "review",
+        "roles": ("manager",),
+        "mode": "any",
+        "actions": ("approve", "reject"),
+        "status": "open",
+        "created_at": T0,
+    }
+    base.update(kw)
+    return TaskRecord(**base)
+
+
+def audit(iid: str | None = "i1", action: str = "start", **kw: Any) -> AuditRecord:
+    base: dict[str, Any] = {
+        "at": T0,
+        "actor": "alice",
+        "action": action,
+        "process": "leave",
+        "instance_id": iid,
+        "from_state": None,
+        "to_state": "review",
+        "data": {"k": [1, 2], "z": "值", "a": {"b": None}},
+    }
+    base.update(kw)
+    return AuditRecord(**base)
+
+
+def start(iid: str = "i1", *, tasks: tuple[TaskRecord, ...] | None = None, **kw: Any) -> Outcome:
+    opened = tasks if tasks is not None else (task(iid),)
+    fields: dict[str, Any] = {
+        "snapshot": snapshot(iid, state="review", task_seq=len(opened), tasks=opened),
+        "expected_row_version": None,
+        "opened": opened,
+        "audit": (audit(iid),),
+        "notices": (Notice("task_assigned", ("role:manager",), iid, f"{iid}-1", {"x": 1}),),
+    }
+    fields.update(kw)
+    return Outcome(**fields)
+
+
+def decide(
+    snap: Snapshot, t: TaskRecord, action: str = "approve", user: str = "bob", **kw: Any
+) -> Outcome:
+    """The outcome of ``user`` closing ``t`` with ``action``, as the engine would build it."""
+    at = T0 + timedelta(hours=1)
+    closed = replace(
+        t,
+        status="done",
+        closed_at=at,
+        decision=action,
+        decided_by=user,
+        signoffs=(*t.signoffs, Signoff(user, t.roles[0], action, at)),
+    )
+    after = replace(
+        snap,
+        state="approved",
+        status="completed",
+        outcome="approved",
+        updated_at=at,
+        approvers=(*snap.approvers, user),
+        tasks=(),
+    )
+    fields: dict[str, Any] = {
+        "snapshot": after,
+        "expected_row_version": snap.row_version,
+        "changed": (closed,),
+        "audit": (
+            audit(snap.id, action, actor=user, at=at, from_state="review", to_state="approved"),
+        ),
+    }
+    fields.update(kw)
+    return Outcome(**fields)
+
+
+def count(store: Store, table: sa.Table, *where: Any) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar())
+
+
+def role_rows(store: Store) -> set[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return {(r.task_id, r.role) for r in conn.execute(sa.select(tables.task_roles))}
+
+
+# ---------------------------------------------------------------------- migrations
+
+
+def test_migration_applied_on_first_open_and_idempotent(db_url: str) -> None:
+    engine = open_engine(db_url)
+    try:
+        assert current_revision(engine) is None
+        assert migrate(engine) is True
+        assert current_revision(engine) == HEAD_REVISION
+        assert migrate(engine) is False
+        names = set(sa.inspect(engine).get_table_names())
+        assert {t.name for t in tables.metadata.sorted_tables} <= names
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as s:  # a second open finds the schema current
+        assert current_revision(s.engine) == HEAD_REVISION
+        assert s.list_definitions() == []
+
+
+def test_head_revision_constant_matches_scripts() -> None:
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [HEAD_REVISION], "update storage.db.HEAD_REVISION"
+    assert (MIGRATIONS / "env.py").is_file()
+
+
+def test_migrations_match_tables_module(db_url: str) -> None:
+    """The hand-written revision creates exactly what storage.tables describes."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with Store.open(db_url) as s, s.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, tables.metadata)
+    assert diff == []
+
+
+def test_sqlite_pragmas(sqlite_url: str) -> None:
+    engine = open_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_write_lock_taken_at_begin(sqlite_url: str) -> None:
+    """BEGIN IMMEDIATE: a second writer cannot even start while the first is open,
+    while readers (deferred BEGIN, WAL) carry on."""
+    import sqlite3
+
+    with Store.open(sqlite_url) as s:
+        raw = sqlite3.connect(sa.make_url(sqlite_url).database or "", timeout=0)
+        raw.isolation_level = None
+        try:
+            with s.engine.begin():
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    raw.execute("BEGIN IMMEDIATE")
+                assert s.list_instances() == []
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+        finally:
+            raw.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h:5433/db", "postgresql+psycopg://u@h:5433/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("data/shenpi.db", "sqlite:///data/shenpi.db"),
+    ],
+)
+def test_url_spellings(given: str, expected: str) -> None:
+    from storage.db import normalize_url
+
+    assert normalize_url(given) == expected
+
+
+# ---------------------------------------------------------------------- apply
+
+
+def test_apply_insert_then_update(store: Store) -> None:
+    t = task(due_at=T0 + timedelta(days=2))
+    seqs = store.apply(start(tasks=(t,)), T0)
+    assert len(seqs) == 1
+    snap = store.load_snapshot("i1")
+    assert snap.row_version == 0
+    assert snap.state == "review" and snap.status == "active" and snap.task_seq == 1
+    assert snap.variables == {"days": 3, "amount": "12.50", "note": "年假"}
+    assert snap.tasks == (t,)
+    assert store.get_task("i1-1") == t
+
+    seqs2 = store.apply(decide(snap, t), T0 + timedelta(hours=1))
+    assert seqs2[0] > seqs[0]
+    after = store.load_snapshot("i1")
+    assert after.row_version == 1
+    assert (after.state, after.status, after.outcome) == ("approved", "completed", "approved")
+    assert after.approvers == ("bob",)
+    assert after.tasks == ()
+    closed = store.get_task("i1-1")
+    assert closed.status == "done" and closed.decided_by == "bob"
+    assert closed.signoffs[0].user == "bob" and closed.signoffs[0].at.tzinfo is not None
+    assert [x.id for x in store.instance_tasks("i1")] == ["i1-1"]
+    assert role_rows(store) == set()
+    notices = store.pending_notices()
+    assert [(n["event"], n["recipients"], n["data"]) for n in notices] == [
+        ("task_assigned", ["role:manager"], {"x": 1})
+    ]
+
+
+def test_optimistic_conflict_changes_nothing(store: Store) -> None:
+    t = task()
+    store.apply(start(tasks=(t,)), T0)
+    snap = store.load_snapshot("i1")
+    first = decide(snap, t, "approve", "bob")
+    second = decide(
+        snap,
+        t,
+        "reject",
+        "carol",
+        opened=(task(n=2, name="rework", roles=("clerk",)),),
+        timers_set=(TimerRecord("tm-2", "i1", "deadline", T0, "rework"),),
+        notices=(Notice("done", ("user:alice",), "i1"),),
+    )
+    store.apply(first, T0)
+    audit_before = count(store, tables.audit_log)
+    outbox_before = count(store, tables.outbox)
+    with pytest.raises(Conflict, match="instance i1 was changed by someone else"):
+        store.apply(second, T0)
+    assert count(store, tables.audit_log) == audit_before
+    assert count(store, tables.outbox) == outbox_before
+    assert count(store, tables.tasks) == 1
+    assert count(store, tables.timers) == 0
+    assert store.get_task("i1-1").decided_by == "bob"
+    assert store.load_snapshot("i1").row_version == 1
+
+
+def test_inserting_an_existing_instance_is_a_conflict(store: Store) -> None:
+    store.apply(start(), T0)
+    with pytest.raises(Conflict, match="already exists"):
+        store.apply(start(tasks=(task(n=7),)), T0)
+    assert count(store, tables.tasks) == 1
+    assert count(store, tables.audit_log) == 1
+
+
+def test_failure_midway_rolls_everything_back(store: Store) -> None:
+    # The last write (the outbox) cannot be serialized: everything before it must go too.
+    bad = start(
+        timers_set=(TimerRecord("tm-1", "i1", "deadline", T0, "review"),),
+        notices=(Notice("task_assigned", ("role:manager",), "i1", data={"x": object()}),),
+    )
+    # SQLAlchemy wraps the TypeError on SQLite; psycopg serializes JSONB itself and doesn't.
+    with pytest.raises((TypeError, sa.exc.StatementError), match="not JSON serializable"):
+        store.apply(bad, T0)
+    with pytest.raises(NotFound, match="unknown instance 'i1'"):
+        store.load_snapshot("i1")
+    for table in (tables.tasks, tables.task_roles, tables.audit_log, tables.timers, tables.outbox):
+        assert count(store, table) == 0, table.name
+    # A database-side failure (a timer for an instance that does not exist) as well.
+    store.apply(start(), T0)
+    snap = store.load_snapshot("i1")
+    orphan = decide(
+        snap, snap.tasks[0], timers_set=(TimerRecord("tm-x", "nope", "deadline", T0, "x"),)
+    )
+    with pytest.raises(sa.exc.IntegrityError):
+        store.apply(orphan, T0)
+    assert store.load_snapshot("i1").row_version == 0
+    assert store.get_task("i1-1").status == "open"
+    assert count(store, tables.audit_log) == 1
+    assert store.verify_audit() == []
+
+
+def test_task_roles_follow_pending_roles(store: Store) -> None:
+    seq = task(n=1, roles=("manager", "director", "cfo"), mode="sequence")
+    all_ = task(n=2, roles=("legal", "hr"), mode="all")
+    any_ = task(n=3, roles=("clerk", "manager"), mode="any")
+    store.apply(start(tasks=(seq, all_, any_)), T0)
+    assert role_rows(store) == {
+        ("i1-1", "manager"),
+        ("i1-2", "legal"),
+        ("i1-2", "hr"),
+        ("i1-3", "clerk"),
+        ("i1-3", "manager"),
+    }
+    assert [t.id for t in store.list_tasks(roles={"manager"})] == ["i1-1", "i1-3"]
+    assert [t.id for t in store.list_tasks(roles={"director"})] == []
+
+    snap = store.load_snapshot("i1")
+    at = T0 + timedelta(minutes=5)
+    seq2 = replace(seq, signoffs=(Signoff("bob", "manager", "approve", at),))
+    all2 = replace(all_, signoffs=(Signoff("lee", "hr", "approve", at, on_behalf_of="hu"),))
+    any2 = replace(any_, status="done", decision="approve", decided_by="cat", closed_at=at)
+    outcome = Outcome(
+        snapshot=replace(snap, updated_at=at, tasks=(seq2, all2)),
+        expected_row_version=0,
+        changed=(seq2, all2, any2),
+    )
+    assert store.apply(outcome, at) == []
+    assert role_rows(store) == {("i1-1", "director"), ("i1-2", "legal")}
+    assert [t.id for t in store.list_tasks(roles={"director", "legal"})] == ["i1-1", "i1-2"]
+    assert store.list_tasks(roles={"manager"}) == []
+    assert store.list_tasks(roles=set()) == []
+    assert store.get_task("i1-2").signoffs[0].on_behalf_of == "hu"
+
+
+def test_list_tasks_filters_and_order(store: Store) -> None:
+    a = task("a", 1, due_at=T0 + timedelta(days=3))
+    b = task("b", 1, due_at=T0 + timedelta(days=1), process="travel")
+    c = task("c", 1, due_at=None)
+    d = task("d", 1, due_at=T0 + timedelta(days=1), created_at=T0 - timedelta(hours=1))
+    for t in (a, b, c, d):
+        store.apply(start(t.instance_id, tasks=(t,)), T0)
+    assert [t.instance_id for t in store.list_tasks()] == ["d", "b", "a", "c"]
+    assert [t.instance_id for t in store.list_tasks(process="travel")] == ["b"]
+    assert [t.instance_id for t in store.list_tasks(instance_id="a")] == ["a"]
+    overdue = store.list_tasks(overdue_at=T0 + timedelta(days=2))
+    assert [t.instance_id for t in overdue] == ["d", "b"]
+    assert len(store.list_tasks(limit=2)) == 2
+    assert store.list_tasks(status="done") == []
+    with pytest.raises(NotFound, match="list open tasks with 'tasks'"):
+        store.get_task("zz-1")
+
+
+def test_list_instances(store: Store) -> None:
+    store.apply(start("a"), T0)
+    store.apply(start("b", snapshot=snapshot("b", process="travel", created_at=T0 + timedelta(1))), T0)
+    assert [s.id for s in store.list_instances()] == ["a", "b"]
+    assert [s.id for s in store.list_instances(process="travel")] == ["b"]
+    assert [s.id for s in store.list_instances(state="review")] == ["a"]
+    assert store.list_instances(status="completed") == []
+    assert [s.id for s in store.list_instances(limit=1)] == ["a"]
+
+
+def test_datetimes_come_back_aware_and_equal(store: Store) -> None:
+    local = datetime(2024, 10, 1, 0, 0, 0, 1, tzinfo=SHANGHAI)  # 2024-09-30 16:00 UTC
+    t = task(created_at=local, due_at=local + timedelta(days=1))
+    store.apply(start(tasks=(t,), snapshot=snapshot(created_at=local, updated_at=local)), local)
+    snap = store.load_snapshot("i1")
+    assert snap.created_at == local and snap.created_at.tzinfo == UTC
+    got = store.get_task("i1-1")
+    assert got.due_at == local + timedelta(days=1) and got.due_at.tzinfo == UTC
+    row = store.query_audit(instance_id="i1")[0]
+    assert row["recorded_at"] == local and row["recorded_at"].utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.apply(start("i2"), datetime(2024, 1, 1))  # noqa: DTZ001
+
+
+# ---------------------------------------------------------------------- audit
+
+
+def test_audit_chain_verifies_and_tampering_is_detected(store: Store) -> None:
+    store.append_audit([audit(None, "deploy", data={"version": 1})], T0)
+    store.apply(start("i1"), T0)
+    store.apply(start("i2"), T0)
+    snap = store.load_snapshot("i1")
+    store.apply(decide(snap, snap.tasks[0]), T0)
+    store.append_audit([audit("i1", "denied", actor="mallory"), audit("i1", "note")], T0)
+    assert store.verify_audit() == []
+    rows = store.query_audit()
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    i1 = [r for r in rows if r["instance_id"] == "i1"]
+    assert len(i1) == 4
+
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(tables.audit_log)
+            .where(tables.audit_log.c.seq == i1[1]["seq"])
+            .values(actor="someone-else")
+        )
+    assert store.verify_audit() == [f"seq {i1[1]['seq']}: hash mismatch (the entry was altered)"]
+
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(tables.audit_log)
+            .where(tables.audit_log.c.seq == i1[1]["seq"])
+            .values(actor=i1[1]["actor"])
+        )
+        conn.execute(sa.delete(tables.audit_log).where(tables.audit_log.c.seq == i1[2]["seq"]))
+    problems = store.verify_audit()
+    assert len(problems) == 1
+    assert problems[0].startswith(f"seq {i1[3]['seq']}: prev_hash does not link")
+
+
+def test_audit_chains_are_per_instance(store: Store) -> None:
+    store.apply(start("i1"), T0)
+    store.apply(start("i2"), T0)
+    store.append_audit([audit(None, "deploy")], T0)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(tables.audit_log.c.chain_key, tables.audit_log.c.prev_hash).order_by(
+                tables.audit_log.c.seq
+            )
+        ).all()
+    assert [(k, p) for k, p in rows] == [("i1", ""), ("i2", ""), ("process:leave", "")]
+
+
+def test_query_audit_filters(store: Store) -> None:
+    later = T0 + timedelta(days=1)
+    store.append_audit(
+        [
+            audit("i1", "start", actor="alice"),
+            audit("i1", "approve", actor="lee", on_behalf_of="bob", at=later),
+            audit("i2", "start", actor="bob", process="travel"),
+            audit(None, "deploy", actor="admin", process="travel"),
+        ],
+        T0,
+    )
+    keys = set(store.query_audit()[0])
+    assert keys >= {"seq", "at", "recorded_at", "actor", "on_behalf_of", "instance_id"}
+    assert keys >= {"process", "task_id", "action", "from_state", "to_state", "data", "hash"}
+
+    def actions(**kw: Any) -> list[str]:
+        return [r["action"] for r in store.query_audit(**kw)]
+
+    assert actions(instance_id="i1") == ["start", "approve"]
+    assert actions(actor="bob") == ["approve", "start"]
+    assert actions(action="deploy") == ["deploy"]
+    assert actions(process="travel") == ["start", "deploy"]
+    assert actions(since=later) == ["approve"]
+    assert actions(until=T0) == ["start", "start", "deploy"]
+    assert actions(limit=1) == ["start"]
+    assert store.query_audit()[0]["data"] == {"k": [1, 2], "z": "值", "a": {"b": None}}
+
+
+# ---------------------------------------------------------------------- definitions
+
+
+def test_definition_versions(store: Store) -> None:
+    args = ("leave.yaml", T0, T0, "admin")
+    assert store.get_definition("leave") is None
+    assert store.save_definition("leave", "h1", "a: 1", *args) == (1, True)
+    assert store.save_definition("leave", "h1", "a: 1", *args) == (1, False)
+    assert store.save_definition("leave", "h2", "a: 2", *args) == (2, True)
+    assert store.save_definition("leave", "h1", "a: 1", *args) == (1, False)
+    assert store.save_definition("travel", "h1", "b: 1", *args) == (1, True)
+    latest = store.get_definition("leave")
+    assert latest is not None and latest["version"] == 2 and latest["source_text"] == "a: 2"
+    first = store.get_definition("leave", 1)
+    assert first is not None and first["source_hash"] == "h1" and first["deployed_at"] == T0
+    assert store.get_definition("leave", 9) is None
+    assert [(d["process"], d["version"]) for d in store.list_definitions()] == [
+        ("leave", 2),
+        ("travel", 1),
+    ]
+
+
+# ---------------------------------------------------------------------- timers
+
+
+def test_timers_set_cancel_and_fire_exactly_once(store: Store) -> None:
+    deadline = TimerRecord("i1-1:deadline", "i1", "deadline", T0 + timedelta(days=1), "review")
+    remind = TimerRecord("i1-1:remind", "i1", "reminder", T0 + timedelta(hours=4), "review")
+    other = TimerRecord("i1:audit", "i1", "escalation", T0 + timedelta(days=9), "elsewhere")
+    store.apply(start(timers_set=(deadline, remind, other)), T0)
+    assert store.next_timer_due() == T0 + timedelta(hours=4)
+    assert store.due_timers(T0) == []
+    assert store.due_timers(T0 + timedelta(days=2)) == [remind, deadline]
+
+    # Setting a timer that exists is a no-op, even with different content.
+    snap = store.load_snapshot("i1")
+    moved = replace(deadline, due_at=T0 + timedelta(days=5))
+    store.apply(Outcome(snapshot=snap, expected_row_version=0, timers_set=(moved,)), T0)
+    assert store.due_timers(T0 + timedelta(days=2))[1].due_at == deadline.due_at
+
+    # The reminder fires once; a second worker that saw it too gets a Conflict.
+    at = T0 + timedelta(hours=5)
+    snap = store.load_snapshot("i1")
+    fire = Outcome(
+        snapshot=replace(snap, updated_at=at),
+        expected_row_version=snap.row_version,
+        audit=(audit("i1", "remind", actor="system"),),
+        notices=(Notice("reminder", ("role:manager",), "i1", "i1-1"),),
+    )
+    store.apply(fire, at, fired_timer=remind.id)
+    snap = store.load_snapshot("i1")
+    again = replace(fire, snapshot=snap, expected_row_version=snap.row_version)
+    with pytest.raises(Conflict, match="timer i1-1:remind has already fired"):
+        store.apply(again, at, fired_timer=remind.id)
+    assert store.load_snapshot("i1").row_version == snap.row_version
+    assert len(store.query_audit(action="remind")) == 1
+    assert [n["event"] for n in store.pending_notices()] == ["task_assigned", "reminder"]
+
+    # Leaving the state cancels its pending timers, by state and by id.
+    store.apply(
+        decide(snap, snap.tasks[0], timers_cancel_states=("review",), timers_cancelled=(other.id,)),
+        at,
+    )
+    status = {t["id"]: (t["status"], t["fired_at"]) for t in store.instance_timers("i1")}
+    assert status == {
+        remind.id: ("fired", at),
+        deadline.id: ("cancelled", None),
+        other.id: ("cancelled", None),
+    }
+    assert store.next_timer_due() is None
+    assert store.due_timers(T0 + timedelta(days=30)) == []
+    last = store.load_snapshot("i1")
+    with pytest.raises(Conflict, match="already fired or was cancelled"):
+        store.apply(Outcome(snapshot=last, expected_row_version=last.row_version), at, deadline.id)
+
+
+# ---------------------------------------------------------------------- schedules, outbox
+
+
+def test_claim_schedule_run_once(store: Store) -> None:
+    planned = datetime(2024, 3, 1, 8, 0, tzinfo=SHANGHAI)
+    assert store.claim_schedule_run("monthly", planned, T0) is True
+    assert store.claim_schedule_run("monthly", planned.astimezone(UTC), T0) is False
+    assert store.claim_schedule_run("monthly", planned + timedelta(days=31), T0) is True
+    assert store.claim_schedule_run("weekly", planned, T0) is True
+    store.set_schedule_instance("monthly", planned, "i9")
+    with store.engine.connect() as conn:
+        got = conn.execute(
+            sa.select(tables.schedule_runs.c.instance_id).where(
+                tables.schedule_runs.c.schedule == "monthly",
+                tables.schedule_runs.c.planned_at == planned,
+            )
+        ).scalar()
+    assert got == "i9"
+    with pytest.raises(NotFound, match="schedule run"):
+        store.set_schedule_instance("never", planned, "i9")
+
+
+def test_outbox_marking(store: Store) -> None:
+    store.apply(start(), T0)
+    [notice] = store.pending_notices()
+    assert notice["status"] == "pending" and notice["attempts"] == 0
+    store.mark_notice(notice["id"], "pending", error="smtp down", at=T0)
+    [retry] = store.pending_notices()
+    assert retry["attempts"] == 1 and retry["last_error"] == "smtp down"
+    store.mark_notice(notice["id"], "sent", at=T0 + timedelta(minutes=1))
+    assert store.pending_notices() == []
+    with pytest.raises(ValueError, match="notice status"):
+        store.mark_notice(notice["id"], "lost")
+    with pytest.raises(NotFound):
+        store.mark_notice(10**9, "sent")
+
+
+# ---------------------------------------------------------------------- concurrency
+
+
+def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work`` in ``n`` threads released together; results or exceptions, by index."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # collected for the assertions
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+@pytest.mark.parametrize("workers", [6])
+def test_concurrent_steps_on_one_instance_have_one_winner(db_url: str, workers: int) -> None:
+    stores = [Store.open(db_url) for _ in range(workers)]
+    try:
+        stores[0].apply(start(), T0)
+        snap = stores[0].load_snapshot("i1")
+
+        def work(i: int) -> list[int]:
+            return stores[i].apply(decide(snap, snap.tasks[0], user=f"u{i}"), T0)
+
+        results = _race(workers, work)
+        winners = [r for r in results if isinstance(r, list)]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, Conflict) for r in results if not isinstance(r, list))
+        assert stores[0].load_snapshot("i1").row_version == 1
+        assert count(stores[0], tables.audit_log) == 2
+        assert stores[0].verify_audit() == []
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_concurrent_claims_and_audit_appends(db_url: str) -> None:
+    workers = 6
+    stores = [Store.open(db_url) for _ in range(workers)]
+    try:
+        planned = T0.replace(microsecond=0)
+        claims = _race(workers, lambda i: stores[i].claim_schedule_run("s", planned, T0))
+        assert sorted(claims, key=str) == [False] * (workers - 1) + [True], claims
+
+        def append(i: int) -> list[int]:
+            seqs: list[int] = []
+            for j in range(5):
+                seqs += stores[i].append_audit([audit(None, f"a{i}.{j}")], T0)
+            return seqs
+
+        appended = _race(workers, append)
+        assert all(isinstance(r, list) and len(r) == 5 for r in appended), appended
+        assert stores[0].verify_audit() == []
+
+        defs = _race(
+            workers,
+            lambda i: stores[i].save_definition("p", f"h{i % 2}", "x", "p.yaml", T0, T0, "a"),
+        )
+        assert sorted({v for v, _ in defs}) == [1, 2], defs
+        assert sum(created for _, created in defs) == 2
+    finally:
+        for s in stores:
+            s.close()
