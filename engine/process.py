@@ -313,14 +313,13 @@ def _check_duration(
 
 def cron_problem(expr: str) -> str | None:
     """Why a five-field cron expression is invalid, or None."""
-    from apscheduler.triggers.cron import CronTrigger
+    from engine.cron import cron_trigger
 
-    if len(expr.split()) != 5:
-        return f"cron {expr!r} needs five fields: minute hour day month weekday"
     try:
-        CronTrigger.from_crontab(expr, timezone="UTC")
+        cron_trigger(expr, "UTC")
     except ValueError as exc:
-        return f"cron {expr!r}: {exc}"
+        text = str(exc)
+        return text if text.startswith("cron ") else f"cron {expr!r}: {text}"
     return None
 
 

@@ -702,8 +702,8 @@ def _timer(process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now
         "task_id": timer.task_id,
         "data": {
             "timer": timer.id,
-            "planned_at": timer.due_at.isoformat(),
-            "fired_at": now.isoformat(),
+            "planned_at": timer.due_at.astimezone(process.calendar.tz).isoformat(),
+            "fired_at": now.astimezone(process.calendar.tz).isoformat(),
             "late_by_s": max(0, int((now - timer.due_at).total_seconds())),
         }
         | ({"level": timer.data["level"]} if "level" in timer.data else {}),

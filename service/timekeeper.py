@@ -130,10 +130,10 @@ def latest_slot(
             return None
         slot = anchor + period * int((now - anchor) / period)
         return slot if slot > since else None
-    from apscheduler.triggers.cron import CronTrigger
+    from engine.cron import cron_trigger
 
     assert sched.cron is not None
-    trigger = CronTrigger.from_crontab(sched.cron, timezone=tz)
+    trigger = cron_trigger(sched.cron, tz)
     best = None
     nxt = trigger.get_next_fire_time(None, since + timedelta(microseconds=1))
     for _ in range(100_000):

@@ -8,8 +8,9 @@ the org directory (who may act). Time comes in as ``now``; ``clock`` only stamps
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from storage.store import Store
 
 Clock = Callable[[], datetime]
 HIDDEN = "***"
+LATEST_TTL_S = 5.0
 
 
 def system_clock() -> datetime:
@@ -49,6 +51,7 @@ class Workflow:
         self._org: Org | None = None
         self._catalog: Catalog | None = None
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
+        self._latest: dict[str, tuple[int, float]] = {}
 
     # ------------------------------------------------------------------ definitions
 
@@ -102,24 +105,41 @@ class Workflow:
                     self.clock(),
                 )
                 self._compiled[(name, version)] = proc
+            self._latest.pop(name, None)
             result.append(Deployed(name, version, created, proc.file))
         return result
 
     def process(self, name: str, version: int | None = None) -> CompiledProcess:
-        """A deployed version, compiled once per (name, version) and cached."""
-        if version is not None and (name, version) in self._compiled:
-            return self._compiled[(name, version)]
-        row = self.store.get_definition(name, version)
-        if row is None:
-            if version is None:
-                raise NotFound(
-                    "process", name, "deploy it first with 'python run.py deploy' (see 'deploy --help')"
-                )
-            raise NotFound("process version", f"{name} v{version}")
-        key = (name, int(row["version"]))
+        """A deployed version (the latest if None), compiled once per (name, version)."""
+        if version is None:
+            version = self.latest_version(name)
+        key = (name, version)
         if key not in self._compiled:
+            row = self.store.get_definition(name, version)
+            if row is None:
+                raise NotFound("process version", f"{name} v{version}")
             self._compiled[key] = compile_stored(row["source_text"], row["file"], self.catalog)
         return self._compiled[key]
+
+    def latest_version(self, name: str) -> int:
+        """The version new instances start on; re-read at most every few seconds so a
+        long-running server notices deploys made by other processes."""
+        cached = self._latest.get(name)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < LATEST_TTL_S:
+            return cached[0]
+        row = self.store.get_definition(name)
+        if row is None:
+            raise NotFound(
+                "process", name, "deploy it first with 'python run.py deploy' (see 'deploy --help')"
+            )
+        version = int(row["version"])
+        self._latest[name] = (version, now)
+        if (name, version) not in self._compiled:
+            self._compiled[(name, version)] = compile_stored(
+                row["source_text"], row["file"], self.catalog
+            )
+        return version
 
     # ------------------------------------------------------------------ commands
 
@@ -130,14 +150,12 @@ class Workflow:
         self, process: str, user: str, data: Mapping[str, Any], now: datetime | None = None
     ) -> Snapshot:
         now = now or self.clock()
-        proc = self.process(process)
-        row = self.store.get_definition(process)
-        assert row is not None
-        version = int(row["version"])
+        version = self.latest_version(process)
+        proc = self.process(process, version)
         actor = self.actor(user)
         outcome = fire(proc, None, Start(new_id(), version), actor, data, now)
         self.store.apply(outcome, self.clock())
-        return self.store.load_snapshot(outcome.snapshot.id)
+        return outcome.snapshot
 
     def act(
         self,
@@ -149,10 +167,10 @@ class Workflow:
         now: datetime | None = None,
     ) -> Snapshot:
         now = now or self.clock()
-        task = self.store.get_task(task_id)
         actor = self.actor(user)
-        snapshot = self.store.load_snapshot(task.instance_id)
-        if all(t.id != task_id for t in snapshot.tasks):
+        snapshot = self._snapshot_of_task(task_id)
+        task = next((t for t in snapshot.tasks if t.id == task_id), None)
+        if task is None:
             task = self.store.get_task(task_id)  # decided since we first looked
             by = f" by {task.decided_by}" if task.decided_by else ""
             raise ActionNotAllowed(
@@ -168,7 +186,17 @@ class Workflow:
             self._record_denial(snapshot, task, exc, user, now)
             raise
         self.store.apply(outcome, self.clock())
-        return self.store.load_snapshot(snapshot.id)
+        return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
+
+    def _snapshot_of_task(self, task_id: str) -> Snapshot:
+        """Task ids are ``<instance>-<n>``: load the instance directly, one query fewer."""
+        instance_id, sep, n = task_id.rpartition("-")
+        if sep and n.isdigit():
+            try:
+                return self.store.load_snapshot(instance_id)
+            except NotFound:
+                pass
+        return self.store.load_snapshot(self.store.get_task(task_id).instance_id)
 
     def _record_denial(
         self, snapshot: Snapshot, task: TaskRecord, exc: ActionNotAllowed, user: str, now: datetime

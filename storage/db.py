@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
+from engine.errors import ShenpiError
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # The newest revision in migrations/versions. Kept here so the startup check needs no
@@ -130,8 +132,17 @@ def migrate(engine: sa.Engine) -> bool:
 
 def _upgrade(conn: sa.Connection) -> None:
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     config = alembic_config()
+    current = _read_revision(conn)
+    known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
+    if current is not None and current not in known:
+        raise ShenpiError(
+            f"the database schema is at revision {current!r}, which this version of Shenpi "
+            f"does not know (it knows up to {HEAD_REVISION!r}); it was probably upgraded by "
+            "a newer release: run that release, or restore a backup made for this one"
+        )
     config.attributes["connection"] = conn
     command.upgrade(config, "head")
 

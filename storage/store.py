@@ -4,13 +4,13 @@ The engine hands over an :class:`~engine.records.Outcome`; :meth:`Store.apply` w
 of it in one transaction guarded by the instance's row version, so a crash or a lost race
 leaves either the whole step or nothing. Reads return the frozen records of
 ``engine.records``, never rows, so nothing above this layer sees SQLAlchemy.
+The per-action statements (apply, snapshot and task reads) live in ``storage.hot`` on
+the DBAPI cursor for speed; everything else is SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,15 +20,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from engine.errors import Conflict, NotFound
-from engine.records import (
-    AuditRecord,
-    Outcome,
-    Signoff,
-    Snapshot,
-    TaskRecord,
-    TimerRecord,
-)
+from engine.records import AuditRecord, Outcome, Signoff, Snapshot, TaskRecord, TimerRecord
 from storage.db import SQLITE_BEGIN, migrate, open_engine
+from storage.hot import GENESIS, Hot, audit_hash, aware
 from storage.tables import (
     audit_log,
     definitions,
@@ -40,22 +34,6 @@ from storage.tables import (
     timers,
 )
 
-GENESIS = ""  # prev_hash of the first entry of every chain
-HASHED_FIELDS = (
-    "at",
-    "recorded_at",
-    "actor",
-    "on_behalf_of",
-    "process",
-    "instance_id",
-    "task_id",
-    "action",
-    "from_state",
-    "to_state",
-    "data",
-    "chain_key",
-    "prev_hash",
-)
 AUDIT_KEYS = (
     "seq",
     "at",
@@ -75,71 +53,7 @@ NOTICE_STATUSES = ("pending", "sent", "failed")
 _DEFINITION_RETRIES = 5
 
 
-def chain_key(record: AuditRecord) -> str:
-    """Chains are per instance so PostgreSQL writers on different instances never queue."""
-    return record.instance_id if record.instance_id is not None else f"process:{record.process}"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-    return value
-
-
-def audit_hash(row: Mapping[str, Any]) -> str:
-    """sha256(prev_hash + canonical JSON of every field but seq and hash).
-
-    Canonical means sorted keys, no spaces, UTC datetimes with microseconds: the same
-    bytes whether the row comes from SQLite or PostgreSQL (JSONB reorders keys).
-    """
-    doc = {name: _plain(row[name]) for name in HASHED_FIELDS}
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256((row["prev_hash"] + text).encode("utf-8")).hexdigest()
-
-
-def _lock_key(key: str) -> int:
-    """A signed 64-bit advisory lock id for a chain key (computed here so it sorts here)."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
-
-
-def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
-    """What JSON storage will give back, so the hash is computed over the stored value."""
-    return json.loads(json.dumps(data))
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware, got {value!r}")
-    return value
-
-
 # ---------------------------------------------------------------------- row <-> record
-
-
-def _task_row(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "instance_id": task.instance_id,
-        "process": task.process,
-        "name": task.name,
-        "state": task.state,
-        "roles": list(task.roles),
-        "mode": task.mode,
-        "actions": list(task.actions),
-        "status": task.status,
-        "created_at": task.created_at,
-        "due_at": task.due_at,
-        "closed_at": task.closed_at,
-        "decision": task.decision,
-        "decided_by": task.decided_by,
-        "signoffs": [s.to_json() for s in task.signoffs],
-    }
-
-
-def _task_update(task: TaskRecord) -> dict[str, Any]:
-    row = _task_row(task)
-    row["p_id"] = row.pop("id")
-    return row
 
 
 def _task_record(row: Any) -> TaskRecord:
@@ -178,6 +92,7 @@ def _snapshot(row: Any, open_tasks: Sequence[TaskRecord] = ()) -> Snapshot:
         task_seq=row.task_seq,
         approvers=tuple(row.approvers),
         outcome=row.outcome,
+        meta=row.meta,
     )
 
 
@@ -201,69 +116,39 @@ def _ordered_tasks(stmt: sa.Select[Any]) -> sa.Select[Any]:
 _OPENING_ORDER = (tasks.c.created_at, sa.func.length(tasks.c.id), tasks.c.id)
 
 
-# ---------------------------------------------------------------------- statements
-# Built once: SQLAlchemy caches their compiled form, which matters on the apply() path.
+def _tasks_query(
+    roles: Collection[str] | None,
+    process: str | None,
+    status: str | None,
+    instance_id: str | None,
+    overdue_at: datetime | None,
+) -> tuple[sa.Select[Any], str | None]:
+    """The list_tasks query, and the status left to check in Python (if any).
 
-_UPDATE_INSTANCE = (
-    sa.update(instances)
-    .where(
-        instances.c.id == sa.bindparam("p_id"),
-        instances.c.row_version == sa.bindparam("p_expected"),
-    )
-    .values(
-        state=sa.bindparam("p_state"),
-        status=sa.bindparam("p_status"),
-        outcome=sa.bindparam("p_outcome"),
-        variables=sa.bindparam("p_variables", type_=instances.c.variables.type),
-        task_seq=sa.bindparam("p_task_seq"),
-        approvers=sa.bindparam("p_approvers", type_=instances.c.approvers.type),
-        updated_at=sa.bindparam("p_updated_at", type_=instances.c.updated_at.type),
-        row_version=instances.c.row_version + 1,
-    )
-)
-_FIRE_TIMER = (
-    sa.update(timers)
-    .where(timers.c.id == sa.bindparam("p_id"), timers.c.status == "pending")
-    .values(status="fired", fired_at=sa.bindparam("p_at", type_=timers.c.fired_at.type))
-)
-_INSERT_TASK = sa.insert(tasks)
-_UPDATE_TASK = sa.update(tasks).where(tasks.c.id == sa.bindparam("p_id"))
-_DELETE_TASK_ROLES = sa.delete(task_roles).where(
-    task_roles.c.task_id.in_(sa.bindparam("p_ids", expanding=True))
-)
-_INSERT_TASK_ROLE = sa.insert(task_roles)
-_LAST_HASH = (
-    sa.select(audit_log.c.hash)
-    .where(audit_log.c.chain_key == sa.bindparam("p_key"))
-    .order_by(audit_log.c.seq.desc())
-    .limit(1)
-)
-_INSERT_AUDIT = sa.insert(audit_log).returning(audit_log.c.seq, sort_by_parameter_order=True)
-_CANCEL_TIMERS = (
-    sa.update(timers)
-    .where(
-        timers.c.id.in_(sa.bindparam("p_ids", expanding=True)),
-        timers.c.status == "pending",
-    )
-    .values(status="cancelled")
-)
-_CANCEL_STATE_TIMERS = (
-    sa.update(timers)
-    .where(
-        timers.c.instance_id == sa.bindparam("p_instance"),
-        timers.c.status == "pending",
-        timers.c.state.in_(sa.bindparam("p_states", expanding=True)),
-    )
-    .values(status="cancelled")
-)
-_INSERT_OUTBOX = sa.insert(outbox)
-_INSTANCE_BY_ID = sa.select(instances).where(instances.c.id == sa.bindparam("p_id"))
-_OPEN_TASKS_OF = (
-    sa.select(tasks)
-    .where(tasks.c.instance_id == sa.bindparam("p_id"), tasks.c.status == "open")
-    .order_by(*_OPENING_ORDER)
-)
-_TASK_BY_ID = sa.select(tasks).where(tasks.c.id == sa.bindparam("p_id"))
+    Some filters stay out of the SQL on purpose so that planners without statistics
+    (SQLite) drive the query from the selective index (task_roles.role,
+    tasks.instance_id) instead of scanning every open task through (status, due_at).
+    """
+    stmt = sa.select(tasks)
+    in_python: str | None = None
+    if roles is not None:
+        # task_roles only holds open tasks: status is implied.
+        stmt = stmt.where(
+            tasks.c.id.in_(
+                sa.select(task_roles.c.task_id).where(task_roles.c.role.in_(sorted(roles)))
+            )
+        )
+    elif instance_id is not None:
+        in_python = status  # an instance has a handful of tasks
+    elif status is not None:
+        stmt = stmt.where(tasks.c.status == status)
+    if process is not None:
+        stmt = stmt.where(tasks.c.process == process)
+    if instance_id is not None:
+        stmt = stmt.where(tasks.c.instance_id == instance_id)
+    if overdue_at is not None:
+        stmt = stmt.where(tasks.c.due_at < overdue_at)
+    return _ordered_tasks(stmt), in_python
 
 
 class Store:
@@ -272,16 +157,10 @@ class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._pg = self.dialect == "postgresql"
-        insert = postgresql.insert if self._pg else sqlite_dialect.insert
+        self._hot = Hot(engine)
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
         # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
         # "0 rows" is how ON CONFLICT DO NOTHING says "someone else got there first".
-        self._insert_instance = (
-            insert(instances)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .execution_options(preserve_rowcount=True)
-        )
-        self._insert_timer = insert(timers).on_conflict_do_nothing(index_elements=["id"])
         self._insert_schedule_run = (
             insert(schedule_runs)
             .on_conflict_do_nothing(index_elements=["schedule", "planned_at"])
@@ -325,166 +204,72 @@ class Store:
     # ------------------------------------------------------------------ writing a step
 
     def apply(
-        self, outcome: Outcome, recorded_at: datetime, fired_timer: str | None = None
+        self,
+        outcome: Outcome,
+        recorded_at: datetime,
+        fired_timer: str | None = None,
+        schedule_run: tuple[str, datetime] | None = None,
     ) -> list[int]:
-        """Write one step atomically; returns the audit seqs. Raises Conflict if it lost a race.
+        """Write one step atomically; returns its audit seqs. Conflict if it lost a race.
 
-        The instance row is written first: on PostgreSQL that row lock is what orders
-        concurrent steps on one instance, and a loser finds out before doing more work.
+        Also Conflict when ``fired_timer`` is no longer pending, or when ``schedule_run``
+        (schedule key, planned slot) was already claimed: several workers may pick up the
+        same due timer or slot, and this is where all but one of them find out, in the
+        same transaction that would have applied the effect.
         """
-        _aware(recorded_at, "recorded_at")
-        snap = outcome.snapshot
-        with self._write() as conn:
-            if outcome.expected_row_version is None:
-                result = conn.execute(
-                    self._insert_instance,
-                    {
-                        "id": snap.id,
-                        "process": snap.process,
-                        "version": snap.version,
-                        "state": snap.state,
-                        "status": snap.status,
-                        "outcome": snap.outcome,
-                        "variables": snap.variables,
-                        "requester": snap.requester,
-                        "task_seq": snap.task_seq,
-                        "approvers": list(snap.approvers),
-                        "created_at": snap.created_at,
-                        "updated_at": snap.updated_at,
-                        "row_version": snap.row_version,
-                    },
-                )
-                if result.rowcount != 1:
-                    raise Conflict(snap.id, "an instance with this id already exists")
-            else:
-                result = conn.execute(
-                    _UPDATE_INSTANCE,
-                    {
-                        "p_id": snap.id,
-                        "p_expected": outcome.expected_row_version,
-                        "p_state": snap.state,
-                        "p_status": snap.status,
-                        "p_outcome": snap.outcome,
-                        "p_variables": snap.variables,
-                        "p_task_seq": snap.task_seq,
-                        "p_approvers": list(snap.approvers),
-                        "p_updated_at": snap.updated_at,
-                    },
-                )
-                if result.rowcount != 1:
-                    raise Conflict(snap.id)
-            if fired_timer is not None:
-                result = conn.execute(_FIRE_TIMER, {"p_id": fired_timer, "p_at": recorded_at})
-                if result.rowcount != 1:
-                    raise Conflict(
-                        snap.id, f"timer {fired_timer} has already fired or was cancelled"
-                    )
-            if outcome.opened:
-                conn.execute(_INSERT_TASK, [_task_row(t) for t in outcome.opened])
-            if outcome.changed:
-                conn.execute(_UPDATE_TASK, [_task_update(t) for t in outcome.changed])
-                conn.execute(_DELETE_TASK_ROLES, {"p_ids": [t.id for t in outcome.changed]})
-            pending = {
-                (t.id, role)
-                for t in (*outcome.opened, *outcome.changed)
-                for role in t.pending_roles
-            }
-            if pending:
-                conn.execute(
-                    _INSERT_TASK_ROLE, [{"task_id": i, "role": r} for i, r in sorted(pending)]
-                )
-            seqs = self._append_audit(conn, outcome.audit, recorded_at)
-            if outcome.timers_cancelled:
-                conn.execute(_CANCEL_TIMERS, {"p_ids": list(outcome.timers_cancelled)})
-            if outcome.timers_cancel_states:
-                conn.execute(
-                    _CANCEL_STATE_TIMERS,
-                    {"p_instance": snap.id, "p_states": list(outcome.timers_cancel_states)},
-                )
-            if outcome.timers_set:
-                conn.execute(
-                    self._insert_timer,
-                    [
-                        {
-                            "id": t.id,
-                            "instance_id": t.instance_id,
-                            "kind": t.kind,
-                            "state": t.state,
-                            "task_id": t.task_id,
-                            "due_at": t.due_at,
-                            "status": "pending",
-                            "data": t.data,
-                            "created_at": recorded_at,
-                            "fired_at": None,
-                        }
-                        for t in outcome.timers_set
-                    ],
-                )
-            if outcome.notices:
-                conn.execute(
-                    _INSERT_OUTBOX,
-                    [
-                        {
-                            "created_at": recorded_at,
-                            "event": n.event,
-                            "recipients": list(n.recipients),
-                            "instance_id": n.instance_id,
-                            "task_id": n.task_id,
-                            "data": n.data,
-                            "status": "pending",
-                            "attempts": 0,
-                            "sent_at": None,
-                            "last_error": None,
-                        }
-                        for n in outcome.notices
-                    ],
-                )
-        return seqs
+        plan = self._hot.plan(outcome, recorded_at, fired_timer)
+        with self._hot.transaction(write=True) as cur:
+            if schedule_run is not None:
+                key, planned = schedule_run
+                params = {
+                    "schedule": key,
+                    "planned_at": self._hot.when(aware(planned, "planned_at")),
+                    "started_at": self._hot.when(aware(recorded_at, "recorded_at")),
+                    "instance_id": outcome.snapshot.id,
+                }
+                if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+                    raise Conflict(outcome.snapshot.id, f"schedule {key} at {planned} already ran")
+            return self._hot.execute(cur, plan)
+
+    def last_schedule_run(self, schedule: str) -> datetime | None:
+        """The latest slot of ``schedule`` that ran (or None): where catch-up starts."""
+        stmt = sa.select(sa.func.max(schedule_runs.c.planned_at)).where(
+            schedule_runs.c.schedule == schedule
+        )
+        with self._read() as conn:
+            value = conn.execute(stmt).scalar()
+        if isinstance(value, str):  # SQLite aggregate loses the column type
+            value = datetime.fromisoformat(value)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def apply_batch(
+        self, steps: Sequence[tuple[Outcome, str | None]], recorded_at: datetime
+    ) -> list[list[int] | Conflict]:
+        """Many independent steps (outcome, fired_timer) in one transaction: one fsync.
+
+        For ``tick`` and bulk starts, where a commit per step would make the disk, not
+        the work, the limit. Each step still applies completely or not at all (a
+        savepoint each): a step that loses its race gets its Conflict in the result
+        list, in order, and the others go ahead. Any other error aborts the whole batch.
+        """
+        plans = [self._hot.plan(outcome, recorded_at, fired) for outcome, fired in steps]
+        if not plans:
+            return []
+        with self._hot.transaction(write=True) as cur:
+            return self._hot.execute_batch(cur, plans)
 
     # ------------------------------------------------------------------ audit
 
     def append_audit(self, records: Sequence[AuditRecord], recorded_at: datetime) -> list[int]:
         """Audit entries that belong to no step (deploys, refused actions), committed alone."""
-        _aware(recorded_at, "recorded_at")
+        aware(recorded_at, "recorded_at")
         if not records:
             return []
-        with self._write() as conn:
-            return self._append_audit(conn, records, recorded_at)
-
-    def _append_audit(
-        self, conn: sa.Connection, records: Sequence[AuditRecord], recorded_at: datetime
-    ) -> list[int]:
-        if not records:
-            return []
-        keys = sorted({chain_key(r) for r in records})
-        if self._pg:
-            # The chain tip must not move between reading it and appending to it. SQLite's
-            # BEGIN IMMEDIATE already excludes other writers; PostgreSQL needs a lock, per
-            # chain so unrelated instances proceed in parallel. Sorted: no deadlocks.
-            for lock in sorted({_lock_key(k) for k in keys}):
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
-        tips = {k: conn.execute(_LAST_HASH, {"p_key": k}).scalar() or GENESIS for k in keys}
-        rows = []
-        for record in records:
-            key = chain_key(record)
-            row = {
-                "at": _aware(record.at, "audit at"),
-                "recorded_at": recorded_at,
-                "actor": record.actor,
-                "on_behalf_of": record.on_behalf_of,
-                "process": record.process,
-                "instance_id": record.instance_id,
-                "task_id": record.task_id,
-                "action": record.action,
-                "from_state": record.from_state,
-                "to_state": record.to_state,
-                "data": _json_safe(record.data),
-                "chain_key": key,
-                "prev_hash": tips[key],
-            }
-            row["hash"] = tips[key] = audit_hash(row)
-            rows.append(row)
-        return list(conn.execute(_INSERT_AUDIT, rows).scalars())
+        rows = self._hot.audit_rows(records, recorded_at)
+        with self._hot.transaction(write=True) as cur:
+            return self._hot.append_audit(cur, rows)
 
     def query_audit(
         self,
@@ -528,7 +313,8 @@ class Store:
         with self._read() as conn:
             for row in conn.execution_options(yield_per=2000).execute(stmt).mappings():
                 seq, key = row["seq"], row["chain_key"]
-                expected_key = row["instance_id"] or f"process:{row['process']}"
+                iid = row["instance_id"]
+                expected_key = iid if iid is not None else f"process:{row['process']}"
                 if key != expected_key:
                     problems.append(f"seq {seq}: chain key {key!r} does not match its row")
                 prev_seq, prev_hash = tips.get(key, (None, GENESIS))
@@ -546,21 +332,19 @@ class Store:
     # ------------------------------------------------------------------ instances & tasks
 
     def load_snapshot(self, instance_id: str) -> Snapshot:
-        with self._read() as conn:
-            row = conn.execute(_INSTANCE_BY_ID, {"p_id": instance_id}).first()
-            if row is None:
-                raise NotFound("instance", instance_id, "list instances with 'instances'")
-            open_tasks = [
-                _task_record(t) for t in conn.execute(_OPEN_TASKS_OF, {"p_id": instance_id})
-            ]
-        return _snapshot(row, open_tasks)
+        """The instance with its open tasks, read in one consistent transaction."""
+        with self._hot.transaction(write=False) as cur:
+            snap = self._hot.load_snapshot(cur, instance_id)
+        if snap is None:
+            raise NotFound("instance", instance_id, "list instances with 'instances'")
+        return snap
 
     def get_task(self, task_id: str) -> TaskRecord:
-        with self._read() as conn:
-            row = conn.execute(_TASK_BY_ID, {"p_id": task_id}).first()
-        if row is None:
+        with self._hot.transaction(write=False) as cur:
+            task = self._hot.get_task(cur, task_id)
+        if task is None:
             raise NotFound("task", task_id, "list open tasks with 'tasks'")
-        return _task_record(row)
+        return task
 
     def list_tasks(
         self,
@@ -574,37 +358,23 @@ class Store:
     ) -> list[TaskRecord]:
         """Tasks by due date (undated last). ``roles`` selects open tasks awaiting any of them.
 
-        The role filter goes through ``task_roles``, which holds pending roles of open
-        tasks only, so with ``roles`` given closed tasks never match whatever ``status``.
+        The role filter goes through ``task_roles``, which holds the pending roles of open
+        tasks only: with ``roles`` given, closed tasks never match.
         """
-        stmt = sa.select(tasks)
-        if roles is not None:
-            if not roles:
-                return []
-            stmt = stmt.where(
-                tasks.c.id.in_(
-                    sa.select(task_roles.c.task_id).where(task_roles.c.role.in_(sorted(roles)))
-                )
-            )
-        if process is not None:
-            stmt = stmt.where(tasks.c.process == process)
-        if status is not None:
-            stmt = stmt.where(tasks.c.status == status)
-        if instance_id is not None:
-            stmt = stmt.where(tasks.c.instance_id == instance_id)
-        if overdue_at is not None:
-            stmt = stmt.where(tasks.c.due_at < overdue_at)
-        stmt = _ordered_tasks(stmt).limit(limit)
+        if roles is not None and (not roles or status not in (None, "open")):
+            return []
+        stmt, in_python = _tasks_query(roles, process, status, instance_id, overdue_at)
+        if in_python is None:
+            stmt = stmt.limit(limit)
         with self._read() as conn:
-            return [_task_record(r) for r in conn.execute(stmt)]
+            found = [_task_record(r) for r in conn.execute(stmt)]
+        if in_python is not None:
+            found = [t for t in found if t.status == in_python][:limit]
+        return found
 
     def instance_tasks(self, instance_id: str) -> list[TaskRecord]:
         """Every task the instance ever had, open and closed, in the order they opened."""
-        stmt = (
-            sa.select(tasks)
-            .where(tasks.c.instance_id == instance_id)
-            .order_by(*_OPENING_ORDER)
-        )
+        stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id).order_by(*_OPENING_ORDER)
         with self._read() as conn:
             return [_task_record(r) for r in conn.execute(stmt)]
 
@@ -694,9 +464,7 @@ class Store:
     def list_definitions(self) -> list[dict[str, Any]]:
         """The latest version of every process, by name."""
         latest = (
-            sa.select(
-                definitions.c.process, sa.func.max(definitions.c.version).label("version")
-            )
+            sa.select(definitions.c.process, sa.func.max(definitions.c.version).label("version"))
             .group_by(definitions.c.process)
             .subquery()
         )
@@ -721,7 +489,7 @@ class Store:
         timer; ``apply(..., fired_timer=id)`` lets exactly one of them fire it."""
         stmt = (
             sa.select(timers)
-            .where(timers.c.status == "pending", timers.c.due_at <= _aware(now, "now"))
+            .where(timers.c.status == "pending", timers.c.due_at <= aware(now, "now"))
             .order_by(timers.c.due_at, timers.c.id)
             .limit(limit)
         )
@@ -766,8 +534,8 @@ class Store:
                 self._insert_schedule_run,
                 {
                     "schedule": schedule,
-                    "planned_at": _aware(planned_at, "planned_at"),
-                    "started_at": _aware(started_at, "started_at"),
+                    "planned_at": aware(planned_at, "planned_at"),
+                    "started_at": aware(started_at, "started_at"),
                     "instance_id": None,
                 },
             )
@@ -798,7 +566,7 @@ class Store:
         """Record one delivery attempt. ``pending`` with an error means "retry later"."""
         if status not in NOTICE_STATUSES:
             raise ValueError(f"notice status must be one of {NOTICE_STATUSES}, not {status!r}")
-        at = _aware(at, "at") if at is not None else datetime.now(UTC)
+        at = aware(at, "at") if at is not None else datetime.now(UTC)
         stmt = (
             sa.update(outbox)
             .where(outbox.c.id == id)

@@ -92,6 +92,7 @@ instances = sa.Table(
     sa.Column("requester", sa.String, nullable=False),
     sa.Column("task_seq", sa.Integer, nullable=False),
     sa.Column("approvers", json_type(), nullable=False),
+    sa.Column("meta", json_type(), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("row_version", sa.Integer, nullable=False),

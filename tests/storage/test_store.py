@@ -139,7 +139,8 @@ def decide(
 
 def count(store: Store, table: sa.Table, *where: Any) -> int:
     with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar())
+        stmt = sa.select(sa.func.count()).select_from(table).where(*where)
+        return int(conn.execute(stmt).scalar_one())
 
 
 def role_rows(store: Store) -> set[tuple[str, str]]:
@@ -380,7 +381,8 @@ def test_list_tasks_filters_and_order(store: Store) -> None:
 
 def test_list_instances(store: Store) -> None:
     store.apply(start("a"), T0)
-    store.apply(start("b", snapshot=snapshot("b", process="travel", created_at=T0 + timedelta(1))), T0)
+    later = snapshot("b", process="travel", created_at=T0 + timedelta(1))
+    store.apply(start("b", snapshot=later), T0)
     assert [s.id for s in store.list_instances()] == ["a", "b"]
     assert [s.id for s in store.list_instances(process="travel")] == ["b"]
     assert [s.id for s in store.list_instances(state="review")] == ["a"]
@@ -664,3 +666,94 @@ def test_concurrent_claims_and_audit_appends(db_url: str) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+# ---------------------------------------------------------------------- batches
+
+
+def test_apply_batch_isolates_conflicts(store: Store) -> None:
+    timer = TimerRecord("i1:t", "i1", "deadline", T0, "review")
+    store.apply(start("i1", timers_set=(timer,)), T0)
+    snap = store.load_snapshot("i1")
+    stale = decide(snap, snap.tasks[0])
+    store.apply(stale, T0)  # the batch's copy of this step has lost already
+    fire = Outcome(snapshot=store.load_snapshot("i1"), expected_row_version=1)
+    results = store.apply_batch(
+        [
+            (start("i3"), None),
+            (stale, None),
+            (start("i1"), None),  # the id exists
+            (fire, timer.id),
+            (start("i2"), None),
+        ],
+        T0,
+    )
+    assert isinstance(results[0], list) and len(results[0]) == 1
+    assert isinstance(results[1], Conflict) and "changed by someone else" in str(results[1])
+    assert isinstance(results[2], Conflict) and "already exists" in str(results[2])
+    assert results[3] == []
+    assert isinstance(results[4], list) and len(results[4]) == 1
+    assert [s.id for s in store.list_instances()] == ["i1", "i2", "i3"]
+    assert store.load_snapshot("i1").row_version == 2
+    assert store.instance_timers("i1")[0]["status"] == "fired"
+    assert count(store, tables.tasks) == 3
+    assert store.verify_audit() == []
+    again = Outcome(snapshot=store.load_snapshot("i1"), expected_row_version=2)
+    [lost] = store.apply_batch([(again, timer.id)], T0)
+    assert isinstance(lost, Conflict) and "already fired" in str(lost)
+    assert store.load_snapshot("i1").row_version == 2
+    assert store.apply_batch([], T0) == []
+
+
+def test_apply_batch_error_rolls_back_the_whole_batch(store: Store) -> None:
+    orphan = start("i2", timers_set=(TimerRecord("t", "nobody", "deadline", T0, "x"),))
+    with pytest.raises(sa.exc.IntegrityError):
+        store.apply_batch([(start("i1"), None), (orphan, None)], T0)
+    assert store.list_instances() == []
+    assert count(store, tables.audit_log) == 0
+
+
+# ---------------------------------------------------------------------- query plans
+
+
+def _plan(store: Store, sql: str, params: dict[str, Any] | None = None) -> str:
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params or {}).all()
+    return " | ".join(str(r[-1]) for r in rows)
+
+
+def test_sqlite_hot_queries_use_the_selective_indexes(sqlite_url: str) -> None:
+    """With no statistics SQLite likes (status, due_at); at 100k open tasks that's a scan."""
+    from storage.store import _tasks_query
+
+    with Store.open(sqlite_url) as s:
+        with s.engine.connect() as conn:
+
+            def plan_of(*args: Any) -> str:
+                stmt, _ = _tasks_query(*args)
+                sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                return _plan(s, str(sql))
+
+            mine = plan_of({"manager", "clerk"}, None, "open", None, None)
+            assert "ix_task_roles_role" in mine and "ix_tasks_status_due_at" not in mine
+            assert "ix_tasks_instance_id" in plan_of(None, None, "open", "i1", None)
+            assert "ix_tasks_status_due_at" in plan_of(None, None, "open", None, T0)
+        hot = s._hot
+        assert "ix_tasks_instance_id" in _plan(s, hot.OPEN_TASKS, {"id": "i1"})
+        assert "ix_audit_log_chain_key_seq" in _plan(s, hot.LAST_HASH, {"chain_key": "i1"})
+        cancel = _plan(s, hot.CANCEL_STATE, {"instance_id": "i1", "state": "x"})
+        assert "ix_timers_instance_id_status" in cancel
+
+
+def test_schema_newer_than_the_code_is_refused_clearly(db_url: str) -> None:
+    from engine.errors import ShenpiError
+
+    Store.open(db_url).close()
+    engine = open_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+        with pytest.raises(ShenpiError, match="revision '9999', which this version"):
+            migrate(engine)
+    finally:
+        engine.dispose()

@@ -12,6 +12,7 @@ tables module cannot silently change what this revision creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _json() -> sa.types.TypeEngine[object]:
+def _json() -> sa.types.TypeEngine[Any]:
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -62,6 +63,7 @@ def upgrade() -> None:
         sa.Column("requester", sa.String(), nullable=False),
         sa.Column("task_seq", sa.Integer(), nullable=False),
         sa.Column("approvers", _json(), nullable=False),
+        sa.Column("meta", _json(), nullable=False),
         sa.Column("created_at", _when(), nullable=False),
         sa.Column("updated_at", _when(), nullable=False),
         sa.Column("row_version", sa.Integer(), nullable=False),
@@ -147,9 +149,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["instance_id"], ["instances.id"], name="fk_timers_instance_id_instances"
         ),
-        sa.CheckConstraint(
-            "status IN ('pending', 'fired', 'cancelled')", name="ck_timers_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'fired', 'cancelled')", name="ck_timers_status"),
     )
     op.create_index("ix_timers_status_due_at", "timers", ["status", "due_at"])
     op.create_index("ix_timers_instance_id_status", "timers", ["instance_id", "status"])

@@ -1,0 +1,186 @@
+"""tick(): timers and scheduled runs fire exactly once, also after downtime and with two workers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from service.timekeeper import tick
+from service.workflow import Workflow
+from storage.store import Store
+
+SH = ZoneInfo("Asia/Shanghai")
+ROOT = Path(__file__).resolve().parents[2]
+
+PROCESS = """\
+# yaml-language-server: $schema=../docs/schema/process.schema.json
+process: chase
+title: Chase
+variables:
+  note: {type: string}
+start: {to: work, accept: [note]}
+states:
+  work:
+    deadline:
+      working_days: 1
+      reminders: [{before: {hours: 2}}]
+      escalations:
+        - {notify: [service_director]}
+        - {after: {working_days: 1}, reassign: service_director}
+    task:
+      role: complaint_clerk
+      actions:
+        done: {to: finished}
+  finished: {final: true}
+"""
+
+
+WEEKLY = """\
+process: weekly
+title: Weekly
+variables:
+  note: {type: string}
+start: {to: hold, accept: [note]}
+schedules:
+  - {name: monday, cron: "0 8 * * 1", as: chen.jun, set: {note: weekly}}
+states:
+  hold:
+    task: {role: service_director, actions: {held: {to: over}}}
+  over: {final: true}
+"""
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Path:
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    shutil.copy(ROOT / "processes" / "org.yaml", folder / "org.yaml")
+    (folder / "chase.yaml").write_text(PROCESS, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def weekly(procs: Path) -> Path:
+    (procs / "weekly.yaml").write_text(WEEKLY, encoding="utf-8")
+    return procs
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=SH)
+
+
+def workflow(db_url: str, procs: Path) -> Workflow:
+    return Workflow(Store.open(db_url), procs)
+
+
+def test_deadline_reminder_and_escalations_fire_once_each(db_url: str, procs: Path) -> None:
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snap = wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00"))
+    task = snap.tasks[0]
+    # one working day after 30 Sep: 1-7 Oct are holidays, so the end of Thursday 8 Oct
+    assert task.due_at == at("2026-10-09T00:00")
+    assert tick(wf, at("2026-10-08T21:00")).fired == 0
+    assert tick(wf, at("2026-10-08T22:00")).fired == 1  # reminder, 2 h before
+    report = tick(wf, at("2026-10-09T00:00"))
+    assert report.fired == 2  # the overdue notice and level 1 (notify), both at the deadline
+    assert tick(wf, at("2026-10-09T12:00")).fired == 0
+    assert tick(wf, at("2026-10-10T00:00")).fired == 1  # level 2 after one more working day
+    assert tick(wf, at("2026-10-20T00:00")).fired == 0
+    trail = wf.store.query_audit(instance_id=snap.id)
+    kinds = [(e["action"], e["data"].get("level")) for e in trail]
+    assert kinds == [("start", None), ("reminder", None), ("deadline", None),
+                     ("escalation", 1), ("escalation", 2)]
+    reassigned = wf.store.load_snapshot(snap.id).tasks[0]
+    assert reassigned.roles == ("service_director",)
+    late = trail[-1]["data"]
+    assert late["planned_at"] == at("2026-10-10T00:00").isoformat()
+
+
+def test_timers_that_fell_due_while_stopped_fire_once_on_restart(db_url: str, procs: Path) -> None:
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snap = wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00"))
+    wf.store.close()
+    # "restart" weeks later: a new process, a new connection
+    again = workflow(db_url, procs)
+    first = tick(again, at("2026-11-02T09:00"))
+    assert first.fired == 4
+    assert tick(again, at("2026-11-02T09:00")).fired == 0
+    escalations = again.store.query_audit(instance_id=snap.id, action="escalation")
+    assert len(escalations) == 2
+    assert all(e["data"]["late_by_s"] > 0 for e in escalations)
+
+
+def test_leaving_the_state_cancels_its_timers(db_url: str, procs: Path) -> None:
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snap = wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00"))
+    wf.act(snap.tasks[0].id, "done", "zhao.lei", now=at("2026-09-30T11:00"))
+    assert tick(wf, at("2026-12-01T00:00")).fired == 0
+    statuses = {t["status"] for t in wf.store.instance_timers(snap.id)}
+    assert statuses == {"cancelled"}
+
+
+def test_schedule_runs_once_per_slot_and_catches_up(db_url: str, weekly: Path) -> None:
+    wf = workflow(db_url, weekly)
+    wf.deploy(now=at("2026-11-01T12:00"))  # a Sunday
+    assert tick(wf, at("2026-11-02T07:59")).started == []
+    started = tick(wf, at("2026-11-02T08:00")).started
+    assert len(started) == 1
+    assert tick(wf, at("2026-11-02T09:00")).started == []
+    # down for two weeks: the missed slots coalesce into the latest one
+    late = tick(wf, at("2026-11-17T10:00")).started
+    assert len(late) == 1
+    inst = wf.store.load_snapshot(late[0])
+    assert inst.created_at == at("2026-11-16T08:00")
+    entry = wf.store.query_audit(instance_id=late[0], action="start")[0]
+    assert entry["data"]["schedule"] == "monday"
+    assert entry["data"]["planned_at"] == at("2026-11-16T08:00").isoformat()
+
+
+def _ticker(url: str, procs: str, moments: list[str], barrier, out) -> None:  # noqa: ANN001
+    wf = Workflow(Store.open(url), Path(procs))
+    fired = started = 0
+    for moment in moments:
+        barrier.wait(timeout=60)
+        report = tick(wf, at(moment))
+        fired += report.fired
+        started += len(report.started)
+    out.put((fired, started))
+    wf.store.close()
+
+
+def test_two_workers_fire_each_timer_and_slot_once(db_url: str, weekly: Path) -> None:
+    procs = weekly
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-27T09:00"))
+    ids = [wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00")).id for _ in range(20)]
+    # the weekly instances' own tasks have no deadline: only the 20 chases have timers
+    wf.store.close()
+    moments = ["2026-10-08T22:00", "2026-10-09T00:00", "2026-10-10T00:00", "2026-10-12T08:30"]
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    workers = [
+        ctx.Process(target=_ticker, args=(db_url, str(procs), moments, barrier, out))
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    results = [out.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
+    assert sum(r[0] for r in results) == 20 * 4  # reminder, deadline, two escalation levels
+    assert sum(r[1] for r in results) == 2  # Mondays 5 Oct and 12 Oct, once each
+    check = Store.open(db_url)
+    for iid in ids:
+        fired = [e for e in check.query_audit(instance_id=iid) if e["actor"] == "system"]
+        assert len(fired) == 4
+    assert check.verify_audit() == []
+    check.close()
