@@ -128,12 +128,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="instances to drive")
     parser.add_argument("--scale", default="", help="stored-instance sizes, e.g. 1000,100000")
-    parser.add_argument("--pg", default=os.environ.get("SHENPI_TEST_PG_URL", ""), help="PostgreSQL URL")
+    parser.add_argument(
+        "--pg", default=os.environ.get("SHENPI_TEST_PG_URL", ""), help="PostgreSQL URL"
+    )
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
     args = parser.parse_args()
     scale = [int(s) for s in args.scale.split(",") if s]
-    print(f"# {platform.node()} {platform.processor() or platform.machine()} "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}")
+    print(
+        f"# {platform.node()} {platform.processor() or platform.machine()} "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {datetime.now(UTC):%Y-%m-%d}"
+    )
     results = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:

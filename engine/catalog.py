@@ -77,7 +77,9 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             problems.extend(exc.problems)
     org: Org | None = None
     if len(org_docs) > 1:
-        problems.extend(d.problem((), "a second org directory; keep one org file") for d in org_docs[1:])
+        problems.extend(
+            d.problem((), "a second org directory; keep one org file") for d in org_docs[1:]
+        )
     if org_docs:
         try:
             org = load_org(org_docs[0])

@@ -103,7 +103,8 @@ def _exact_floats(node: nodes.Node) -> nodes.Node:
                 node,
                 field,
                 [
-                    _decimal_node(v) if isinstance(v, nodes.Const) and isinstance(v.value, float)
+                    _decimal_node(v)
+                    if isinstance(v, nodes.Const) and isinstance(v.value, float)
                     else v
                     for v in value
                 ],

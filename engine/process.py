@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,8 @@ class CompiledProcess:
     expressions: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
     machine: Machine | None = None
+    cursor: Any = None  # the one model kept attached to the machine (see runtime.trigger)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def name(self) -> str:
@@ -230,14 +233,18 @@ def compile_process(
         for i, esc in enumerate(dl.escalations):
             epath: PathKey = (*path, "escalations", i)
             if esc.after is not None:
-                _check_duration(ck, exprs, (*epath, "after"), esc.after, f"{key}.esc.{i}", var_names)
+                _check_duration(
+                    ck, exprs, (*epath, "after"), esc.after, f"{key}.esc.{i}", var_names
+                )
             check_roles((*epath, "notify"), esc.notify)
             if esc.reassign is not None and esc.reassign not in roles:
                 ck.add((*epath, "reassign"), _unknown_role(esc.reassign))
             if esc.goto is not None:
                 check_target((*epath, "goto"), esc.goto)
         for i, rem in enumerate(dl.reminders):
-            _check_duration(ck, exprs, (*path, "reminders", i), rem.before, f"{key}.rem.{i}", var_names)
+            _check_duration(
+                ck, exprs, (*path, "reminders", i), rem.before, f"{key}.rem.{i}", var_names
+            )
 
     if spec.deadline is not None:
         check_deadline(("deadline",), spec.deadline, "sla")
@@ -251,9 +258,16 @@ def compile_process(
                 if action.extend is not None:
                     apath: PathKey = ("states", sname, "task", "actions", aname, "extend")
                     if spec.deadline is None:
-                        ck.add(apath, "'extend' needs an instance deadline ('deadline:' at the top)")
+                        ck.add(
+                            apath, "'extend' needs an instance deadline ('deadline:' at the top)"
+                        )
                     _check_duration(
-                        ck, exprs, (*apath, "by"), action.extend.by, f"{sname}.{aname}.extend", var_names
+                        ck,
+                        exprs,
+                        (*apath, "by"),
+                        action.extend.by,
+                        f"{sname}.{aname}.extend",
+                        var_names,
                     )
     for i, sched in enumerate(spec.schedules):
         spath: PathKey = ("schedules", i)
@@ -291,7 +305,21 @@ def compile_process(
         decisions=decisions,
     )
     process.machine = _build_machine(process)
+    process.cursor = _Cursor()
+    process.machine.add_model(process.cursor, initial=NEW)
     return process
+
+
+class _Cursor:
+    """The single model attached to a process's machine.
+
+    Instances are snapshots, never machine models: ``transitions`` scans every attached
+    model in ``add_model``, and attaching one per step costs more than the step. A firing
+    sets this cursor to the snapshot's state, triggers, and reads the new state, under
+    the process's lock.
+    """
+
+    state: str
 
 
 def _check_duration(
@@ -351,7 +379,9 @@ def _check_task(
         if role not in roles:
             ck.add((*base, "roles", i), _unknown_role(role))
     if task.role_from is not None:
-        _check_expr(ck, exprs, f"{sname}.role_from", task.role_from, (*base, "role_from"), var_names)
+        _check_expr(
+            ck, exprs, f"{sname}.role_from", task.role_from, (*base, "role_from"), var_names
+        )
     if not task.actions:
         ck.add((*base, "actions"), "a task needs at least one action")
     if task.countersign is not None and task.countersign not in task.actions:
@@ -364,7 +394,9 @@ def _check_task(
             ck.add(apath, f"action name {aname!r} must match {NAME}")
         check_target((*apath, "to"), action.to)
         if action.when is not None:
-            _check_expr(ck, exprs, f"{sname}.{aname}.when", action.when, (*apath, "when"), var_names)
+            _check_expr(
+                ck, exprs, f"{sname}.{aname}.when", action.when, (*apath, "when"), var_names
+            )
         check_inputs(apath, action, f"{sname}.{aname}")
 
 

@@ -71,7 +71,10 @@ class TaskRecord:
 
     @property
     def pending_roles(self) -> tuple[str, ...]:
-        """Roles still expected to act: all for `any`, the unsigned for `all`, the next for `sequence`."""
+        """Roles still expected to act.
+
+        All of them for `any`, the unsigned ones for `all`, the next one for `sequence`.
+        """
         if self.status != "open":
             return ()
         if self.mode == "any":

@@ -66,12 +66,6 @@ class TimerFired:
 Event = Start | Act | TimerFired
 
 
-class _Cursor:
-    """The throwaway model handed to the cached machine for one trigger."""
-
-    state: str
-
-
 def decode_variables(process: CompiledProcess, stored: Mapping[str, Any]) -> dict[str, Any]:
     """Stored JSON -> typed Python values, every declared variable present (None if unset)."""
     return {
@@ -96,9 +90,7 @@ def live_values(
     return out
 
 
-def context(
-    values: Mapping[str, Any], now: datetime, actor: str, requester: str
-) -> dict[str, Any]:
+def context(values: Mapping[str, Any], now: datetime, actor: str, requester: str) -> dict[str, Any]:
     """What an expression sees: the variables plus a few well-known names."""
     ctx = dict(values)
     ctx.update(now=now, today=now.date(), actor=actor, requester=requester)
@@ -133,7 +125,9 @@ class _Step:
         self.notices: list[Notice] = []
         self.cancel_states: list[str] = []
         self.timers: list[TimerRecord] = []
-        self.meta: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in snapshot.meta.items()}
+        self.meta: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in snapshot.meta.items()
+        }
 
     def ctx(self) -> dict[str, Any]:
         return context(self.values, self.now, self.actor, self.base.requester)
@@ -176,24 +170,21 @@ class _Step:
         return given
 
     def trigger(self, source: str, trigger: str) -> str | None:
+        """Fire ``trigger`` from ``source`` on the process's machine; None if no guard held."""
         machine = self.process.machine
+        cursor = self.process.cursor
         assert machine is not None
-        cursor = _Cursor()
-        machine.add_model(cursor, initial=source)
-        try:
-            moved = machine.events[trigger].trigger(cursor, context=self.ctx())
-        finally:
-            machine.remove_model(cursor)
-        return cursor.state if moved else None
+        context = self.ctx()
+        with self.process.lock:
+            machine.set_state(source, model=cursor)
+            moved = machine.events[trigger].trigger(cursor, context=context)
+            return cursor.state if moved else None
 
     def enter(self, target: str, record: dict[str, Any]) -> None:
         """Enter ``target`` and follow automatic routes; ``record`` is the audit entry to fill."""
-        spec = self.process.spec
         records = [record]
-        try:
-            self._follow(target, records)
-        finally:
-            self.audit.extend(self.finish(r) for r in records)
+        self._follow(target, records)
+        self.audit.extend(self.finish(r) for r in records)
 
     def _follow(self, target: str, records: list[dict[str, Any]]) -> None:
         spec = self.process.spec
@@ -273,7 +264,9 @@ class _Step:
         state_spec = self.process.spec.states[sname]
         due_at = None
         if state_spec.deadline is not None:
-            due_at = self.plan(state_spec.deadline, self.now, sname, task_id, f"{sname}.deadline", task_id)
+            due_at = self.plan(
+                state_spec.deadline, self.now, sname, task_id, f"{sname}.deadline", task_id
+            )
         elif self.sla_due() is not None:
             due_at = self.sla_due()
         task = TaskRecord(
@@ -333,14 +326,22 @@ class _Step:
             start = self.moment(self.process.expr(f"{key}.from"))
         due = due or self.later(start, dl, key)
         base = {"title": dl.title, "due_at": due.isoformat()}
-        self.timers.append(TimerRecord(f"{prefix}:due", self.base.id, "deadline", due, state, task_id, base))
+        self.timers.append(
+            TimerRecord(f"{prefix}:due", self.base.id, "deadline", due, state, task_id, base)
+        )
         for i, rem in enumerate(dl.reminders):
             amount = self.amount(rem.before, f"{key}.rem.{i}")
-            delta = timedelta(hours=float(amount)) if rem.before.unit == "hours" else timedelta(days=int(amount))
+            delta = (
+                timedelta(hours=float(amount))
+                if rem.before.unit == "hours"
+                else timedelta(days=int(amount))
+            )
             at = due - delta
             if at > self.now:
                 self.timers.append(
-                    TimerRecord(f"{prefix}:remind:{i}", self.base.id, "reminder", at, state, task_id, base)
+                    TimerRecord(
+                        f"{prefix}:remind:{i}", self.base.id, "reminder", at, state, task_id, base
+                    )
                 )
         for i, esc in enumerate(dl.escalations):
             at = due if esc.after is None else self.later(due, esc.after, f"{key}.esc.{i}")
@@ -447,12 +448,19 @@ class _Step:
                 f"this would make {total}",
             )
         if sla.get("paused_at"):
-            raise ActionNotAllowed(task.id, action, "the deadline is paused; extend it after resuming")
+            raise ActionNotAllowed(
+                task.id, action, "the deadline is paused; extend it after resuming"
+            )
         old = datetime.fromisoformat(sla["due_at"])
         new = self.process.calendar.add(old, amount, spec.by.unit)
         sla["extensions"] = [
             *done,
-            {"amount": str(amount), "unit": spec.by.unit, "at": self.now.isoformat(), "by": self.actor},
+            {
+                "amount": str(amount),
+                "unit": spec.by.unit,
+                "at": self.now.isoformat(),
+                "by": self.actor,
+            },
         ]
         self.sla_replan(new)
         record.setdefault("data", {})["extended"] = {
@@ -555,7 +563,9 @@ def _start(
     values: dict[str, Any] = {}
     for name, var in spec.variables.items():
         values[name] = (
-            coerce(name, var.type, var.default, values=var.values) if var.default is not None else None
+            coerce(name, var.type, var.default, values=var.values)
+            if var.default is not None
+            else None
         )
     step = _Step(process, base, values, now, actor.user)
     given = step.take_inputs(spec.start, data, "start")
@@ -663,7 +673,11 @@ def _act(
     if on_behalf_of:
         step.approvers.append(on_behalf_of)
     signed = replace(task, signoffs=(*task.signoffs, signoff))
-    if tspec.mode is not TaskMode.any and event.action == tspec.countersign and signed.pending_roles:
+    if (
+        tspec.mode is not TaskMode.any
+        and event.action == tspec.countersign
+        and signed.pending_roles
+    ):
         # 会签 / 依次: not everyone has signed yet, the task stays open
         step.open_tasks[task.id] = signed
         step.changed.append(signed)
@@ -691,7 +705,9 @@ def _act(
     return step.outcome(snapshot.row_version)
 
 
-def _timer(process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now: datetime) -> Outcome:
+def _timer(
+    process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now: datetime
+) -> Outcome:
     """Fire one timer: remind, mark overdue, or escalate (notify, reassign, move)."""
     step = _Step(process, snapshot, decode_variables(process, snapshot.variables), now, SYSTEM)
     record: dict[str, Any] = {
@@ -710,7 +726,8 @@ def _timer(process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now
     }
     open_task = next(iter(snapshot.tasks), None)
     stale = snapshot.status != "active" or (
-        timer.state != SLA and (timer.state != snapshot.state or open_task is None or open_task.id != timer.task_id)
+        timer.state != SLA
+        and (timer.state != snapshot.state or open_task is None or open_task.id != timer.task_id)
     )
     if timer.state == SLA:
         sla = snapshot.meta.get("sla") or {}
@@ -720,13 +737,21 @@ def _timer(process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now
         step.audit.append(step.finish(record))
         return step.outcome(snapshot.row_version)
     roles = open_task.pending_roles if open_task else ()
-    recipients = tuple(f"role:{r}" for r in roles) + (f"user:{snapshot.requester}",) * 0
+    recipients = tuple(f"role:{r}" for r in roles)
     if timer.kind == "reminder":
-        step.notices.append(Notice("reminder", recipients, snapshot.id, timer.task_id, dict(timer.data)))
+        step.notices.append(
+            Notice("reminder", recipients, snapshot.id, timer.task_id, dict(timer.data))
+        )
     elif timer.kind == "deadline":
-        step.notices.append(Notice("overdue", recipients, snapshot.id, timer.task_id, dict(timer.data)))
+        step.notices.append(
+            Notice("overdue", recipients, snapshot.id, timer.task_id, dict(timer.data))
+        )
     elif timer.kind == "escalation":
-        dl = process.spec.deadline if timer.state == SLA else process.spec.states[timer.state].deadline
+        dl = (
+            process.spec.deadline
+            if timer.state == SLA
+            else process.spec.states[timer.state].deadline
+        )
         assert dl is not None
         esc = dl.escalations[int(timer.data["level"]) - 1]
         notify = tuple(f"role:{r}" for r in esc.notify)
@@ -737,12 +762,21 @@ def _timer(process: CompiledProcess, snapshot: Snapshot, timer: TimerRecord, now
             record["data"]["reassigned_to"] = esc.reassign
             notify += (f"role:{esc.reassign}",)
         step.notices.append(
-            Notice("escalated", tuple(dict.fromkeys(notify + recipients)), snapshot.id, timer.task_id, dict(timer.data))
+            Notice(
+                "escalated",
+                tuple(dict.fromkeys(notify + recipients)),
+                snapshot.id,
+                timer.task_id,
+                dict(timer.data),
+            )
         )
         if esc.goto:
             if open_task is not None:
                 cancelled = replace(
-                    step.open_tasks[open_task.id], status="cancelled", decision="escalated", closed_at=now
+                    step.open_tasks[open_task.id],
+                    status="cancelled",
+                    decision="escalated",
+                    closed_at=now,
                 )
                 step.open_tasks[open_task.id] = cancelled
                 step._changed(cancelled)

@@ -75,7 +75,9 @@ def parse_time(value: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{what}: expected ISO 8601, e.g. 2026-09-30T10:00+08:00") from None
+        raise click.BadParameter(
+            f"{what}: expected ISO 8601, e.g. 2026-09-30T10:00+08:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)
 
 
@@ -110,9 +112,15 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
         return
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(_width(c), *(_width(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.upper() + " " * (w - _width(c)) for c, w in zip(columns, widths)).rstrip())
+    click.echo(
+        "  ".join(
+            c.upper() + " " * (w - _width(c)) for c, w in zip(columns, widths, strict=True)
+        ).rstrip()
+    )
     for row in cells:
-        click.echo("  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths)).rstrip())
+        click.echo(
+            "  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _cell(value: Any) -> str:
@@ -199,7 +207,9 @@ def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--as", "user", default="system", show_default=True, help="Who deploys (for the audit).")
+@click.option(
+    "--as", "user", default="system", show_default=True, help="Who deploys (for the audit)."
+)
 @output_option
 @pass_settings
 def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) -> None:
@@ -211,7 +221,12 @@ def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) 
     with refusals():
         result = settings.workflow().deploy(list(paths), by=user, now=settings.at())
     rows = [
-        {"process": d.process, "version": d.version, "status": "deployed" if d.created else "unchanged", "file": d.file}
+        {
+            "process": d.process,
+            "version": d.version,
+            "status": "deployed" if d.created else "unchanged",
+            "file": d.file,
+        }
         for d in result
     ]
     emit(output, rows, lambda: print_table(rows, ["process", "version", "status", "file"]))
@@ -394,7 +409,7 @@ def show(settings: Settings, instance_id: str, viewer: str | None, output: str) 
 
 
 def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
-    from service.views import audit_json, instance_json, task_json
+    from service.views import audit_json, instance_json, iso, task_json
 
     wf = settings.workflow()
     now = settings.at()
@@ -406,24 +421,42 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
     }
     tasks = [task_json(t, now, titles.get(t.state, "")) for t in snapshot.tasks]
     history = [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)]
-    variables = wf.visible_variables(snapshot, viewer)
-    data = instance_json(snapshot, variables, tasks, history=history)
+    variables = wf.visible_variables(snapshot, viewer, now)
+    deadlines = wf.deadlines(snapshot)
+    for timer in deadlines["timers"]:
+        for key in ("due_at", "fired_at"):
+            timer[key] = iso(timer[key])
+    data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
     if output == "json":
         emit(output, data, lambda: None)
         return
     click.echo(f"instance {snapshot.id}  {snapshot.process} v{snapshot.version}")
     click.echo(f"state    {snapshot.state} ({titles.get(snapshot.state) or '-'})")
-    click.echo(f"status   {snapshot.status}" + (f" ({snapshot.outcome})" if snapshot.outcome else ""))
+    click.echo(
+        f"status   {snapshot.status}" + (f" ({snapshot.outcome})" if snapshot.outcome else "")
+    )
     click.echo(f"by       {snapshot.requester} at {data['created_at']}")
     click.echo("variables:")
     for key, value in variables.items():
         click.echo(f"  {key}: {_cell(value)}")
     click.echo("open tasks:")
-    print_table(tasks, ["id", "title", "role", "actions", "due_at"])
+    print_table(tasks, ["id", "title", "role", "actions", "due_at", "overdue"])
+    sla = deadlines["instance_deadline"]
+    if sla:
+        state = "met" if sla.get("met") else ("stopped" if sla.get("stopped_at") else "running")
+        if sla.get("paused_at"):
+            state = "paused"
+        extended = len(sla.get("extensions", []))
+        click.echo(f"deadline {sla['due_at']} ({state}; extended {extended} time(s))")
+    for warning in deadlines["calendar_warnings"]:
+        click.echo(f"warning: {warning}")
+    if deadlines["timers"]:
+        click.echo("timers:")
+        print_table(
+            deadlines["timers"], ["kind", "level", "due_at", "status", "fired_at", "task_id"]
+        )
     click.echo("history:")
-    print_table(
-        history, ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"]
-    )
+    print_table(history, ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"])
 
 
 @cli.command()
@@ -510,7 +543,17 @@ def audit(
         rows,
         lambda: print_table(
             rows,
-            ["seq", "at", "actor", "on_behalf_of", "process", "instance_id", "action", "from_state", "to_state"],
+            [
+                "seq",
+                "at",
+                "actor",
+                "on_behalf_of",
+                "process",
+                "instance_id",
+                "action",
+                "from_state",
+                "to_state",
+            ],
         ),
     )
 
@@ -529,7 +572,9 @@ def tick(settings: Settings, batch: int, output: str) -> None:
         wf = settings.workflow()
         now = settings.at()
         report = run_tick(wf, now, batch=batch)
-        sent = dispatch(wf.store, wf.org, [ConsoleChannel(lambda m: click.echo(m, err=True))], now, 10_000)
+        sent = dispatch(
+            wf.store, wf.org, [ConsoleChannel(lambda m: click.echo(m, err=True))], now, 10_000
+        )
     data = report.as_dict() | {"notices_sent": sent}
     emit(output, data, lambda: click.echo(" ".join(f"{k}={_cell(v)}" for k, v in data.items())))
 
@@ -555,8 +600,12 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
             "year": year,
             "timezone": str(cal.tz),
             "adjustments_known": known,
-            "warnings": cal.warnings_for(datetime(year, 1, 1).date(), datetime(year, 12, 31).date()),
-            "non_working_days": [{"date": d.isoformat(), "name": n} for d, n in cal.non_working_days(year)],
+            "warnings": cal.warnings_for(
+                datetime(year, 1, 1).date(), datetime(year, 12, 31).date()
+            ),
+            "non_working_days": [
+                {"date": d.isoformat(), "name": n} for d, n in cal.non_working_days(year)
+            ],
             "working_weekend_days": [d.isoformat() for d in cal.working_weekend_days(year)],
         }
 
@@ -575,7 +624,13 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
 
 
 @cli.command()
-@click.option("--every", default=5.0, show_default=True, type=click.FloatRange(0.5, 3600), help="Seconds between ticks.")
+@click.option(
+    "--every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between ticks.",
+)
 @click.option("--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron).")
 @pass_settings
 def serve(settings: Settings, every: float, once: bool) -> None:

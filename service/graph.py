@@ -19,8 +19,10 @@ def mermaid(spec: ProcessSpec) -> str:
     lines.append(f"    [*] --> {spec.start.to}: start")
     for name, state in spec.states.items():
         if state.task:
-            who = state.task.role or state.task.role_from or f"{state.task.mode.value}: " + ", ".join(
-                state.task.roles
+            who = (
+                state.task.role
+                or state.task.role_from
+                or f"{state.task.mode.value}: " + ", ".join(state.task.roles)
             )
             for action_name, action in state.task.actions.items():
                 guard = f" [{_label(action.when)}]" if action.when else ""

@@ -27,7 +27,9 @@ def json_schema(kind: str) -> dict[str, Any]:
         table = DecisionTable.model_json_schema(ref_template="#/$defs/{model}")
         schema.setdefault("$defs", {}).update(table.pop("$defs", {}))
         schema["$defs"]["DecisionTable"] = table
-        schema["properties"]["decisions"]["additionalProperties"] = {"$ref": "#/$defs/DecisionTable"}
+        schema["properties"]["decisions"]["additionalProperties"] = {
+            "$ref": "#/$defs/DecisionTable"
+        }
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = f"Shenpi {kind} file"
     return schema

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 from engine.records import Snapshot, TaskRecord
 
-
 DISPLAY_TZ = ZoneInfo(os.environ.get("SHENPI_TZ", "Asia/Shanghai"))
 
 

@@ -20,7 +20,8 @@ from engine.errors import ActionNotAllowed, NotFound, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
-from engine.runtime import Act, Start, decode_variables, fire
+from engine.runtime import Act, Start, decode_variables, fire, live_values
+from engine.values import encode
 from engine.yamlsafe import load_file
 from storage.store import Store
 
@@ -79,7 +80,9 @@ class Workflow:
             self._org = self._catalog.org
         return self._catalog
 
-    def deploy(self, paths: Sequence[Path | str] = (), by: str = "system", now: datetime | None = None) -> list[Deployed]:
+    def deploy(
+        self, paths: Sequence[Path | str] = (), by: str = "system", now: datetime | None = None
+    ) -> list[Deployed]:
         """Validate every file, then store each process as a new version unless unchanged."""
         now = now or self.clock()
         catalog = load_catalog(list(paths) or [self.processes_dir], self.processes_dir / "org.yaml")
@@ -99,7 +102,11 @@ class Workflow:
                             instance_id=None,
                             from_state=None,
                             to_state=None,
-                            data={"version": version, "sha256": proc.source_hash, "file": proc.file},
+                            data={
+                                "version": version,
+                                "sha256": proc.source_hash,
+                                "file": proc.file,
+                            },
                         )
                     ],
                     self.clock(),
@@ -265,13 +272,18 @@ class Workflow:
         return True
 
     def visible_variables(
-        self, snapshot: Snapshot, viewer: str | None
+        self, snapshot: Snapshot, viewer: str | None, now: datetime | None = None
     ) -> dict[str, Any]:
-        """Variables as ``viewer`` may see them: confidential ones masked unless entitled."""
+        """Variables as ``viewer`` may see them, with ``live`` ones computed as of ``now``;
+        confidential ones masked unless the viewer is entitled."""
+        proc = self.process(snapshot.process, snapshot.version)
         values = dict(snapshot.variables)
+        if now is not None and any(v.live for v in proc.spec.variables.values()):
+            typed = decode_variables(proc, snapshot.variables)
+            live = live_values(proc, typed, now, snapshot.requester)
+            values.update({k: encode(v) for k, v in live.items()})
         if viewer is None:
             return values
-        proc = self.process(snapshot.process, snapshot.version)
         user = self.org.user(viewer)
         entitled = viewer == snapshot.requester or bool(
             set(user.roles) & set(proc.spec.confidential_to)
@@ -283,11 +295,28 @@ class Workflow:
             for k, v in values.items()
         }
 
-    def typed_variables(self, snapshot: Snapshot) -> dict[str, Any]:
-        return decode_variables(self.process(snapshot.process, snapshot.version), snapshot.variables)
+    def deadlines(self, snapshot: Snapshot) -> dict[str, Any]:
+        """Every timer of the instance, fired, cancelled and planned, and the SLA clock."""
+        proc = self.process(snapshot.process, snapshot.version)
+        timers = [
+            {
+                "id": t["id"],
+                "kind": t["kind"],
+                "state": t["state"],
+                "task_id": t["task_id"],
+                "due_at": t["due_at"],
+                "status": t["status"],
+                "fired_at": t["fired_at"],
+                "level": (t["data"] or {}).get("level"),
+            }
+            for t in self.store.instance_timers(snapshot.id)
+        ]
+        sla = dict(snapshot.meta.get("sla") or {})
+        dues = [t["due_at"] for t in timers] + [snapshot.created_at]
+        warnings = proc.calendar.warnings_for(min(dues), max(dues))
+        return {"instance_deadline": sla or None, "timers": timers, "calendar_warnings": warnings}
 
 
 def new_id() -> str:
     """Random, unguessable instance ids (12 hex digits: no collision in practice, short to type)."""
     return secrets.token_hex(6)
-

@@ -26,7 +26,7 @@ class Result:
 
 
 class Shell:
-    """``sh("start complaint --as x")`` runs ``python run.py --db URL --processes DIR start ...``."""
+    """``sh("start x --as y")`` runs ``python run.py --db URL --processes DIR start x --as y``."""
 
     def __init__(self, db_url: str, processes: Path = PROCESSES) -> None:
         self.base = ["--db", db_url, "--processes", str(processes)]
@@ -44,7 +44,9 @@ class Shell:
         return res
 
     def js(self, command: str | list[str], now: str | None = None) -> Any:
-        return self.ok([*(shlex.split(command) if isinstance(command, str) else command), "-o", "json"], now).json()
+        return self.ok(
+            [*(shlex.split(command) if isinstance(command, str) else command), "-o", "json"], now
+        ).json()
 
     def refused(self, command: str | list[str], match: str, now: str | None = None) -> Result:
         res = self(command, now)

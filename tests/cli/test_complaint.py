@@ -19,9 +19,20 @@ def sh(db_url: str) -> Shell:
 def start_complaint(sh: Shell, kind: str = "complaint") -> dict:
     return sh.js(
         [
-            "start", "complaint", "--as", "wang.fang",
-            "--set", f"kind={kind}", "--set", "customer=刘女士", "--set", "contact=13800000000",
-            "--set", "content=停电三天无人处理", "--set", "subject=抄表员张某",
+            "start",
+            "complaint",
+            "--as",
+            "wang.fang",
+            "--set",
+            f"kind={kind}",
+            "--set",
+            "customer=刘女士",
+            "--set",
+            "contact=13800000000",
+            "--set",
+            "content=停电三天无人处理",
+            "--set",
+            "subject=抄表员张某",
         ],
         now=RECEIVED,
     )
@@ -32,7 +43,17 @@ def test_complaint_from_start_to_close(sh: Shell) -> None:
     assert (inst["process"], inst["state"], inst["status"]) == ("complaint", "accepting", "active")
     assert inst["version"] == 1
     [task] = inst["tasks"]
-    assert set(task) >= {"id", "instance_id", "process", "name", "state", "role", "status", "actions", "due_at"}
+    assert set(task) >= {
+        "id",
+        "instance_id",
+        "process",
+        "name",
+        "state",
+        "role",
+        "status",
+        "actions",
+        "due_at",
+    }
     assert task["role"] == "complaint_clerk" and task["actions"] == ["accept", "not_accepted"]
 
     mine = sh.js("tasks --as zhao.lei")
@@ -43,14 +64,10 @@ def test_complaint_from_start_to_close(sh: Shell) -> None:
     assert inst["state"] == "handling"
     handling = inst["tasks"][0]
     sh.refused(f"act {handling['id']} resolve --as wang.fang", "needs role complaint_handler")
-    inst = sh.js(
-        f"act {handling['id']} escalate --as li.qiang --set 'escalation_reason=涉及赔偿'"
-    )
+    inst = sh.js(f"act {handling['id']} escalate --as li.qiang --set 'escalation_reason=涉及赔偿'")
     director = inst["tasks"][0]
     assert director["role"] == "service_director"
-    inst = sh.js(
-        f"act {director['id']} resolve --as chen.jun --set 'resolution=已恢复供电并致歉'"
-    )
+    inst = sh.js(f"act {director['id']} resolve --as chen.jun --set 'resolution=已恢复供电并致歉'")
     callback = inst["tasks"][0]
     sh.refused(
         f"act {callback['id']} close --as wang.fang --set callback_result=unsatisfied",
@@ -101,9 +118,17 @@ def test_second_action_on_a_decided_task_changes_nothing(sh: Shell) -> None:
     [
         ("start nosuch --as wang.fang", "unknown process 'nosuch'"),
         ("start complaint --as nobody --set kind=complaint", "unknown user 'nobody'"),
-        ("start complaint --as wang.fang --set kind=letter --set customer=a --set contact=b --set content=c", "'letter' is not one of complaint, report"),
+        (
+            "start complaint --as wang.fang --set kind=letter --set customer=a --set contact=b "
+            "--set content=c",
+            "'letter' is not one of complaint, report",
+        ),
         ("start complaint --as wang.fang --set kind=complaint", "required by start"),
-        ("start complaint --as wang.fang --set kind=complaint --set customer=a --set contact=b --set content=c --set colour=red", "colour: unknown variable"),
+        (
+            "start complaint --as wang.fang --set kind=complaint --set customer=a --set contact=b "
+            "--set content=c --set colour=red",
+            "colour: unknown variable",
+        ),
         ("act nosuch-1 accept --as zhao.lei", "unknown task 'nosuch-1'"),
         ("show nosuch", "unknown instance 'nosuch'"),
         ("tasks --role nosuch", "unknown role 'nosuch'"),
@@ -119,7 +144,10 @@ def test_bad_action_and_bad_user_leave_the_database_as_it_was(sh: Shell) -> None
     before = sh.js(f"show {inst['id']}")
     sh.refused(f"act {task} explode --as zhao.lei", "not an action of this task")
     sh.refused(f"act {task} accept --as ghost", "unknown user 'ghost'")
-    sh.refused(f"act {task} accept --as zhao.lei --set first_contact=x --set kind=report", "kind: cannot be set")
+    sh.refused(
+        f"act {task} accept --as zhao.lei --set first_contact=x --set kind=report",
+        "kind: cannot be set",
+    )
     after = sh.js(f"show {inst['id']}")
     assert after["variables"] == before["variables"] and after["tasks"] == before["tasks"]
     assert after["state"] == before["state"]

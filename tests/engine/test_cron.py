@@ -10,8 +10,16 @@ SH = ZoneInfo("Asia/Shanghai")
 
 @pytest.mark.parametrize(
     ("field", "names"),
-    [("1", "mon"), ("0", "sun"), ("7", "sun"), ("1-5", "mon,tue,wed,thu,fri"),
-     ("*/2", "sun,tue,thu,sat"), ("6,0", "sun,sat"), ("mon-fri", "mon-fri"), ("*", "*")],
+    [
+        ("1", "mon"),
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon,tue,wed,thu,fri"),
+        ("*/2", "sun,tue,thu,sat"),
+        ("6,0", "sun,sat"),
+        ("mon-fri", "mon-fri"),
+        ("*", "*"),
+    ],
 )
 def test_numeric_weekdays_follow_crontab(field: str, names: str) -> None:
     assert standard_weekdays(field) == names

@@ -9,7 +9,9 @@ from engine.org import Org
 from .conftest import build
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
-SHIPPED = [p for p in yaml_files([PROCESSES]) if p.name != "org.yaml" and "calendars" not in p.parts]
+SHIPPED = [
+    p for p in yaml_files([PROCESSES]) if p.name != "org.yaml" and "calendars" not in p.parts
+]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -115,5 +117,7 @@ states:
       actions: {ok: {to: b}}
   b: {final: true}
 """
-    with pytest.raises(DefinitionError, match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from' or 'roles'"):
+    with pytest.raises(
+        DefinitionError, match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from' or 'roles'"
+    ):
         build(text, org)

@@ -65,7 +65,9 @@ def start(proc, org: Org, user: str = "ann", **data) -> Outcome:
 def act(proc, org, out: Outcome, user: str, action: str, comment=None, **data) -> Outcome:
     snap: Snapshot = replace(out.snapshot, row_version=out.snapshot.row_version)
     task = snap.tasks[0]
-    return fire(proc, snap, Act(task.id, action, comment), org.actor(user), data, NOW + timedelta(hours=1))
+    return fire(
+        proc, snap, Act(task.id, action, comment), org.actor(user), data, NOW + timedelta(hours=1)
+    )
 
 
 def test_route_exactly_at_boundary_goes_to_vp(org: Org) -> None:

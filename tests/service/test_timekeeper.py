@@ -94,8 +94,13 @@ def test_deadline_reminder_and_escalations_fire_once_each(db_url: str, procs: Pa
     assert tick(wf, at("2026-10-20T00:00")).fired == 0
     trail = wf.store.query_audit(instance_id=snap.id)
     kinds = [(e["action"], e["data"].get("level")) for e in trail]
-    assert kinds == [("start", None), ("reminder", None), ("deadline", None),
-                     ("escalation", 1), ("escalation", 2)]
+    assert kinds == [
+        ("start", None),
+        ("reminder", None),
+        ("deadline", None),
+        ("escalation", 1),
+        ("escalation", 2),
+    ]
     reassigned = wf.store.load_snapshot(snap.id).tasks[0]
     assert reassigned.roles == ("service_director",)
     late = trail[-1]["data"]
