@@ -108,9 +108,9 @@ def test_second_action_on_a_decided_task_changes_nothing(sh: Shell) -> None:
     inst = start_complaint(sh)
     task = inst["tasks"][0]["id"]
     sh.ok(f"act {task} accept --as zhao.lei --set first_contact=ok")
-    before = sh.js(f"show {inst['id']}")
+    before = sh.js(f"show {inst['id']}", now=RECEIVED)
     sh.refused(f"act {task} accept --as wang.fang --set first_contact=again", "already done")
-    assert sh.js(f"show {inst['id']}") == before
+    assert sh.js(f"show {inst['id']}", now=RECEIVED) == before
 
 
 @pytest.mark.parametrize(
@@ -141,14 +141,14 @@ def test_bad_input_is_one_line_and_exit_1(sh: Shell, command: str, message: str)
 def test_bad_action_and_bad_user_leave_the_database_as_it_was(sh: Shell) -> None:
     inst = start_complaint(sh)
     task = inst["tasks"][0]["id"]
-    before = sh.js(f"show {inst['id']}")
+    before = sh.js(f"show {inst['id']}", now=RECEIVED)
     sh.refused(f"act {task} explode --as zhao.lei", "not an action of this task")
     sh.refused(f"act {task} accept --as ghost", "unknown user 'ghost'")
     sh.refused(
         f"act {task} accept --as zhao.lei --set first_contact=x --set kind=report",
         "kind: cannot be set",
     )
-    after = sh.js(f"show {inst['id']}")
+    after = sh.js(f"show {inst['id']}", now=RECEIVED)
     assert after["variables"] == before["variables"] and after["tasks"] == before["tasks"]
     assert after["state"] == before["state"]
 
