@@ -39,12 +39,19 @@ def _pg_connect_args(url: str) -> dict[str, Any]:
     return {k: v for k, v in args.items() if v is not None}
 
 
+def _skip_or_fail(reason: str) -> None:
+    """Skip with the reason; under SHENPI_REQUIRE_PG=1 (CI) a missing server is a failure."""
+    if os.environ.get("SHENPI_REQUIRE_PG") == "1":
+        pytest.fail(f"{reason} (SHENPI_REQUIRE_PG=1: PostgreSQL tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def _pg_admin() -> Iterator[tuple[Any, str]]:
     """An autocommit connection to the configured server (CREATE DATABASE needs one)."""
     url = os.environ.get(PG_ENV)
     if not url:
-        pytest.skip(f"PostgreSQL tests need {PG_ENV}=postgresql+psycopg://user@host:port/db")
+        _skip_or_fail(f"PostgreSQL tests need {PG_ENV}=postgresql+psycopg://user@host:port/db")
     from storage.db import normalize_url
 
     url = normalize_url(url)
@@ -53,7 +60,7 @@ def _pg_admin() -> Iterator[tuple[Any, str]]:
     try:
         conn = psycopg.connect(autocommit=True, connect_timeout=3, **_pg_connect_args(url))
     except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL named by {PG_ENV} is unreachable: {exc}".strip())
+        _skip_or_fail(f"PostgreSQL named by {PG_ENV} is unreachable: {exc}".strip())
     try:
         yield conn, url
     finally:
