@@ -107,3 +107,20 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Path:
+    """A processes folder with the shipped org and a small process with deadlines."""
+    from tests.timeproc import make_processes
+
+    return make_processes(tmp_path / "processes")
+
+
+@pytest.fixture
+def weekly(procs: Path) -> Path:
+    """``procs`` plus a process started every Monday at 08:00 by a schedule."""
+    from tests.timeproc import WEEKLY
+
+    (procs / "weekly.yaml").write_text(WEEKLY, encoding="utf-8")
+    return procs

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from service.workflow import Workflow
 from storage.store import Store
-from tests.service.test_timekeeper import WEEKLY, at, procs, weekly  # noqa: F401
+from tests.timeproc import WEEKLY, at
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ def test_non_core_tags_are_refused_not_constructed(text: str) -> None:
 
 def test_alias_bomb_is_refused() -> None:
     lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
-    for prev, cur in zip("abcdefgh", "bcdefghi"):
+    for prev, cur in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
     with pytest.raises(DefinitionError, match="refused"):
         load_text("\n".join(lines) + "\n", "bomb.yaml")

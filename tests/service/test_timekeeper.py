@@ -3,75 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import shutil
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
-
-import pytest
 
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
-
-SH = ZoneInfo("Asia/Shanghai")
-ROOT = Path(__file__).resolve().parents[2]
-
-PROCESS = """\
-# yaml-language-server: $schema=../docs/schema/process.schema.json
-process: chase
-title: Chase
-variables:
-  note: {type: string}
-start: {to: work, accept: [note]}
-states:
-  work:
-    deadline:
-      working_days: 1
-      reminders: [{before: {hours: 2}}]
-      escalations:
-        - {notify: [service_director]}
-        - {after: {working_days: 1}, reassign: service_director}
-    task:
-      role: complaint_clerk
-      actions:
-        done: {to: finished}
-  finished: {final: true}
-"""
-
-
-WEEKLY = """\
-process: weekly
-title: Weekly
-variables:
-  note: {type: string}
-start: {to: hold, accept: [note]}
-schedules:
-  - {name: monday, cron: "0 8 * * 1", as: chen.jun, set: {note: weekly}}
-states:
-  hold:
-    task: {role: service_director, actions: {held: {to: over}}}
-  over: {final: true}
-"""
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Path:
-    folder = tmp_path / "processes"
-    folder.mkdir()
-    shutil.copy(ROOT / "processes" / "org.yaml", folder / "org.yaml")
-    (folder / "chase.yaml").write_text(PROCESS, encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def weekly(procs: Path) -> Path:
-    (procs / "weekly.yaml").write_text(WEEKLY, encoding="utf-8")
-    return procs
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=SH)
+from tests.timeproc import at
 
 
 def workflow(db_url: str, procs: Path) -> Workflow:
