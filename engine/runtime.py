@@ -583,7 +583,7 @@ def _start(
     return step.outcome(None)
 
 
-def _authorize(
+def authorize(
     process: CompiledProcess, snapshot: Snapshot, task: TaskRecord, action: str, actor: Actor
 ) -> tuple[str, str | None]:
     """Pick the (role, on_behalf_of) under which ``actor`` takes ``action``, or refuse."""
@@ -652,7 +652,7 @@ def _act(
             f"not an action of this task; choose one of: {', '.join(tspec.actions)}",
         )
     aspec = tspec.actions[event.action]
-    role, on_behalf_of = _authorize(process, snapshot, task, event.action, actor)
+    role, on_behalf_of = authorize(process, snapshot, task, event.action, actor)
     comment = (event.comment or "").strip() or None
     if aspec.comment.value == "required" and not comment:
         raise ActionNotAllowed(task.id, event.action, "a comment is required: add --comment TEXT")

@@ -20,7 +20,7 @@ from engine.errors import ActionNotAllowed, NotFound, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
-from engine.runtime import Act, Start, decode_variables, fire, live_values
+from engine.runtime import Act, Start, authorize, decode_variables, fire, live_values
 from engine.values import encode
 from engine.yamlsafe import load_file
 from storage.store import Store
@@ -263,10 +263,8 @@ class Workflow:
             return True
         snapshot = self.store.load_snapshot(task.instance_id)
         proc = self.process(snapshot.process, snapshot.version)
-        from engine.runtime import _authorize
-
         try:
-            _authorize(proc, snapshot, task, task.actions[0], self.org.actor(user))
+            authorize(proc, snapshot, task, task.actions[0], self.org.actor(user))
         except ActionNotAllowed:
             return False
         return True
