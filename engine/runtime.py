@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -81,7 +81,7 @@ def live_values(
     process: CompiledProcess, values: Mapping[str, Any], now: datetime, requester: str
 ) -> dict[str, Any]:
     """``live`` variables as of ``now`` (shown, never stored by themselves)."""
-    ctx = context(values, now, "system", requester)
+    ctx = context(values, now, "system", requester, process.calendar.tz)
     out: dict[str, Any] = {}
     for name, spec in process.spec.variables.items():
         if spec.live is not None:
@@ -90,10 +90,21 @@ def live_values(
     return out
 
 
-def context(values: Mapping[str, Any], now: datetime, actor: str, requester: str) -> dict[str, Any]:
-    """What an expression sees: the variables plus a few well-known names."""
+def context(
+    values: Mapping[str, Any],
+    now: datetime,
+    actor: str,
+    requester: str,
+    tz: tzinfo | None = None,
+) -> dict[str, Any]:
+    """What an expression sees: the variables plus a few well-known names.
+
+    ``now`` and ``today`` are in the process calendar's zone: at 07:00 in Shanghai it is
+    already "today" there, though still yesterday in UTC.
+    """
+    local = now.astimezone(tz) if tz is not None else now
     ctx = dict(values)
-    ctx.update(now=now, today=now.date(), actor=actor, requester=requester)
+    ctx.update(now=local, today=local.date(), actor=actor, requester=requester)
     return ctx
 
 
@@ -130,7 +141,9 @@ class _Step:
         }
 
     def ctx(self) -> dict[str, Any]:
-        return context(self.values, self.now, self.actor, self.base.requester)
+        return context(
+            self.values, self.now, self.actor, self.base.requester, self.process.calendar.tz
+        )
 
     def assign(self, name: str, value: Any, source: str) -> None:
         spec = self.process.spec.variables[name]

@@ -124,7 +124,10 @@ class _Builder:
         if kind not in _ALLOWED_SCALARS:
             self._problem(node, f"tag {tag!r} is not allowed; remove it")
             return node.value
-        return _scalar(kind, node.value)
+        text = node.value
+        if node.style == ">" and isinstance(text, str):
+            text = text.replace("\a", "")  # ruamel marks fold points of > scalars with BEL
+        return _scalar(kind, text)
 
 
 class _Abort(Exception):

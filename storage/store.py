@@ -410,28 +410,25 @@ class Store:
         recorded_at: datetime,
         deployed_by: str,
     ) -> tuple[int, bool]:
-        """Store a new version unless this exact source is already deployed.
+        """Store a new version unless this exact source is the latest version already.
 
+        Only the latest counts: redeploying an older text (a rollback) makes it the
+        newest version again, so new instances really start on it.
         Two deployers racing on PostgreSQL both compute max+1; the loser hits the
-        primary key (or the unique hash) and simply tries again, then sees the winner.
+        primary key and simply tries again, then sees the winner.
         """
         for attempt in range(_DEFINITION_RETRIES):
             try:
                 with self._write() as conn:
-                    existing = conn.execute(
-                        sa.select(definitions.c.version).where(
-                            definitions.c.process == process,
-                            definitions.c.source_hash == source_hash,
-                        )
-                    ).scalar()
-                    if existing is not None:
-                        return int(existing), False
-                    top = conn.execute(
-                        sa.select(sa.func.max(definitions.c.version)).where(
-                            definitions.c.process == process
-                        )
-                    ).scalar()
-                    version = int(top or 0) + 1
+                    latest = conn.execute(
+                        sa.select(definitions.c.version, definitions.c.source_hash)
+                        .where(definitions.c.process == process)
+                        .order_by(definitions.c.version.desc())
+                        .limit(1)
+                    ).first()
+                    if latest is not None and latest.source_hash == source_hash:
+                        return int(latest.version), False
+                    version = int(latest.version if latest is not None else 0) + 1
                     conn.execute(
                         sa.insert(definitions),
                         {

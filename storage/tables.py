@@ -76,7 +76,6 @@ definitions = sa.Table(
     sa.Column("deployed_at", UTCDateTime, nullable=False),
     sa.Column("recorded_at", UTCDateTime, nullable=False),
     sa.Column("deployed_by", sa.String, nullable=False),
-    sa.UniqueConstraint("process", "source_hash"),
 )
 
 instances = sa.Table(

@@ -171,3 +171,23 @@ def test_act_on_completed_or_unknown_task(org: Org) -> None:
     out = start(proc, org, amount="12", limit="10")
     with pytest.raises(WorkflowError, match="unknown task 'nope'"):
         fire(proc, out.snapshot, Act("nope", "approve"), org.actor("bob"), {}, NOW)
+
+
+def test_today_is_the_calendar_zone_date(org: Org) -> None:
+    proc = build(
+        """
+process: day
+title: Day
+variables: {d: {type: date}}
+start: {to: a, set: {d: today}}
+states:
+  a: {task: {role: clerk, actions: {ok: {to: b}}}}
+  b: {final: true}
+""",
+        org,
+    )
+    from datetime import UTC, datetime
+
+    early = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 07:30 on 2 March in Shanghai
+    out = fire(proc, None, Start("i9", 1), org.actor("ann"), {}, early)
+    assert out.snapshot.variables["d"] == "2026-03-02"

@@ -58,3 +58,8 @@ def test_huge_file_is_refused_before_reading(tmp_path) -> None:
 def test_syntax_error_has_line_and_column() -> None:
     with pytest.raises(DefinitionError, match=r"s.yaml:3:1: invalid YAML"):
         load_text("a: [1,\n  2\n", "s.yaml")
+
+
+def test_folded_scalars_have_no_fold_markers() -> None:
+    doc = load_text("msg: >-\n  an unsatisfied customer's case\n  is not closed\n", "f.yaml")
+    assert doc.data["msg"] == "an unsatisfied customer's case is not closed"

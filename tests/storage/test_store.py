@@ -490,15 +490,17 @@ def test_definition_versions(store: Store) -> None:
     assert store.save_definition("leave", "h1", "a: 1", *args) == (1, True)
     assert store.save_definition("leave", "h1", "a: 1", *args) == (1, False)
     assert store.save_definition("leave", "h2", "a: 2", *args) == (2, True)
-    assert store.save_definition("leave", "h1", "a: 1", *args) == (1, False)
+    assert store.save_definition("leave", "h2", "a: 2", *args) == (2, False)
+    # rolling back to the first text makes it the newest version again
+    assert store.save_definition("leave", "h1", "a: 1", *args) == (3, True)
     assert store.save_definition("travel", "h1", "b: 1", *args) == (1, True)
     latest = store.get_definition("leave")
-    assert latest is not None and latest["version"] == 2 and latest["source_text"] == "a: 2"
+    assert latest is not None and latest["version"] == 3 and latest["source_text"] == "a: 1"
     first = store.get_definition("leave", 1)
     assert first is not None and first["source_hash"] == "h1" and first["deployed_at"] == T0
     assert store.get_definition("leave", 9) is None
     assert [(d["process"], d["version"]) for d in store.list_definitions()] == [
-        ("leave", 2),
+        ("leave", 3),
         ("travel", 1),
     ]
 
@@ -657,12 +659,13 @@ def test_concurrent_claims_and_audit_appends(db_url: str) -> None:
         assert all(isinstance(r, list) and len(r) == 5 for r in appended), appended
         assert stores[0].verify_audit() == []
 
+        # everyone deploys the same text at once: one version, created exactly once
         defs = _race(
             workers,
-            lambda i: stores[i].save_definition("p", f"h{i % 2}", "x", "p.yaml", T0, T0, "a"),
+            lambda i: stores[i].save_definition("p", "h0", "x", "p.yaml", T0, T0, "a"),
         )
-        assert sorted({v for v, _ in defs}) == [1, 2], defs
-        assert sum(created for _, created in defs) == 2
+        assert {v for v, _ in defs} == {1}, defs
+        assert sum(created for _, created in defs) == 1
     finally:
         for s in stores:
             s.close()

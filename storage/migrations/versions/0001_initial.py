@@ -48,7 +48,6 @@ def upgrade() -> None:
         sa.Column("recorded_at", _when(), nullable=False),
         sa.Column("deployed_by", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("process", "version", name="pk_definitions"),
-        sa.UniqueConstraint("process", "source_hash", name="uq_definitions_process_source_hash"),
     )
 
     op.create_table(
