@@ -44,10 +44,10 @@ def yaml_files(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def kind_of(doc: Document) -> str | None:
-    if isinstance(doc.data, dict):
-        for key in doc.data:
-            if key in KINDS:
-                return key
+    """The file's kind is its first key, as the reference says, and nothing else."""
+    if isinstance(doc.data, dict) and doc.data:
+        first = next(iter(doc.data))
+        return first if first in KINDS else None
     return None
 
 

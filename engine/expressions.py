@@ -63,9 +63,16 @@ def _add_days(start: Any, days: Any) -> _dt.date:
 
 
 class _Env(SandboxedEnvironment):
-    intercepted_binops = frozenset({"**"})
+    intercepted_binops = frozenset({"**", "/"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "/":
+            # int / int would be a binary float: divide as exact decimals instead
+            if isinstance(left, int) and not isinstance(left, bool):
+                left = Decimal(left)
+            if isinstance(right, int) and not isinstance(right, bool):
+                right = Decimal(right)
+            return left / right
         if operator == "**":
             if abs(_to_decimal(right)) > MAX_EXPONENT:
                 raise SecurityError(f"exponent above {MAX_EXPONENT} refused")

@@ -120,7 +120,9 @@ def compile_process(
             _check_expr(ck, exprs, f"live.{name}", var.live, ("variables", name, "live"), var_names)
         if var.default is not None:
             try:
-                coerce(name, var.type, var.default, values=var.values)
+                coerce(
+                    name, var.type, var.default, values=var.values, minimum=var.min, maximum=var.max
+                )
             except InvalidData as exc:
                 ck.add(("variables", name, "default"), f"default: {exc.reason}")
 
@@ -285,9 +287,35 @@ def compile_process(
                     ck.add((*spath, "anchor"), "anchor needs a UTC offset, e.g. +08:00")
             except ValueError:
                 ck.add((*spath, "anchor"), f"anchor {sched.anchor!r} is not ISO 8601")
-        for name in sched.set:
+        if sched.every is not None:
+            amount = sched.every.amount
+            if isinstance(amount, str) or amount <= 0:
+                ck.add((*spath, "every"), "'every' needs a number greater than 0")
+        user = org.users.get(sched.requester)
+        if user is not None:
+            if spec.start.roles and not set(user.roles) & set(spec.start.roles):
+                ck.add(
+                    (*spath, "as"),
+                    f"user {sched.requester!r} may not start this process "
+                    f"(start.roles: {', '.join(spec.start.roles)})",
+                )
+            if not user.active:
+                ck.add((*spath, "as"), f"user {sched.requester!r} is not active")
+        startable = set(spec.start.require) | set(spec.start.accept)
+        for name, value in sched.set.items():
             if name not in var_names:
                 ck.add((*spath, "set", name), f"unknown variable {name!r}")
+                continue
+            if name not in startable:
+                ck.add((*spath, "set", name), f"{name!r} is not in start.require or start.accept")
+            var = variables[name]
+            try:
+                coerce(name, var.type, value, values=var.values, minimum=var.min, maximum=var.max)
+            except InvalidData as exc:
+                ck.add((*spath, "set", name), exc.reason)
+        missing = [n for n in spec.start.require if n not in sched.set]
+        if missing and not _has_defaults(spec, missing):
+            ck.add((*spath, "set"), f"the schedule must set {', '.join(missing)} (start.require)")
     if len({s.name for s in spec.schedules}) != len(spec.schedules):
         ck.add(("schedules",), "schedule names must be unique within a process")
 
@@ -320,6 +348,10 @@ class _Cursor:
     """
 
     state: str
+
+
+def _has_defaults(spec: ProcessSpec, names: Iterable[str]) -> bool:
+    return all(spec.variables[n].default is not None for n in names if n in spec.variables)
 
 
 def _check_duration(

@@ -390,22 +390,31 @@ class _Step:
         dl = self.process.spec.deadline
         if dl is None:
             return
-        due = self.plan(dl, self.now, SLA, f"{self.base.id}:sla0", "sla", None)
+        begin = self.moment(self.process.expr("sla.from")) if dl.from_ is not None else self.now
+        amount = self.amount(dl, "sla")
+        due = self.process.calendar.add(begin, amount, dl.unit)  # type: ignore[arg-type]
+        self.plan(dl, begin, SLA, f"{self.base.id}:sla0", "sla", None, due)
         self.meta["sla"] = {
             "started_at": self.now.isoformat(),
+            "counted_from": begin.isoformat(),
+            "amount": str(amount),
+            "unit": dl.unit,
             "due_at": due.isoformat(),
             "generation": 0,
             "extensions": [],
         }
         record.setdefault("data", {})["due_at"] = due.isoformat()
 
-    def sla_replan(self, due: datetime) -> None:
+    def sla_replan(self, due: datetime, only_future: bool = False) -> None:
         dl = self.process.spec.deadline
         assert dl is not None
         sla = self.meta["sla"]
         sla["generation"] = int(sla.get("generation", 0)) + 1
         self.cancel_states.append(SLA)
+        first = len(self.timers)
         self.plan(dl, self.now, SLA, f"{self.base.id}:sla{sla['generation']}", "sla", None, due)
+        if only_future:
+            self.timers[first:] = [t for t in self.timers[first:] if t.due_at > self.now]
         sla["due_at"] = due.isoformat()
         for tid, task in list(self.open_tasks.items()):
             state_dl = self.process.spec.states[task.state].deadline
@@ -423,7 +432,8 @@ class _Step:
         if target in dl.until or state.final:
             due = datetime.fromisoformat(sla["due_at"])
             sla["stopped_at"] = self.now.isoformat()
-            sla["met"] = sla.get("paused_at") is not None or self.now <= due
+            stopped = datetime.fromisoformat(sla["paused_at"]) if sla.get("paused_at") else self.now
+            sla["met"] = stopped <= due
             sla.pop("paused_at", None)
             self.cancel_states.append(SLA)
             record.setdefault("data", {})["deadline_met"] = sla["met"]
@@ -433,10 +443,13 @@ class _Step:
             sla["remaining_s"] = max(0, int((due - self.now).total_seconds()))
             self.cancel_states.append(SLA)
         elif target not in dl.paused_in and sla.get("paused_at"):
-            remaining = timedelta(seconds=int(sla.pop("remaining_s", 0)))
+            # the clock stood still while paused: the deadline moves by the pause's length;
+            # timers already behind us (an overdue notice fired before the pause) stay fired
+            sla.pop("remaining_s", None)
             paused_at = datetime.fromisoformat(sla.pop("paused_at"))
             sla.setdefault("pauses", []).append([paused_at.isoformat(), self.now.isoformat()])
-            self.sla_replan(self.now + remaining)
+            due = datetime.fromisoformat(sla["due_at"])
+            self.sla_replan(due + (self.now - paused_at), only_future=True)
 
     def extend(self, spec: Any, record: dict[str, Any], task: TaskRecord, action: str) -> None:
         """An approved extension moves the instance deadline, within its caps."""
@@ -465,7 +478,7 @@ class _Step:
                 task.id, action, "the deadline is paused; extend it after resuming"
             )
         old = datetime.fromisoformat(sla["due_at"])
-        new = self.process.calendar.add(old, amount, spec.by.unit)
+        new = self.extended_due(sla, old, Decimal(amount), spec.by.unit, done)
         sla["extensions"] = [
             *done,
             {
@@ -482,6 +495,31 @@ class _Step:
             "amount": str(amount),
             "unit": spec.by.unit,
         }
+
+    def extended_due(
+        self, sla: dict[str, Any], old: datetime, amount: Decimal, unit: str, done: list[Any]
+    ) -> datetime:
+        """Where an extension puts the deadline.
+
+        In the deadline's own unit the whole period is counted again from its start:
+        60 days plus 30 is day 90, even when day 60 fell on a holiday and the first
+        deadline had moved to the next working day (Civil Code art. 203 moves only the
+        last day of the period actually counted). Pauses push it back by their length.
+        In another unit it is counted on from the current deadline.
+        """
+        cal = self.process.calendar
+        if unit != sla.get("unit") or any(e["unit"] != unit for e in done):
+            return cal.add(old, amount, unit)  # type: ignore[arg-type]
+        total = Decimal(sla["amount"]) + sum(Decimal(e["amount"]) for e in done) + amount
+        begin = datetime.fromisoformat(sla["counted_from"])
+        paused = sum(
+            (
+                datetime.fromisoformat(b) - datetime.fromisoformat(a)
+                for a, b in sla.get("pauses", [])
+            ),
+            timedelta(),
+        )
+        return cal.add(begin, total, unit) + paused  # type: ignore[arg-type]
 
     def _changed(self, task: TaskRecord) -> None:
         self.changed = [t for t in self.changed if t.id != task.id] + [task]
@@ -751,14 +789,12 @@ def _timer(
         return step.outcome(snapshot.row_version)
     roles = open_task.pending_roles if open_task else ()
     recipients = tuple(f"role:{r}" for r in roles)
+    task_id = timer.task_id or (open_task.id if open_task else None)
+    notice_data = dict(timer.data)
     if timer.kind == "reminder":
-        step.notices.append(
-            Notice("reminder", recipients, snapshot.id, timer.task_id, dict(timer.data))
-        )
+        step.notices.append(Notice("reminder", recipients, snapshot.id, task_id, notice_data))
     elif timer.kind == "deadline":
-        step.notices.append(
-            Notice("overdue", recipients, snapshot.id, timer.task_id, dict(timer.data))
-        )
+        step.notices.append(Notice("overdue", recipients, snapshot.id, task_id, notice_data))
     elif timer.kind == "escalation":
         dl = (
             process.spec.deadline
@@ -773,14 +809,15 @@ def _timer(
             step.open_tasks[open_task.id] = moved
             step._changed(moved)
             record["data"]["reassigned_to"] = esc.reassign
+            notice_data["reassigned_to"] = esc.reassign
             notify += (f"role:{esc.reassign}",)
         step.notices.append(
             Notice(
                 "escalated",
                 tuple(dict.fromkeys(notify + recipients)),
                 snapshot.id,
-                timer.task_id,
-                dict(timer.data),
+                task_id,
+                notice_data,
             )
         )
         if esc.goto:

@@ -91,17 +91,18 @@ def _run_schedules(wf: Workflow, now: datetime, report: TickReport) -> None:
         for sched in proc.spec.schedules:
             key = f"{proc.name}:{sched.name}"
             since = wf.store.last_schedule_run(key) or row["deployed_at"]
-            slot = latest_slot(proc, sched, since, now)
-            if slot is None:
-                continue
             try:
+                slot = latest_slot(proc, sched, since, now)
+                if slot is None:
+                    continue
                 snapshot_id = _start_scheduled(wf, proc, int(row["version"]), sched, key, slot, now)
             except Conflict:
                 report.contested += 1
                 continue
-            except ShenpiError as exc:
+            except (ShenpiError, ArithmeticError, ValueError) as exc:
+                # one broken schedule must not stop the others, nor the timers
                 report.failed += 1
-                log.error("schedule %s at %s failed: %s", key, slot.isoformat(), exc)
+                log.error("schedule %s failed: %s", key, exc)
                 continue
             report.started.append(snapshot_id)
 

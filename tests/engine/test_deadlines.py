@@ -442,11 +442,6 @@ def test_a_petition_extension_beyond_thirty_days_is_refused(catalog: Catalog) ->
     assert "extension_reason" not in run.snap.variables  # a new request gives a new reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: an extension counts from the deadline already moved off a holiday, "
-    "so 60 + 30 days can end on day 91 (see docs/processes/petition.md)",
-)
 def test_sixty_plus_thirty_days_never_pass_day_ninety(catalog: Catalog) -> None:
     run = petition_in_handling(catalog, "2026-09-30 10:00")  # day 60 Sun 29 Nov -> Mon 30 Nov
     extend_petition(run, at("2026-11-20 10:00"), 30)

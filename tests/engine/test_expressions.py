@@ -50,3 +50,10 @@ def test_bad_guards_are_errors_never_true(source: str, ctx: dict, message: str) 
 
 def test_names_are_collected_for_validation() -> None:
     assert Expression("a > b and c").names == {"a", "b", "c"}
+
+
+def test_integer_division_is_exact_decimal() -> None:
+    third = Expression("1 / 3").evaluate({})
+    assert isinstance(third, Decimal)
+    assert third == Decimal(1) / Decimal(3)
+    assert Expression("7 / 2 == 3.5").test({}) is True

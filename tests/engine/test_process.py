@@ -121,3 +121,30 @@ states:
         DefinitionError, match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from' or 'roles'"
     ):
         build(text, org)
+
+
+def test_schedules_that_could_never_start_are_refused_up_front(org: Org) -> None:
+    text = """\
+process: sched
+title: Sched
+variables:
+  n: {type: integer, max: 10}
+  d: {type: date}
+start: {roles: [vp], require: [n], accept: [d], to: a}
+schedules:
+  - {name: zero, every: {hours: 0}, as: bob, set: {n: 1}}
+  - {name: stranger, cron: "0 8 * * 1", as: ann, set: {n: 1}}
+  - {name: typed, cron: "0 8 * * 1", as: bob, set: {n: 50, d: today}}
+  - {name: short, cron: "0 8 * * 1", as: bob}
+states:
+  a: {task: {role: clerk, actions: {ok: {to: b}}}}
+  b: {final: true}
+"""
+    with pytest.raises(DefinitionError) as info:
+        build(text, org)
+    msg = str(info.value)
+    assert "p.yaml:8:18: 'every' needs a number greater than 0" in msg
+    assert "user 'ann' may not start this process (start.roles: vp)" in msg
+    assert "must be at most 10, got 50" in msg
+    assert "expected a date as YYYY-MM-DD, got 'today'" in msg
+    assert "the schedule must set n (start.require)" in msg

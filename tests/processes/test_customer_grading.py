@@ -1,0 +1,432 @@
+"""customer_grading (第七条, 第八条): score bands at their edges, the weighted score at exactly
+8 and 5, the first-year rule, the strategic rating, the 会签 review and the year-end round."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.decisions import evaluate
+from engine.errors import ActionNotAllowed, DefinitionError, ExpressionError, InvalidData
+from engine.org import Actor
+from tests.cli.helpers import Shell
+
+from . import Run, at, cli, compile_text, decisions_of, definition, source
+
+D = Decimal
+NOW = at("2026-12-31 10:00")
+ESTABLISHED = "2020-03-01"
+
+
+def grading(**figures: str) -> Run:
+    data = {
+        "customer": "天山乳业",
+        "sales_amount": "8000000",
+        "collection_rate": "80",
+        "receivables": "200000",
+        "strategic": "key",
+        "first_trade_date": ESTABLISHED,
+    } | figures
+    return Run.start("customer_grading", "ma.hui", NOW, **data)
+
+
+def graded(**figures: str) -> Run:
+    run = grading(**figures)
+    assert (run.state, run.role) == ("strategic_rating", "business_manager")
+    return run.act("xu.ming", "rate")
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+def oracle(amount: Decimal, rate: Decimal, receivables: Decimal, strategic: str) -> Decimal:
+    """第七条 bands written independently of the YAML tables."""
+
+    def amount_score() -> int:
+        for floor, points in ((10_000_000, 10), (8_000_000, 8), (5_000_000, 6), (1_000_000, 4)):
+            if amount >= floor:
+                return points
+        return 2
+
+    def rate_score() -> int:
+        for floor, points in ((100, 10), (80, 8), (50, 6), (30, 4)):
+            if rate >= floor:
+                return points
+        return 2
+
+    def receivables_score() -> int:
+        for ceiling, points in ((10_000, 10), (200_000, 8), (800_000, 6), (2_000_000, 4)):
+            if receivables <= ceiling:
+                return points
+        return 2
+
+    strategic_points = {"leader": 10, "key": 8, "important": 6, "ordinary": 4, "sporadic": 2}
+    weighted = (
+        amount_score() * 30
+        + rate_score() * 25
+        + receivables_score() * 30
+        + strategic_points[strategic] * 15
+    )
+    return D(weighted) / 100
+
+
+def grade_of(score: Decimal, new: bool) -> str:
+    if new:
+        return "C"
+    return "A" if score >= 8 else "B" if score >= 5 else "C"
+
+
+# --------------------------------------------------------------------------- bands
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "points"),
+    [
+        ("sales_amount_score", "10000000", 10),
+        ("sales_amount_score", "9999999.99", 8),
+        ("sales_amount_score", "8000000", 8),
+        ("sales_amount_score", "7999999.99", 6),
+        ("sales_amount_score", "5000000", 6),
+        ("sales_amount_score", "4999999.99", 4),
+        ("sales_amount_score", "1000000", 4),
+        ("sales_amount_score", "999999.99", 2),
+        ("sales_amount_score", "0", 2),
+        ("collection_score", "100", 10),
+        ("collection_score", "130", 10),
+        ("collection_score", "99.99", 8),
+        ("collection_score", "80", 8),
+        ("collection_score", "79.99", 6),
+        ("collection_score", "50", 6),
+        ("collection_score", "49.99", 4),
+        ("collection_score", "30", 4),
+        ("collection_score", "29.99", 2),
+        ("receivables_score", "0", 10),
+        ("receivables_score", "10000", 10),
+        ("receivables_score", "10000.01", 8),
+        ("receivables_score", "200000", 8),
+        ("receivables_score", "200000.01", 6),
+        ("receivables_score", "800000", 6),
+        ("receivables_score", "800000.01", 4),
+        ("receivables_score", "2000000", 4),
+        ("receivables_score", "2000000.01", 2),
+    ],
+)
+def test_score_bands_at_their_edges(table: str, value: str, points: int) -> None:
+    tables = definition("customer_grading").decisions
+    (name,) = tables[table].inputs
+    assert evaluate(tables[table], {name: D(value)}).outputs == {tables[table].outputs[0]: points}
+
+
+def test_score_of_exactly_8_is_a() -> None:
+    run = graded()  # every figure on the lower edge of its 8-point band
+    v = run.vars
+    assert (v["amount_score"], v["collection_score"], v["receivables_score"]) == (8, 8, 8)
+    assert (v["strategic_score"], v["score"], v["grade"]) == (8, D("8.00"), "A")
+    assert (v["credit_limit"], v["credit_term_days"]) == (D(2_000_000), 50)
+    assert v["strategic_rated_by"] == "xu.ming" and v["new_customer"] is False
+
+
+def test_score_just_below_8_is_b() -> None:
+    run = graded(collection_rate="79.99")
+    assert (run.vars["score"], run.vars["grade"]) == (D("7.50"), "B")
+
+
+def test_score_of_exactly_5_is_b() -> None:
+    run = graded(
+        sales_amount="5000000", collection_rate="29.99", receivables="800000", strategic="important"
+    )
+    assert (run.vars["score"], run.vars["grade"]) == (D("5.00"), "B")
+    assert run.vars["credit_limit"] == D(1_000_000)
+
+
+def test_score_just_below_5_is_c() -> None:
+    run = graded(
+        sales_amount="5000000",
+        collection_rate="29.99",
+        receivables="800000.01",
+        strategic="important",
+    )
+    assert (run.vars["score"], run.vars["grade"]) == (D("4.40"), "C")
+    assert (run.vars["credit_limit"], run.vars["credit_term_days"]) == (D(0), 0)
+
+
+@pytest.mark.parametrize(
+    ("first_trade", "grading_date", "new"),
+    [
+        ("2025-12-31", "2026-12-31", False),  # exactly a year: established
+        ("2026-01-01", "2026-12-31", True),  # one day short
+        ("2024-02-29", "2025-02-28", False),  # art. 202: no 29 Feb, the month's last day
+        ("2024-02-29", "2025-02-27", True),
+        ("2026-06-30", "2026-12-31", True),
+    ],
+)
+def test_customers_trading_less_than_a_year_are_c(
+    first_trade: str, grading_date: str, new: bool
+) -> None:
+    run = graded(
+        sales_amount="20000000",
+        collection_rate="100",
+        receivables="0",
+        strategic="leader",
+        first_trade_date=first_trade,
+        grading_date=grading_date,
+    )
+    assert run.vars["score"] == D(10)
+    assert run.vars["new_customer"] is new
+    assert run.vars["grade"] == ("C" if new else "A")
+
+
+def test_grading_date_defaults_to_the_start_day() -> None:
+    assert grading().vars["grading_date"] == date(2026, 12, 31)
+
+
+def test_scores_are_recorded_in_the_audit() -> None:
+    run = graded()
+    tables = [d["table"] for d in decisions_of(run)]
+    assert tables == [
+        "sales_amount_score",
+        "collection_score",
+        "receivables_score",
+        "strategic_score",
+        "customer_grade",
+        "credit_policy",
+    ]
+    grade = next(d for d in decisions_of(run) if d["table"] == "customer_grade")
+    assert grade["inputs"] == {"new_customer": False, "score": "8.00"}
+
+
+@given(
+    amount=st.decimals(min_value=0, max_value=30_000_000, places=2),
+    rate=st.decimals(min_value=0, max_value=150, places=2),
+    receivables=st.decimals(min_value=0, max_value=5_000_000, places=2),
+    strategic=st.sampled_from(["leader", "key", "important", "ordinary", "sporadic"]),
+    first_trade=st.dates(min_value=date(2015, 1, 1), max_value=date(2026, 12, 31)),
+)
+@settings(max_examples=150, deadline=None)
+def test_property_grade_matches_the_policy(
+    amount: Decimal, rate: Decimal, receivables: Decimal, strategic: str, first_trade: date
+) -> None:
+    run = graded(
+        sales_amount=str(amount),
+        collection_rate=str(rate),
+        receivables=str(receivables),
+        strategic=strategic,
+        first_trade_date=first_trade.isoformat(),
+    )
+    score = oracle(amount, rate, receivables, strategic)
+    anniversary = (first_trade.year + 1, first_trade.month, min(first_trade.day, 28))
+    if (first_trade.month, first_trade.day) != (2, 29):
+        anniversary = (first_trade.year + 1, first_trade.month, first_trade.day)
+    new = anniversary > (2026, 12, 31)
+    assert run.vars["score"] == score
+    assert run.vars["grade"] == grade_of(score, new)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_missing_figures_go_to_data_entry_first() -> None:
+    run = Run.start("customer_grading", "ma.hui", NOW, customer="新疆某经销商")
+    assert (run.state, run.role) == ("data_entry", "sales_company")
+    with pytest.raises(InvalidData, match="sales_amount: required by action 'submit'"):
+        run.act("ma.hui", "submit")
+    run.act(
+        "ma.hui",
+        "submit",
+        sales_amount="1000000",
+        collection_rate="50",
+        receivables="10000",
+        first_trade_date=ESTABLISHED,
+    )
+    assert run.state == "strategic_rating"
+    with pytest.raises(InvalidData, match="strategic: required by action 'rate'"):
+        run.act("he.jing", "rate")
+    run.act("he.jing", "rate", strategic="ordinary")
+    assert (run.vars["score"], run.vars["grade"]) == (D("6.30"), "B")  # 1.2 + 1.5 + 3.0 + 0.6
+
+
+def test_the_rating_is_the_managers_and_not_the_requesters() -> None:
+    run = grading(strategic="leader")
+    with pytest.raises(ActionNotAllowed, match="needs role business_manager"):
+        run.act("ma.hui", "rate")
+    both = Actor("ma.hui", frozenset({"sales_company", "business_manager"}))
+    with pytest.raises(ActionNotAllowed, match="the person who filed the grading may not rate"):
+        run.act(both, "rate")
+    run.act("zhang.wei", "rate", strategic="important")  # the manager overrides the proposal
+    assert (run.vars["strategic"], run.vars["strategic_rated_by"]) == ("important", "zhang.wei")
+
+
+def test_review_needs_both_sales_company_and_finance() -> None:
+    run = graded()
+    assert run.state == "review" and set(run.task.pending_roles) == {"sales_company", "finance"}
+    run.act("deng.ping", "approve")
+    assert run.state == "review" and run.task.pending_roles == ("sales_company",)
+    with pytest.raises(ActionNotAllowed, match="deng.ping has already signed|needs role"):
+        run.act("deng.ping", "approve")
+    run.act("ma.hui", "approve")
+    assert (run.status, run.outcome, run.vars["grade"]) == ("completed", "graded", "A")
+
+
+def test_either_reviewer_can_send_it_back_and_it_is_rescored() -> None:
+    run = graded()
+    run.act("ma.hui", "approve")
+    run.act("feng.xue", "reject", comment="回款率应为 60%")
+    assert (run.state, run.role) == ("revise", "sales_company")
+    run.act("ma.hui", "resubmit", collection_rate="60")
+    assert run.state == "strategic_rating"
+    run.act("xu.ming", "rate")
+    assert (run.vars["score"], run.vars["grade"]) == (D("7.50"), "B")
+    run.act("ma.hui", "approve").act("feng.xue", "approve")
+    assert run.outcome == "graded"
+
+
+def test_withdrawal_ends_it() -> None:
+    run = graded()
+    run.act("deng.ping", "reject", comment="客户已停止合作")
+    run.act("ma.hui", "withdraw", comment="不再评级")
+    assert (run.status, run.outcome) == ("completed", "withdrawn")
+
+
+def test_the_round_has_no_customer_data() -> None:
+    run = Run.start("customer_grading", "ma.hui", at("2026-12-31 09:00"), scope="round")
+    assert (run.state, run.role) == ("round_open", "sales_company")
+    assert run.vars["grade"] is None
+    # 31 days from 31 Dec is Sunday 31 Jan 2027: the period runs to the next working day
+    assert run.task.due_at == at("2027-02-02 00:00")
+    fired = run.advance(at("2027-02-02 00:00"))
+    assert [a.action for out in fired for a in out.audit] == ["reminder", "deadline", "escalation"]
+    escalated = [n for out in fired for n in out.notices if n.event == "escalated"]
+    assert "role:sales_vp" in escalated[0].recipients
+    assert run.state == "round_open"
+    run.act("ma.hui", "close_round", round_summary="共评定 42 户: A 5, B 17, C 20")
+    assert (run.status, run.outcome) == ("completed", "closed")
+
+
+def test_a_broken_score_table_is_refused_with_its_position() -> None:
+    text = source("customer_grading").replace(
+        '{receivables: "(10_000, 200_000]"}', '{receivables: "[10_000, 200_000]"}'
+    )
+    with pytest.raises(DefinitionError) as caught:
+        compile_text(text, "customer_grading.yaml")
+    messages = [str(p) for p in caught.value.problems]
+    assert any(
+        m.startswith("customer_grading.yaml:")
+        and "rules[0] and rules[1] overlap for receivables=10000" in m
+        for m in messages
+    ), messages
+    text = source("customer_grading").replace(
+        '{new_customer: false, score: "[5, 8)"}', '{new_customer: false, score: "(5, 8)"}'
+    )
+    with pytest.raises(DefinitionError, match=r"no rule covers new_customer=false, score=5"):
+        compile_text(text, "customer_grading.yaml")
+
+
+def test_a_score_outside_the_table_domain_is_an_error_not_a_grade() -> None:
+    table = definition("customer_grading").decisions["customer_grade"]
+    with pytest.raises(ExpressionError, match="above its maximum 10"):
+        evaluate(table, {"new_customer": False, "score": D("10.01")})
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def sh(db_url: str) -> Shell:
+    return cli(db_url, "customer_grading", deployed_at="2026-12-01T10:00:00+08:00")
+
+
+def test_cli_one_customer_graded_a(sh: Shell) -> None:
+    inst = sh.js(
+        [
+            "start",
+            "customer_grading",
+            "--as",
+            "ma.hui",
+            "--set",
+            "customer=天山乳业",
+            "--set",
+            "sales_amount=8000000",
+            "--set",
+            "collection_rate=80",
+            "--set",
+            "receivables=200000",
+            "--set",
+            "strategic=key",
+            "--set",
+            f"first_trade_date={ESTABLISHED}",
+        ],
+        now="2026-12-31T10:00:00+08:00",
+    )
+    [task] = inst["tasks"]
+    assert task["role"] == "business_manager"
+    inst = sh.js(f"act {task['id']} rate --as he.jing")
+    review = inst["tasks"][0]
+    assert review["mode"] == "all" and set(review["pending_roles"]) == {"sales_company", "finance"}
+    sh.js(f"act {review['id']} approve --as ma.hui")
+    done = sh.js(f"act {review['id']} approve --as deng.ping --set review_note=同意")
+    assert (done["status"], done["outcome"]) == ("completed", "graded")
+    v = done["variables"]
+    assert (v["score"], v["grade"], v["credit_limit"], v["strategic_rated_by"]) == (
+        "8.00",
+        "A",
+        "2000000",
+        "he.jing",
+    )
+
+
+def test_cli_score_exactly_5_is_b_and_a_new_customer_is_c(sh: Shell) -> None:
+    def run(first_trade: str) -> dict:
+        inst = sh.js(
+            [
+                "start",
+                "customer_grading",
+                "--as",
+                "ma.hui",
+                "--set",
+                "customer=某超市",
+                "--set",
+                "sales_amount=5000000",
+                "--set",
+                "collection_rate=29.99",
+                "--set",
+                "receivables=800000",
+                "--set",
+                f"first_trade_date={first_trade}",
+                "--set",
+                "grading_date=2026-12-31",
+            ],
+        )
+        return sh.js(f"act {inst['tasks'][0]['id']} rate --as xu.ming --set strategic=important")
+
+    assert (run(ESTABLISHED)["variables"]["grade"]) == "B"
+    new = run("2026-05-01")["variables"]
+    assert (new["score"], new["new_customer"], new["grade"]) == ("5.00", True, "C")
+
+
+def test_cli_rejected_then_withdrawn(sh: Shell) -> None:
+    inst = sh.js("start customer_grading --as ma.hui --set customer=某客户")
+    task = inst["tasks"][0]
+    assert inst["state"] == "data_entry"
+    done = sh.js(["act", task["id"], "withdraw", "--as", "ma.hui", "--comment", "本年无交易"])
+    assert (done["status"], done["outcome"]) == ("completed", "withdrawn")
+
+
+def test_cli_year_end_schedule_starts_the_round(sh: Shell) -> None:
+    assert sh.js("tick", now="2026-12-31T08:59:00+08:00")["scheduled_starts"] == []
+    report = sh.js("tick", now="2026-12-31T09:00:30+08:00")
+    [started] = report["scheduled_starts"]
+    inst = sh.js(f"show {started}")
+    assert (inst["state"], inst["variables"]["scope"], inst["requester"]) == (
+        "round_open",
+        "round",
+        "ma.hui",
+    )
+    assert sh.js("tick", now="2026-12-31T10:00:00+08:00")["scheduled_starts"] == []
+    [task] = sh.js("tasks --as ma.hui")
+    sh.refused(f"act {task['id']} close_round --as ma.hui", "round_summary: required")
+    done = sh.js(f"act {task['id']} close_round --as ma.hui --set round_summary=全部完成")
+    assert (done["status"], done["outcome"]) == ("completed", "closed")

@@ -1,0 +1,190 @@
+"""lost_customer_callback (篇4): every lost customer is called back; revivable ones go back to
+sales; complaints are filed; the monthly analysis on the 30th computes the penalties."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine.errors import ActionNotAllowed, InvalidData
+from tests.cli.helpers import Shell
+
+from . import Run, at, cli
+
+D = Decimal
+NOW = at("2026-11-02 10:00")  # a Monday
+
+
+def lost(**extra: str) -> Run:
+    data = {
+        "customer": "王先生",
+        "contact": "13900000000",
+        "salesperson": "liu.yang",
+        "interest": "SUV",
+        "lost_reason_recorded": "价格",
+    } | extra
+    return Run.start("lost_customer_callback", "liu.yang", NOW, **data)
+
+
+def test_callback_due_in_three_working_days_then_escalated_twice() -> None:
+    run = lost()
+    assert (run.state, run.role) == ("callback", "callback_agent")
+    assert run.task.due_at == at("2026-11-06 00:00")  # close of Thursday 5 Nov
+    fired = run.advance(at("2026-11-11 00:00"))
+    escalations = [n.recipients for out in fired for n in out.notices if n.event == "escalated"]
+    assert "role:showroom_manager" in escalations[0] and "role:sales_vp" in escalations[1]
+    assert run.state == "callback"
+
+
+def test_not_buying_is_closed() -> None:
+    run = lost()
+    with pytest.raises(InvalidData, match="feedback: required"):
+        run.act("jiang.na", "record", callback_result="not_buying")
+    run.act(
+        "jiang.na",
+        "record",
+        callback_result="bought_elsewhere",
+        feedback="已购他牌",
+        lost_reason_actual="对方优惠更多",
+        info_error="true",
+        info_error_note="电话少一位",
+    )
+    assert (run.status, run.outcome) == ("completed", "lost_confirmed")
+    assert run.vars["info_error"] is True
+
+
+def test_revivable_goes_back_to_its_salesperson() -> None:
+    run = lost()
+    run.act("jiang.na", "record", callback_result="revivable", feedback="还在比较")
+    assert (run.state, run.role) == ("back_to_sales", "salesperson")
+    with pytest.raises(ActionNotAllowed, match="the customer's own salesperson"):
+        run.act("huang.tao", "revived", revival_note="x")
+    run.act("liu.yang", "revived", revival_note="已到店订车")
+    assert run.outcome == "revived"
+
+
+def test_revivable_can_still_be_confirmed_lost() -> None:
+    run = lost()
+    run.act("jiang.na", "record", callback_result="revivable", feedback="再考虑")
+    run.act("liu.yang", "still_lost", revival_note="客户已放弃购车")
+    assert run.outcome == "lost_confirmed"
+
+
+def test_a_complaint_is_filed_before_anything_else() -> None:
+    run = lost()
+    run.act(
+        "jiang.na",
+        "record",
+        callback_result="revivable",
+        feedback="销售态度差",
+        complaint="销售顾问未回电话",
+    )
+    assert (run.state, run.role) == ("complaint_filing", "callback_agent")
+    with pytest.raises(InvalidData, match="complaint_ref: required"):
+        run.act("jiang.na", "filed")
+    run.act("jiang.na", "filed", complaint_ref="a1b2c3d4e5f6")
+    assert run.state == "back_to_sales"
+    run = lost()
+    run.act("jiang.na", "record", callback_result="not_buying", feedback="f", complaint="c")
+    run.act("jiang.na", "filed", complaint_ref="x")
+    assert run.outcome == "lost_confirmed"
+
+
+def test_three_unanswered_calls_end_unreachable() -> None:
+    run = lost()
+    run.act("jiang.na", "unreachable", comment="无人接听")
+    run.act("jiang.na", "unreachable", comment="关机")
+    assert (run.state, run.vars["attempts"]) == ("callback", 2)
+    run.act("jiang.na", "unreachable", comment="空号")
+    assert (run.outcome, run.vars["attempts"]) == ("unreachable", 3)
+
+
+def test_missing_customer_data_is_registered_first() -> None:
+    run = Run.start("lost_customer_callback", "yu.hang", NOW, customer="李女士")
+    assert (run.state, run.role) == ("registration", "callback_agent")
+    run.act("jiang.na", "register", contact="13800000000")
+    assert run.state == "callback"
+
+
+def test_monthly_analysis_and_penalties() -> None:
+    run = Run.start("lost_customer_callback", "yu.hang", at("2026-11-30 09:00"), scope="analysis")
+    assert (run.state, run.role, run.vars["month"]) == ("analysis", "showroom_manager", "2026-11")
+    with pytest.raises(ActionNotAllowed, match="more customers called back than were lost"):
+        run.act(
+            "yu.hang",
+            "submit",
+            lost_count="10",
+            called_back="11",
+            repeated_errors="0",
+            analysis="a",
+        )
+    run.act(
+        "yu.hang",
+        "submit",
+        lost_count="40",
+        called_back="37",
+        repeated_errors="2",
+        analysis="价格是主要原因",
+    )
+    v = run.vars
+    assert (v["missed_callbacks"], v["penalty_sales_vp"], v["penalty_showroom_manager"]) == (
+        3,
+        D(60),
+        D(30),
+    )
+    assert v["penalty_callback_agent"] == D(60)
+    run.act("zhang.wei", "return", comment="补充竞品分析")
+    run.act(
+        "yu.hang", "submit", lost_count="40", called_back="40", repeated_errors="0", analysis="补充"
+    )
+    assert run.vars["penalty_sales_vp"] == D(0)
+    run.act("zhang.wei", "acknowledge", vp_note="调整价格策略")
+    assert (run.status, run.outcome) == ("completed", "reported")
+
+
+@pytest.fixture
+def sh(db_url: str) -> Shell:
+    return cli(db_url, "lost_customer_callback", deployed_at="2026-01-01T00:00:00+08:00")
+
+
+def test_cli_monthly_analysis_schedule(sh: Shell) -> None:
+    def starts(now: str) -> list[str]:
+        return sh.js("tick", now=now)["scheduled_starts"]
+
+    [january] = starts("2026-01-30T09:00:01+08:00")
+    inst = sh.js(f"show {january}")
+    assert (inst["state"], inst["requester"], inst["variables"]["month"]) == (
+        "analysis",
+        "yu.hang",
+        "2026-01",
+    )
+    assert starts("2026-01-31T09:00:00+08:00") == []
+    assert starts("2026-02-27T09:00:01+08:00") == []
+    [february] = starts("2026-02-28T09:00:01+08:00")  # no 30 February: its last day instead
+    assert sh.js(f"show {february}")["variables"]["month"] == "2026-02"
+    assert len(starts("2026-03-30T09:00:01+08:00")) == 1
+
+
+def test_cli_callback_to_revival_and_unreachable(sh: Shell) -> None:
+    inst = sh.js(
+        "start lost_customer_callback --as liu.yang --set customer=王先生 "
+        "--set contact=139 --set salesperson=liu.yang"
+    )
+    task = inst["tasks"][0]["id"]
+    inst = sh.js(
+        f"act {task} record --as jiang.na --set callback_result=revivable "
+        "--set feedback=考虑中 --set complaint=试驾体验差"
+    )
+    task = inst["tasks"][0]
+    assert task["state"] == "complaint_filing"
+    inst = sh.js(f"act {task['id']} filed --as jiang.na --set complaint_ref=c-1")
+    done = sh.js(f"act {inst['tasks'][0]['id']} revived --as liu.yang --set revival_note=已订车")
+    assert done["outcome"] == "revived"
+
+    inst = sh.js("start lost_customer_callback --as jiang.na --set customer=赵先生 --set contact=1")
+    for _ in range(3):
+        inst = sh.js(
+            ["act", inst["tasks"][0]["id"], "unreachable", "--as", "jiang.na", "--comment", "未接"]
+        )
+    assert (inst["status"], inst["outcome"]) == ("completed", "unreachable")
