@@ -710,6 +710,8 @@ def _act(
 
     step = _Step(process, snapshot, decode_variables(process, snapshot.variables), now, actor.user)
     given = step.take_inputs(aspec, data, f"action {event.action!r}")
+    # the guard sees this step's inputs and its own `set` (a guard checks what the step
+    # computes, e.g. an approved amount defaulted from the request)
     step.compute(aspec.set, f"{task.state}.{event.action}")
     signoff = Signoff(actor.user, role, event.action, now, on_behalf_of, comment)
     record: dict[str, Any] = {
@@ -729,7 +731,13 @@ def _act(
         and event.action == tspec.countersign
         and signed.pending_roles
     ):
-        # 会签 / 依次: not everyone has signed yet, the task stays open
+        # 会签 / 依次: not everyone has signed yet, the task stays open; every signature
+        # must meet the guard, not only the last one
+        if aspec.when is not None:
+            guard = process.expr(f"{task.state}.{event.action}.when")
+            if not guard.test(step.ctx()):
+                reason = aspec.when_message or f"condition not met: {aspec.when}"
+                raise ActionNotAllowed(task.id, event.action, reason)
         step.open_tasks[task.id] = signed
         step.changed.append(signed)
         record["to_state"] = task.state

@@ -420,7 +420,9 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
         for name, st in proc.spec.states.items()
     }
     tasks = [task_json(t, now, titles.get(t.state, "")) for t in snapshot.tasks]
-    history = [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)]
+    history = wf.visible_history(
+        snapshot, [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)], viewer
+    )
     variables = wf.visible_variables(snapshot, viewer, now)
     deadlines = wf.deadlines(snapshot)
     for timer in deadlines["timers"]:

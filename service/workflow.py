@@ -280,18 +280,38 @@ class Workflow:
             typed = decode_variables(proc, snapshot.variables)
             live = live_values(proc, typed, now, snapshot.requester)
             values.update({k: encode(v) for k, v in live.items()})
-        if viewer is None:
-            return values
-        user = self.org.user(viewer)
-        entitled = viewer == snapshot.requester or bool(
-            set(user.roles) & set(proc.spec.confidential_to)
-        )
-        if entitled:
+        if self.entitled(snapshot, viewer):
             return values
         return {
             k: (HIDDEN if proc.spec.variables.get(k) and proc.spec.variables[k].confidential else v)
             for k, v in values.items()
         }
+
+    def entitled(self, snapshot: Snapshot, viewer: str | None) -> bool:
+        """May ``viewer`` see confidential values? Operators (no viewer), the requester and
+        the process's ``confidential_to`` roles may."""
+        if viewer is None or viewer == snapshot.requester:
+            return True
+        proc = self.process(snapshot.process, snapshot.version)
+        return bool(set(self.org.user(viewer).roles) & set(proc.spec.confidential_to))
+
+    def visible_history(
+        self, snapshot: Snapshot, rows: list[dict[str, Any]], viewer: str | None
+    ) -> list[dict[str, Any]]:
+        """Audit rows of the instance with confidential values masked for ``viewer``: the
+        history must not give away what the variables view hides."""
+        if self.entitled(snapshot, viewer):
+            return rows
+        proc = self.process(snapshot.process, snapshot.version)
+        secret = {k for k, v in proc.spec.variables.items() if v.confidential}
+        out = []
+        for row in rows:
+            data = dict(row.get("data") or {})
+            for key in ("input", "computed"):
+                if isinstance(data.get(key), dict):
+                    data[key] = {k: (HIDDEN if k in secret else v) for k, v in data[key].items()}
+            out.append(row | {"data": data})
+        return out
 
     def deadlines(self, snapshot: Snapshot) -> dict[str, Any]:
         """Every timer of the instance, fired, cancelled and planned, and the SLA clock."""

@@ -102,6 +102,10 @@ def test_confidential_fields_are_masked_for_outsiders(sh: Shell) -> None:
     assert outsider["subject"] == "抄表员张某"
     insider = sh.js(f"show {inst['id']} --as li.qiang")["variables"]
     assert insider["customer"] == "刘女士"
+    history = sh.js(f"show {inst['id']} --as liu.yang")["history"]
+    started = history[0]["data"]["input"]
+    assert started["customer"] == "***" and started["subject"] == "抄表员张某"
+    assert "刘女士" not in sh.ok(f"show {inst['id']} --as liu.yang -o json").out
 
 
 def test_second_action_on_a_decided_task_changes_nothing(sh: Shell) -> None:
@@ -170,3 +174,29 @@ def test_graph_is_mermaid(sh: Shell) -> None:
     assert out.startswith("stateDiagram-v2")
     assert "accepting --> handling: accept (complaint_clerk)" in out
     assert "closed --> [*]" in out
+
+
+@pytest.mark.parametrize(
+    ("kind", "due"),
+    [("complaint", "2026-10-11T00:00:00+08:00"), ("report", "2026-10-14T00:00:00+08:00")],
+)
+def test_worked_example_deadlines(sh: Shell, kind: str, due: str) -> None:
+    """Received 2026-09-30 10:00: complaints by the end of Sat 10 Oct (a working day),
+    reports by the end of Tue 13 Oct; 1-7 Oct are the National Day holiday."""
+    inst = start_complaint(sh, kind)
+    assert inst["tasks"][0]["due_at"] == due
+    shown = sh.js(f"show {inst['id']}", now=RECEIVED)
+    assert shown["deadlines"]["instance_deadline"]["due_at"] == due
+
+
+def test_escalation_after_downtime_fires_once(sh: Shell) -> None:
+    inst = start_complaint(sh)
+    first = sh.js("tick", now="2026-10-20T09:00+08:00")
+    assert first["fired"] >= 2 and first["failed"] == 0
+    assert sh.js("tick", now="2026-10-20T09:00+08:00")["fired"] == 0
+    assert sh.js("tick", now="2026-10-21T09:00+08:00")["fired"] == 0
+    trail = sh.js(f"audit --instance {inst['id']}")
+    levels = [e["data"]["level"] for e in trail if e["action"] == "escalation"]
+    assert levels == sorted(set(levels)) and levels, trail
+    assert all(e["data"]["late_by_s"] > 0 for e in trail if e["action"] == "escalation")
+    assert sh.js(f"show {inst['id']} --as chen.jun", now="2026-10-20T09:00+08:00")["tasks"]

@@ -191,3 +191,30 @@ states:
     early = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 07:30 on 2 March in Shanghai
     out = fire(proc, None, Start("i9", 1), org.actor("ann"), {}, early)
     assert out.snapshot.variables["d"] == "2026-03-02"
+
+
+def test_every_countersignature_must_meet_the_guard(org: Org) -> None:
+    proc = build(
+        """
+process: cs
+title: Countersign guard
+variables: {ok: {type: boolean}}
+start: {to: board}
+states:
+  board:
+    task:
+      roles: [head, cfo]
+      mode: all
+      countersign: approve
+      actions:
+        approve: {to: done, accept: [ok], when: "ok", when_message: "confirm with ok=true"}
+        reject: {to: done}
+  done: {final: true}
+""",
+        org,
+    )
+    out = start(proc, org)
+    with pytest.raises(ActionNotAllowed, match="confirm with ok=true"):
+        act(proc, org, out, "fay", "approve", ok="false")
+    first = act(proc, org, out, "fay", "approve", ok="true")
+    assert first.snapshot.tasks[0].pending_roles == ("head",)
