@@ -55,7 +55,15 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
     """Load and cross-check every file; raise one DefinitionError listing every problem."""
     problems: list[Problem] = []
     docs: list[tuple[str, Document]] = []
-    for path in yaml_files(paths):
+    files = yaml_files(paths)
+    if org_fallback is not None:
+        # calendars live beside org.yaml in calendars/: a single process file validated or
+        # deployed alone must see them as the running engine does
+        extra = org_fallback.parent / "calendars"
+        if extra.is_dir():
+            known = {p.resolve() for p in files}
+            files += [p for p in yaml_files([extra]) if p.resolve() not in known]
+    for path in files:
         try:
             doc = load_file(path)
         except DefinitionError as exc:

@@ -219,9 +219,10 @@ class TaskSpec(Frozen):
         description="With mode all/sequence: the action every role must take before the task "
         "moves on; any other action decides at once (e.g. reject).",
     )
-    four_eyes: bool | None = Field(
+    four_eyes: bool | Literal["requester"] | None = Field(
         default=None,
-        description="Forbid the requester and people who acted earlier in this instance. "
+        description="true: neither the requester nor anyone who acted earlier in this "
+        "instance may act; 'requester': only the requester is kept out; false: no rule. "
         "Default: the process's four_eyes.",
     )
     actions: dict[str, ActionSpec]
@@ -302,9 +303,10 @@ class ProcessSpec(Frozen):
     title: str
     description: str = ""
     calendar: str = Field(default="cn", description="Working-day calendar for deadlines.")
-    four_eyes: bool = Field(
+    four_eyes: bool | Literal["requester"] = Field(
         default=False,
-        description="Default for tasks: the requester (and earlier approvers) may not act.",
+        description="Default for tasks: true keeps out the requester and earlier approvers, "
+        "'requester' only the requester.",
     )
     confidential_to: tuple[str, ...] = Field(
         default=(), description="Roles allowed to see confidential variables."

@@ -45,6 +45,7 @@ class CompiledProcess:
     source_text: str
     file: str
     known_roles: frozenset[str]
+    known_users: frozenset[str] = frozenset()
     calendar: WorkingCalendar = field(default_factory=default_calendar)
     expressions: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
@@ -328,6 +329,7 @@ def compile_process(
         source_text=_source_text(doc),
         file=doc.file,
         known_roles=roles,
+        known_users=frozenset(org.users),
         calendar=calendars.get(spec.calendar, default_calendar()),
         expressions=exprs,
         decisions=decisions,

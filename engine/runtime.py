@@ -33,7 +33,7 @@ from engine.records import (
     TaskRecord,
     TimerRecord,
 )
-from engine.values import coerce, decode, encode
+from engine.values import VarType, coerce, decode, encode
 
 MAX_HOPS = 50
 SYSTEM = "system"
@@ -176,6 +176,8 @@ class _Step:
             given[name] = coerce(
                 name, spec.type, raw, values=spec.values, minimum=spec.min, maximum=spec.max
             )
+            if spec.type is VarType.user and given[name] not in self.process.known_users:
+                raise InvalidData(name, f"unknown user {given[name]!r}; see 'run.py users'")
         self.values.update(given)
         for name in step.require:
             if self.values.get(name) is None:
@@ -661,14 +663,15 @@ def authorize(
                     f"four-eyes rule: {snapshot.requester} requested this and may not approve "
                     "it; another holder of the role must act",
                 )
-        options = [(r, w) for r, w in options if not (persons(w) & set(snapshot.approvers))]
-        if not options:
-            raise ActionNotAllowed(
-                task.id,
-                action,
-                f"four-eyes rule: {actor.user} already acted earlier in this instance; "
-                "someone else must act",
-            )
+        if four_eyes is True:
+            options = [(r, w) for r, w in options if not (persons(w) & set(snapshot.approvers))]
+            if not options:
+                raise ActionNotAllowed(
+                    task.id,
+                    action,
+                    f"four-eyes rule: {actor.user} already acted earlier in this instance; "
+                    "someone else must act",
+                )
     if task.mode != TaskMode.any.value:
         signed = {s.user for s in task.signoffs} | {
             s.on_behalf_of for s in task.signoffs if s.on_behalf_of

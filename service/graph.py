@@ -30,6 +30,24 @@ def mermaid(spec: ProcessSpec) -> str:
         for branch in state.route:
             guard = _label(branch.when) if branch.when else "otherwise"
             lines.append(f"    {name} --> {branch.to}: {guard}")
+        if state.deadline is not None:
+            dl = state.deadline
+            lines.append(f"    note right of {name}: due in {_label(str(dl.amount))} {dl.unit}")
+            for level, esc in enumerate(dl.escalations, start=1):
+                if esc.goto:
+                    lines.append(f"    {name} --> {esc.goto}: overdue, escalation level {level}")
         if state.final:
             lines.append(f"    {name} --> [*]")
+    if spec.deadline is not None:
+        dl = spec.deadline
+        until = ", ".join(dl.until)
+        amount = _label(str(dl.amount))
+        lines.append(
+            f"    note left of {spec.start.to}: instance deadline {amount} {dl.unit} until {until}"
+        )
+        for level, esc in enumerate(dl.escalations, start=1):
+            if esc.goto:
+                lines.append(
+                    f"    {spec.start.to} --> {esc.goto}: overdue, escalation level {level}"
+                )
     return "\n".join(lines) + "\n"

@@ -174,6 +174,7 @@ def test_graph_is_mermaid(sh: Shell) -> None:
     assert out.startswith("stateDiagram-v2")
     assert "accepting --> handling: accept (complaint_clerk)" in out
     assert "closed --> [*]" in out
+    assert "note left of accepting: instance deadline" in out
 
 
 @pytest.mark.parametrize(

@@ -148,3 +148,22 @@ states:
     assert "must be at most 10, got 50" in msg
     assert "expected a date as YYYY-MM-DD, got 'today'" in msg
     assert "the schedule must set n (start.require)" in msg
+
+
+def test_a_single_file_sees_the_calendars_beside_org_yaml(tmp_path: Path) -> None:
+    (tmp_path / "calendars").mkdir()
+    (tmp_path / "org.yaml").write_text((PROCESSES / "org.yaml").read_text("utf-8"), "utf-8")
+    (tmp_path / "calendars" / "shop.yaml").write_text(
+        'calendar: shop\nbusiness_hours: {start: "09:00", end: "17:30"}\n', "utf-8"
+    )
+    proc = tmp_path / "p.yaml"
+    proc.write_text(
+        "process: p\ntitle: P\ncalendar: shop\nstart: {to: a}\nstates:\n"
+        "  a: {task: {role: complaint_clerk, actions: {ok: {to: b}}}}\n  b: {final: true}\n",
+        "utf-8",
+    )
+    catalog = load_catalog([proc], tmp_path / "org.yaml")
+    assert catalog.processes["p"].calendar.name == "shop"
+    (tmp_path / "calendars" / "shop.yaml").unlink()
+    with pytest.raises(DefinitionError, match="unknown calendar 'shop'"):
+        load_catalog([proc], tmp_path / "org.yaml")

@@ -218,3 +218,35 @@ states:
         act(proc, org, out, "fay", "approve", ok="false")
     first = act(proc, org, out, "fay", "approve", ok="true")
     assert first.snapshot.tasks[0].pending_roles == ("head",)
+
+
+def test_four_eyes_requester_only_lets_earlier_approvers_act_again(org: Org) -> None:
+    text = APPROVAL.replace("four_eyes: true", "four_eyes: requester")
+    proc = build(text, org)
+    out = start(proc, org, user="ann", amount="12", limit="10")
+    back = act(proc, org, out, "bob", "raise_note", note="look again")
+    assert back.snapshot.state == "vp_review"
+    assert act(proc, org, back, "bob", "approve").snapshot.outcome == "approved"
+    strict = build(APPROVAL, org)
+    out = start(strict, org, user="ann", amount="12", limit="10")
+    back = act(strict, org, out, "bob", "raise_note", note="look again")
+    with pytest.raises(ActionNotAllowed, match="bob already acted earlier"):
+        act(strict, org, back, "bob", "approve")
+
+
+def test_user_variables_must_name_a_user(org: Org) -> None:
+    proc = build(
+        """
+process: who
+title: Who
+variables: {owner: {type: user}}
+start: {to: a, require: [owner]}
+states:
+  a: {task: {role: clerk, actions: {ok: {to: b}}}}
+  b: {final: true}
+""",
+        org,
+    )
+    with pytest.raises(InvalidData, match="owner: unknown user 'nobody'"):
+        start(proc, org, owner="nobody")
+    assert start(proc, org, owner="bob").snapshot.variables["owner"] == "bob"
