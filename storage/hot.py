@@ -178,7 +178,7 @@ class Hot:
         task_select = f"SELECT {self._names(self.task_cols)} FROM tasks"
         # Without statistics SQLite prefers the (status, due_at) index here, which means
         # scanning every open task of the installation; name the right one.
-        by_instance = "" if self.pg else " INDEXED BY ix_tasks_instance_id"
+        by_instance = "" if self.pg else " INDEXED BY ix_tasks_instance_id_status"
         self.OPEN_TASKS = self._sql(
             f"{task_select}{by_instance} WHERE instance_id = :id AND status = 'open' "
             "ORDER BY created_at, length(id), id"

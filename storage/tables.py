@@ -117,7 +117,7 @@ tasks = sa.Table(
     sa.Column("decision", sa.String),
     sa.Column("decided_by", sa.String),
     sa.Column("signoffs", json_type(), nullable=False),
-    sa.Index("ix_tasks_instance_id", "instance_id"),
+    sa.Index("ix_tasks_instance_id_status", "instance_id", "status"),
     sa.Index("ix_tasks_status_due_at", "status", "due_at"),
 )
 

@@ -739,10 +739,10 @@ def test_sqlite_hot_queries_use_the_selective_indexes(sqlite_url: str) -> None:
 
             mine = plan_of({"manager", "clerk"}, None, "open", None, None)
             assert "ix_task_roles_role" in mine and "ix_tasks_status_due_at" not in mine
-            assert "ix_tasks_instance_id" in plan_of(None, None, "open", "i1", None)
+            assert "ix_tasks_instance_id_status" in plan_of(None, None, "open", "i1", None)
             assert "ix_tasks_status_due_at" in plan_of(None, None, "open", None, T0)
         hot = s._hot
-        assert "ix_tasks_instance_id" in _plan(s, hot.OPEN_TASKS, {"id": "i1"})
+        assert "ix_tasks_instance_id_status" in _plan(s, hot.OPEN_TASKS, {"id": "i1"})
         assert "ix_audit_log_chain_key_seq" in _plan(s, hot.LAST_HASH, {"chain_key": "i1"})
         cancel = _plan(s, hot.CANCEL_STATE, {"instance_id": "i1", "state": "x"})
         assert "ix_timers_instance_id_status" in cancel

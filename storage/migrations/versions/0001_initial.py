@@ -93,7 +93,7 @@ def upgrade() -> None:
             ["instance_id"], ["instances.id"], name="fk_tasks_instance_id_instances"
         ),
     )
-    op.create_index("ix_tasks_instance_id", "tasks", ["instance_id"])
+    op.create_index("ix_tasks_instance_id_status", "tasks", ["instance_id", "status"])
     op.create_index("ix_tasks_status_due_at", "tasks", ["status", "due_at"])
 
     op.create_table(
