@@ -58,6 +58,31 @@ def drive(wf: Workflow, n: int, clock: list[datetime]) -> tuple[float, list[floa
     return time.perf_counter() - began, latencies
 
 
+def _worker(url: str, n: int, seed: int, out) -> None:  # noqa: ANN001
+    wf = Workflow(Store.open(url), PROCESSES, clock=lambda: datetime.now(UTC))
+    clock = [T0 + timedelta(days=seed)]
+    drive(wf, 5, clock)  # warm up this process's caches
+    out.put(drive(wf, n, clock))
+    wf.store.close()
+
+
+def drive_processes(url: str, n: int, procs: int) -> tuple[float, list[float]]:
+    """n instances split over `procs` OS processes (e.g. several workers on one machine)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(url, n // procs, i, out)) for i in range(procs)]
+    began = time.perf_counter()
+    for w in workers:
+        w.start()
+    parts = [out.get() for _ in workers]
+    seconds = time.perf_counter() - began
+    for w in workers:
+        w.join()
+    return seconds, [x for _, lat in parts for x in lat]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -88,15 +113,19 @@ def make_pg_db(url: str) -> tuple[str, callable]:
     return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def run(label: str, url: str, n: int, scale: list[int]) -> dict:
+def run(label: str, url: str, n: int, scale: list[int], procs: int = 1) -> dict:
     store = Store.open(url)
     wf = Workflow(store, PROCESSES, clock=lambda: datetime.now(UTC))
     wf.deploy(now=T0)
     clock = [T0]
     drive(wf, 20, clock)  # warm up caches and the compiled process
-    seconds, lat = drive(wf, n, clock)
+    if procs > 1:
+        seconds, lat = drive_processes(url, n, procs)
+    else:
+        seconds, lat = drive(wf, n, clock)
     result = {
         "db": label,
+        "processes": procs,
         "instances": n,
         "actions": len(lat),
         "seconds": round(seconds, 2),
@@ -132,6 +161,7 @@ def main() -> None:
         "--pg", default=os.environ.get("SHENPI_TEST_PG_URL", ""), help="PostgreSQL URL"
     )
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
+    parser.add_argument("--procs", type=int, default=1, help="worker processes driving at once")
     args = parser.parse_args()
     scale = [int(s) for s in args.scale.split(",") if s]
     print(
@@ -141,12 +171,12 @@ def main() -> None:
     results = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
-            results.append(run("sqlite", f"sqlite:///{tmp}/bench.db", args.n, scale))
+            results.append(run("sqlite", f"sqlite:///{tmp}/bench.db", args.n, scale, args.procs))
             print(json.dumps(results[-1]), flush=True)
     if args.only in (None, "postgres") and args.pg:
         url, drop = make_pg_db(args.pg)
         try:
-            results.append(run("postgres", url, args.n, scale))
+            results.append(run("postgres", url, args.n, scale, args.procs))
             print(json.dumps(results[-1]), flush=True)
         finally:
             drop()

@@ -22,7 +22,7 @@ from engine.expressions import BUILTIN_NAMES, Expression
 from engine.model import NAME, DeadlineSpec, Duration, ProcessSpec, StateSpec, TaskMode
 from engine.org import Org
 from engine.validation import pydantic_problems
-from engine.values import coerce
+from engine.values import VarType, coerce
 from engine.yamlsafe import Document, PathKey
 
 NEW = "__new__"  # the machine's state before the first step
@@ -119,6 +119,8 @@ def compile_process(
             ck.add(("variables", name), f"variable name {name!r} must match {NAME}")
         if var.live is not None:
             _check_expr(ck, exprs, f"live.{name}", var.live, ("variables", name, "live"), var_names)
+        if var.type is VarType.user and var.default is not None and var.default not in org.users:
+            ck.add(("variables", name, "default"), f"unknown user {var.default!r}")
         if var.default is not None:
             try:
                 coerce(
@@ -314,6 +316,8 @@ def compile_process(
                 coerce(name, var.type, value, values=var.values, minimum=var.min, maximum=var.max)
             except InvalidData as exc:
                 ck.add((*spath, "set", name), exc.reason)
+            if var.type is VarType.user and value not in org.users:
+                ck.add((*spath, "set", name), f"unknown user {value!r}")
         missing = [n for n in spec.start.require if n not in sched.set]
         if missing and not _has_defaults(spec, missing):
             ck.add((*spath, "set"), f"the schedule must set {', '.join(missing)} (start.require)")

@@ -716,6 +716,7 @@ def _act(
     # the guard sees this step's inputs and its own `set` (a guard checks what the step
     # computes, e.g. an approved amount defaulted from the request)
     step.compute(aspec.set, f"{task.state}.{event.action}")
+    computed = {k: encode(step.values.get(k)) for k in aspec.set}
     signoff = Signoff(actor.user, role, event.action, now, on_behalf_of, comment)
     record: dict[str, Any] = {
         "actor": actor.user,
@@ -723,7 +724,9 @@ def _act(
         "from_state": task.state,
         "on_behalf_of": on_behalf_of,
         "task_id": task.id,
-        "data": {"role": role, "input": encode(given)} | ({"comment": comment} if comment else {}),
+        "data": {"role": role, "input": encode(given)}
+        | ({"computed": computed} if computed else {})
+        | ({"comment": comment} if comment else {}),
     }
     step.approvers.append(actor.user)
     if on_behalf_of:

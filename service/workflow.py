@@ -309,7 +309,14 @@ class Workflow:
             data = dict(row.get("data") or {})
             for key in ("input", "computed"):
                 if isinstance(data.get(key), dict):
-                    data[key] = {k: (HIDDEN if k in secret else v) for k, v in data[key].items()}
+                    data[key] = _mask(data[key], secret)
+            if isinstance(data.get("decisions"), list):
+                data["decisions"] = [
+                    d
+                    | {"inputs": _mask(d.get("inputs", {}), secret)}
+                    | {"outputs": _mask(d.get("outputs", {}), secret)}
+                    for d in data["decisions"]
+                ]
             out.append(row | {"data": data})
         return out
 
@@ -333,6 +340,10 @@ class Workflow:
         dues = [t["due_at"] for t in timers] + [snapshot.created_at]
         warnings = proc.calendar.warnings_for(min(dues), max(dues))
         return {"instance_deadline": sla or None, "timers": timers, "calendar_warnings": warnings}
+
+
+def _mask(values: dict[str, Any], secret: set[str]) -> dict[str, Any]:
+    return {k: (HIDDEN if k in secret else v) for k, v in values.items()}
 
 
 def new_id() -> str:

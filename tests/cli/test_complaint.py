@@ -201,3 +201,20 @@ def test_escalation_after_downtime_fires_once(sh: Shell) -> None:
     assert levels == sorted(set(levels)) and levels, trail
     assert all(e["data"]["late_by_s"] > 0 for e in trail if e["action"] == "escalation")
     assert sh.js(f"show {inst['id']} --as chen.jun", now="2026-10-20T09:00+08:00")["tasks"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "due"),
+    [("complaint", "2026-02-26T00:00:00+08:00"), ("report", "2026-02-28T00:00:00+08:00")],
+)
+def test_spring_festival_deadlines(sh: Shell, kind: str, due: str) -> None:
+    """Received Fri 13 Feb 2026: Sat 14 Feb is a working day (调休), 15-23 Feb are the
+    Spring Festival holiday, so 3 working days end with Wed 25 Feb and 5 with Fri 27 Feb."""
+    inst = sh.js(
+        [
+            "start", "complaint", "--as", "wang.fang", "--set", f"kind={kind}",
+            "--set", "customer=c", "--set", "contact=1", "--set", "content=x",
+        ],
+        now="2026-02-13T16:00+08:00",
+    )  # fmt: skip
+    assert inst["tasks"][0]["due_at"] == due
