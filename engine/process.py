@@ -30,6 +30,7 @@ START_TRIGGER = "__start__"
 ROUTE_TRIGGER = "__route__"
 GOTO_PREFIX = "__goto__"  # escalation moves, from any state
 SLA = "@sla"  # the pseudo-state of instance-wide deadline timers
+MAX_DURATION = 36_600  # days or hours: a century of days is more than any policy needs
 
 
 @dataclass
@@ -373,6 +374,8 @@ def _check_duration(
         _check_expr(ck, exprs, f"{key}.amount", amount, (*path, dur.unit), names)
     elif amount < 0:
         ck.add((*path, dur.unit), "a duration cannot be negative")
+    elif amount > MAX_DURATION:
+        ck.add((*path, dur.unit), f"a duration above {MAX_DURATION} is refused")
     elif dur.unit != "hours" and int(amount) != amount:
         ck.add((*path, dur.unit), f"{dur.unit} must be a whole number")
 

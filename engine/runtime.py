@@ -23,7 +23,15 @@ from engine.errors import (
 )
 from engine.model import DeadlineSpec, Duration, Inputs, TaskMode
 from engine.org import Actor
-from engine.process import GOTO_PREFIX, NEW, ROUTE_TRIGGER, SLA, START_TRIGGER, CompiledProcess
+from engine.process import (
+    GOTO_PREFIX,
+    MAX_DURATION,
+    NEW,
+    ROUTE_TRIGGER,
+    SLA,
+    START_TRIGGER,
+    CompiledProcess,
+)
 from engine.records import (
     AuditRecord,
     Notice,
@@ -317,8 +325,15 @@ class _Step:
         if isinstance(raw, str):
             expr = self.process.expr(f"{key}.amount")
             raw = expr.evaluate(self.ctx())
-            if isinstance(raw, bool) or not isinstance(raw, int | Decimal) or raw < 0:
-                raise ExpressionError(expr.source, f"a duration must be a number >= 0, got {raw!r}")
+            if (
+                isinstance(raw, bool)
+                or not isinstance(raw, int | Decimal)
+                or not 0 <= raw <= MAX_DURATION
+            ):
+                raise ExpressionError(
+                    expr.source,
+                    f"a duration must be a number from 0 to {MAX_DURATION}, got {raw!r}",
+                )
         if dur.unit != "hours" and raw != int(raw):
             raise ExpressionError(str(dur.amount), f"{dur.unit} must be whole, got {raw}")
         return raw
@@ -340,7 +355,7 @@ class _Step:
         if due is None and dl.from_ is not None:
             start = self.moment(self.process.expr(f"{key}.from"))
         due = due or self.later(start, dl, key)
-        base = {"title": dl.title, "due_at": due.isoformat()}
+        base = {"title": dl.title, "state": state, "due_at": due.isoformat()}
         self.timers.append(
             TimerRecord(f"{prefix}:due", self.base.id, "deadline", due, state, task_id, base)
         )
@@ -804,7 +819,7 @@ def _timer(
     roles = open_task.pending_roles if open_task else ()
     recipients = tuple(f"role:{r}" for r in roles)
     task_id = timer.task_id or (open_task.id if open_task else None)
-    notice_data = dict(timer.data)
+    notice_data = dict(timer.data) | {"state": snapshot.state}
     if timer.kind == "reminder":
         step.notices.append(Notice("reminder", recipients, snapshot.id, task_id, notice_data))
     elif timer.kind == "deadline":

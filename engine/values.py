@@ -50,6 +50,8 @@ def _decimal(name: str, raw: Any) -> Decimal:
         raise InvalidData(name, f"expected a number, got {type(raw).__name__}")
     if not value.is_finite():
         raise InvalidData(name, f"expected a finite number, got {raw!r}")
+    if value and not -30 <= value.adjusted() <= 30:
+        raise InvalidData(name, f"{raw!r} is out of range (at most 30 digits either side)")
     return value
 
 

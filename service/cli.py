@@ -69,6 +69,8 @@ def refusals() -> Iterator[None]:
     except SQLAlchemyError as exc:
         first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
         fail(f"database: {first[0] if first else type(exc).__name__}")
+    except OSError as exc:  # e.g. a --db file in a folder that cannot be created
+        fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
 
 
 def parse_time(value: str, what: str) -> datetime:
@@ -78,6 +80,8 @@ def parse_time(value: str, what: str) -> datetime:
         raise click.BadParameter(
             f"{what}: expected ISO 8601, e.g. 2026-09-30T10:00+08:00"
         ) from None
+    if not 1900 <= moment.year <= 9000:
+        raise click.BadParameter(f"{what}: year {moment.year} is outside 1900-9000")
     return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)
 
 
@@ -328,14 +332,19 @@ def start(
     data = parse_sets(sets, data_file)
     with refusals():
         snapshot = settings.workflow().start(process, user, data, settings.at())
-        _show(settings, snapshot.id, None, output)
+        _show(settings, snapshot.id, user, output)
 
 
 @cli.command()
 @click.option("--as", "user", help="Only tasks this user may act on now.")
 @click.option("--role", help="Only tasks waiting for this role.")
 @click.option("--process", help="Only tasks of this process.")
-@click.option("--all", "include_closed", is_flag=True, help="Include decided and cancelled tasks.")
+@click.option(
+    "--all",
+    "include_closed",
+    is_flag=True,
+    help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
+)
 @click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
 @output_option
 @pass_settings
@@ -394,7 +403,7 @@ def act(
     data = parse_sets(sets, data_file)
     with refusals():
         snapshot = settings.workflow().act(task_id, action, user, data, comment, settings.at())
-        _show(settings, snapshot.id, None, output)
+        _show(settings, snapshot.id, user, output)
 
 
 @cli.command()

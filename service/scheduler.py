@@ -25,8 +25,10 @@ log = logging.getLogger("shenpi.serve")
 
 def one_tick(wf: Workflow, fixed_now: datetime | None = None) -> None:
     now = fixed_now or wf.clock()
-    report = tick(wf, now)
-    sent = dispatch(wf.store, wf.org, [ConsoleChannel(print)], now, limit=10_000)
+    try:
+        report = tick(wf, now)
+    finally:  # notices already committed go out even if this tick failed
+        sent = dispatch(wf.store, wf.org, [ConsoleChannel(print)], now, limit=10_000)
     if report.fired or report.started or sent or report.failed:
         log.info("tick %s: %s, %d notice(s) sent", now.isoformat(), report.as_dict(), sent)
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from engine.errors import ShenpiError
+from engine.errors import ShenpiError, WorkflowError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -57,7 +57,7 @@ def open_engine(url: str) -> sa.Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(url, pool_pre_ping=False)
-    raise ValueError(
+    raise WorkflowError(
         f"unsupported database URL {url!r}: use sqlite:///path/file.db (or a file path) or "
         "postgresql+psycopg://user@host/db"
     )

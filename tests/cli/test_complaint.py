@@ -218,3 +218,9 @@ def test_spring_festival_deadlines(sh: Shell, kind: str, due: str) -> None:
         now="2026-02-13T16:00+08:00",
     )  # fmt: skip
     assert inst["tasks"][0]["due_at"] == due
+
+
+def test_out_of_range_inputs_are_refused_not_crashed(sh: Shell) -> None:
+    assert sh("tasks", now="9999-12-30T10:00+08:00").code == 2
+    bad_db = Shell("foo://bar")
+    bad_db.refused("tasks", "unsupported database URL")

@@ -89,3 +89,23 @@ def test_back_dated_entries_keep_the_real_recorded_time(db_url: str) -> None:
     assert inst["created_at"] == "2026-01-05T09:30:00+08:00"
     window = sh.js("audit --since 2026-01-05T09:00+08:00 --until 2026-01-05T10:00+08:00")
     assert [e["seq"] for e in window] == [entry["seq"]]
+
+
+def test_act_shows_the_instance_as_the_actor_may_see_it(db_url: str, tmp_path: Path) -> None:
+    folder = copy_processes(tmp_path)
+    path = folder / "complaint.yaml"
+    text = path.read_text(encoding="utf-8")
+    line = "confidential_to: [complaint_clerk, complaint_handler, service_director]"
+    assert line in text
+    path.write_text(text.replace(line, "confidential_to: [complaint_clerk]"), encoding="utf-8")
+    sh = Shell(db_url, folder)
+    sh.ok("deploy")
+    inst = sh.js(["start", "complaint", "--as", "wang.fang", *COMPLAINT])
+    assert inst["variables"]["customer"] == "a"  # the requester sees everything
+    inst = sh.js(f"act {inst['tasks'][0]['id']} accept --as zhao.lei --set first_contact=ok")
+    out = sh.ok(
+        f"act {inst['tasks'][0]['id']} escalate --as li.qiang --set escalation_reason=r -o json"
+    )
+    shown = out.json()
+    assert shown["variables"]["customer"] == "***"
+    assert shown["history"][0]["data"]["input"]["customer"] == "***"

@@ -250,3 +250,8 @@ states:
     with pytest.raises(InvalidData, match="owner: unknown user 'nobody'"):
         start(proc, org, owner="nobody")
     assert start(proc, org, owner="bob").snapshot.variables["owner"] == "bob"
+
+
+def test_huge_numbers_are_refused(org: Org) -> None:
+    with pytest.raises(InvalidData, match="out of range"):
+        start(build(APPROVAL, org), org, amount="1e5000", limit="1")

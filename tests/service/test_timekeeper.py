@@ -126,3 +126,34 @@ def test_two_workers_fire_each_timer_and_slot_once(db_url: str, weekly: Path) ->
         assert len(fired) == 4
     assert check.verify_audit() == []
     check.close()
+
+
+BRITTLE = """\
+process: brittle
+title: Brittle
+variables:
+  n: {type: integer, default: 0}
+  x: {type: decimal}
+start: {to: work}
+states:
+  work:
+    deadline: {hours: 1, escalations: [{goto: broken}]}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  broken:
+    set: {x: "1 / n"}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  end: {final: true}
+"""
+
+
+def test_broken_timers_do_not_hide_the_ones_due_after_them(db_url: str, procs: Path) -> None:
+    (procs / "brittle.yaml").write_text(BRITTLE, encoding="utf-8")
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    for _ in range(3):
+        wf.start("brittle", "wang.fang", {}, now=at("2026-09-30T08:00"))
+    chase = wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00"))
+    report = tick(wf, at("2026-10-12T00:00"), batch=2)
+    assert report.failed == 3
+    assert report.fired == 3 + 4  # the brittle overdue notices and all of the healthy ones
+    assert len(wf.store.query_audit(instance_id=chase.id, actor="system")) == 4
