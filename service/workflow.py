@@ -142,10 +142,6 @@ class Workflow:
             )
         version = int(row["version"])
         self._latest[name] = (version, now)
-        if (name, version) not in self._compiled:
-            self._compiled[(name, version)] = compile_stored(
-                row["source_text"], row["file"], self.catalog
-            )
         return version
 
     # ------------------------------------------------------------------ commands
