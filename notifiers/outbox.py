@@ -86,10 +86,17 @@ def recipients(org: Org, targets: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+MAX_ATTEMPTS = 5
+
+
 def dispatch(store: Any, org: Org, channels: list[Channel], now: datetime, limit: int = 100) -> int:
-    """Send every pending notice once; returns how many notices were handled."""
+    """Send the pending notices this worker claims; returns how many were handled.
+
+    A notice whose channel fails goes back to pending and is tried again on the next
+    dispatch, up to MAX_ATTEMPTS; then it is marked failed with the last error.
+    """
     handled = 0
-    for notice in store.pending_notices(limit=limit):
+    for notice in store.claim_notices(now, limit=limit):
         data = dict(notice.get("data") or {})
         data.update(
             instance_id=notice["instance_id"],
@@ -104,7 +111,9 @@ def dispatch(store: Any, org: Org, channels: list[Channel], now: datetime, limit
                     channel.send(user_id, user.contacts.model_dump(), message)
             store.mark_notice(notice["id"], "sent", at=now)
         except Exception as exc:  # a failing channel must not block the rest of the outbox
-            log.error("notice %s failed: %s", notice["id"], exc)
-            store.mark_notice(notice["id"], "failed", error=str(exc)[:500], at=now)
+            final = int(notice.get("attempts") or 0) + 1 >= MAX_ATTEMPTS
+            log.error("notice %s failed (final: %s): %s", notice["id"], final, exc)
+            status = "failed" if final else "pending"
+            store.mark_notice(notice["id"], status, error=str(exc)[:500], at=now)
         handled += 1
     return handled

@@ -392,6 +392,7 @@ class Hot:
                 "attempts": 0,
                 "sent_at": None,
                 "last_error": None,
+                "claimed_at": None,
             }
             for n in outcome.notices
         ]

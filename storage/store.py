@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,7 +49,7 @@ AUDIT_KEYS = (
     "data",
     "hash",
 )
-NOTICE_STATUSES = ("pending", "sent", "failed")
+NOTICE_STATUSES = ("pending", "sending", "sent", "failed")
 _DEFINITION_RETRIES = 5
 
 
@@ -556,6 +556,35 @@ class Store:
         )
         with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def claim_notices(
+        self, now: datetime, limit: int = 100, lease: timedelta = timedelta(minutes=5)
+    ) -> list[dict[str, Any]]:
+        """Take up to ``limit`` notices to send, so that no other worker sends them too.
+
+        Claimed rows turn ``sending``; PostgreSQL workers skip each other's rows (``FOR
+        UPDATE SKIP LOCKED``), SQLite serialises claims. A worker that dies mid-send leaves
+        its rows ``sending``: after ``lease`` they can be claimed again.
+        """
+        now = aware(now, "now")
+        candidates = sa.or_(
+            outbox.c.status == "pending",
+            sa.and_(outbox.c.status == "sending", outbox.c.claimed_at < now - lease),
+        )
+        pick = sa.select(outbox.c.id).where(candidates).order_by(outbox.c.id).limit(limit)
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            ids = [row[0] for row in conn.execute(pick)]
+            if not ids:
+                return []
+            conn.execute(
+                sa.update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(status="sending", claimed_at=now)
+            )
+            rows = conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
+            return [dict(r) for r in rows.mappings()]
 
     def mark_notice(
         self, id: int, status: str, error: str | None = None, at: datetime | None = None

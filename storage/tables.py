@@ -190,7 +190,8 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("last_error", sa.Text),
-    sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="status"),
     sa.Index("ix_outbox_status_id", "status", "id"),
 )
 

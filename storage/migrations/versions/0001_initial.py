@@ -166,8 +166,11 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("sent_at", _when(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("claimed_at", _when(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
-        sa.CheckConstraint("status IN ('pending', 'sent', 'failed')", name="ck_outbox_status"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')", name="ck_outbox_status"
+        ),
     )
     op.create_index("ix_outbox_status_id", "outbox", ["status", "id"])
 
