@@ -7,6 +7,7 @@ can apply the result in one transaction or not at all.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -144,9 +145,9 @@ class _Step:
         self.notices: list[Notice] = []
         self.cancel_states: list[str] = []
         self.timers: list[TimerRecord] = []
-        self.meta: dict[str, Any] = {
-            k: (dict(v) if isinstance(v, dict) else v) for k, v in snapshot.meta.items()
-        }
+        # a deep copy: the SLA clock holds lists (extensions, pauses) that a step extends,
+        # and fire() must never change the snapshot it was given
+        self.meta: dict[str, Any] = copy.deepcopy(dict(snapshot.meta))
 
     def ctx(self) -> dict[str, Any]:
         return context(
@@ -760,7 +761,7 @@ def _act(
                 reason = aspec.when_message or f"condition not met: {aspec.when}"
                 raise ActionNotAllowed(task.id, event.action, reason)
         step.open_tasks[task.id] = signed
-        step.changed.append(signed)
+        step._changed(signed)
         record["to_state"] = task.state
         record["data"]["waiting_for"] = list(signed.pending_roles)
         step.audit.append(step.finish(record))
@@ -779,7 +780,7 @@ def _act(
         closed_at=now,
     )
     step.open_tasks[task.id] = closed
-    step.changed.append(closed)
+    step._changed(closed)
     step.cancel_states.append(task.state)
     step.enter(target, record)
     return step.outcome(snapshot.row_version)

@@ -11,7 +11,7 @@ next tick, with its planned time and the actual time in the audit log.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,8 +133,6 @@ def _start_scheduled(
         "planned_at": slot.isoformat(),
         "fired_at": now.isoformat(),
     }
-    from dataclasses import replace
-
     outcome = replace(outcome, audit=(replace(first, data=data), *outcome.audit[1:]))
     wf.store.apply(outcome, wf.clock(), schedule_run=(key, slot))
     return outcome.snapshot.id

@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -255,3 +256,26 @@ states:
 def test_huge_numbers_are_refused(org: Org) -> None:
     with pytest.raises(InvalidData, match="out of range"):
         start(build(APPROVAL, org), org, amount="1e5000", limit="1")
+
+
+def test_fire_never_changes_the_snapshot_it_is_given(org: Org) -> None:
+    proc = build(
+        """
+process: clock
+title: Clock
+start: {to: work}
+deadline: {days: 10, until: [done], paused_in: [wait]}
+states:
+  work: {task: {role: clerk, actions: {hold: {to: wait}, finish: {to: done}}}}
+  wait: {task: {role: clerk, actions: {resume: {to: work}}}}
+  done: {final: true}
+""",
+        org,
+    )
+    out = start(proc, org)
+    for action in ("hold", "resume", "hold"):  # the second resume finds pauses recorded
+        out = act(proc, org, out, "bob", action)
+    before = copy.deepcopy(out.snapshot.meta)
+    resumed = act(proc, org, out, "bob", "resume")
+    assert out.snapshot.meta == before
+    assert len(resumed.snapshot.meta["sla"]["pauses"]) == 2
