@@ -316,6 +316,11 @@ class ProcessSpec(Frozen):
         default=None, description="Instance-wide deadline (e.g. receipt to answer)."
     )
     schedules: tuple[ScheduleSpec, ...] = ()
+    owner_role: str | None = Field(
+        default=None,
+        description="The role that answers for this process: told when a scheduled run "
+        "cannot start (e.g. its `as` user is away with no delegate). Default: `start.roles`.",
+    )
     decisions: dict[str, Any] = Field(
         default_factory=dict, description="Decision tables by name (see the YAML reference)."
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from engine.errors import DefinitionError, NotFound
+from engine.errors import DefinitionError, NotFound, WorkflowError
 from engine.validation import Frozen, parse_model
 from engine.yamlsafe import Document
 
@@ -81,8 +81,6 @@ class Org:
         """The acting identity of ``user_id``; an inactive user cannot act at all."""
         user = self.user(user_id)
         if not user.active:
-            from engine.errors import WorkflowError
-
             hint = f"; their delegate is {user.delegate}" if user.delegate else ""
             raise WorkflowError(f"user {user_id!r} is not active and cannot act{hint}")
         stands_in = tuple(
@@ -91,6 +89,29 @@ class Org:
             if u.delegate == user_id and not u.active
         )
         return Actor(user_id, frozenset(user.roles), stands_in)
+
+    def on_behalf(self, user_id: str) -> tuple[Actor, str | None]:
+        """Who acts in ``user_id``'s name now: ``(actor, None)`` if they are present, else
+        ``(delegate's actor, user_id)``; refused when nobody can.
+
+        For work that names a person in a definition (a schedule's ``as:``): absence is a
+        fact of the day, so the person's delegate stands in, as they do on tasks.
+        """
+        user = self.user(user_id)
+        if user.active:
+            return self.actor(user_id), None
+        if user.delegate is None:
+            raise WorkflowError(
+                f"user {user_id!r} is not active and has no delegate; set 'delegate:' for "
+                f"them in {self.file} or name another user"
+            )
+        stand_in = self.users.get(user.delegate)
+        if stand_in is None or not stand_in.active:
+            raise WorkflowError(
+                f"user {user_id!r} is not active and their delegate {user.delegate!r} is not "
+                f"active either; set another 'delegate:' for {user_id!r} in {self.file}"
+            )
+        return self.actor(user.delegate), user_id
 
     def holders(self, role: str, *, acting: bool = True) -> list[str]:
         """Users who hold ``role``; with ``acting``, absentees are replaced by their delegate."""

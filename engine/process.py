@@ -98,9 +98,21 @@ def _check_expr(
 
 
 def compile_process(
-    doc: Document, org: Org, calendars: Mapping[str, WorkingCalendar] | None = None
+    doc: Document,
+    org: Org,
+    calendars: Mapping[str, WorkingCalendar] | None = None,
+    *,
+    people: bool = True,
 ) -> CompiledProcess:
-    """Validate a process document against the org and calendars, and compile it."""
+    """Validate a process document against the org and calendars, and compile it.
+
+    Roles are structure and always checked. The people a process names (a schedule's
+    ``as:``, user-typed defaults and schedule values) are checked only with ``people``:
+    on for ``validate`` and ``deploy``, off when a stored version is recompiled, because
+    its running instances must keep working whoever has come or gone since. Whether a
+    person is active is never a definition question: a schedule resolves its user when
+    the slot fires (see ``service.timekeeper``).
+    """
     from pydantic import ValidationError
 
     try:
@@ -120,7 +132,12 @@ def compile_process(
             ck.add(("variables", name), f"variable name {name!r} must match {NAME}")
         if var.live is not None:
             _check_expr(ck, exprs, f"live.{name}", var.live, ("variables", name, "live"), var_names)
-        if var.type is VarType.user and var.default is not None and var.default not in org.users:
+        if (
+            people
+            and var.type is VarType.user
+            and var.default is not None
+            and var.default not in org.users
+        ):
             ck.add(("variables", name, "default"), f"unknown user {var.default!r}")
         if var.default is not None:
             try:
@@ -136,6 +153,8 @@ def compile_process(
                 ck.add((*path, i) if not isinstance(names, str) else path, _unknown_role(role))
 
     check_roles(("confidential_to",), spec.confidential_to)
+    if spec.owner_role is not None and spec.owner_role not in roles:
+        ck.add(("owner_role",), _unknown_role(spec.owner_role))
     if spec.calendar not in calendars:
         ck.add(("calendar",), f"unknown calendar {spec.calendar!r}; known: {', '.join(calendars)}")
 
@@ -277,8 +296,11 @@ def compile_process(
                     )
     for i, sched in enumerate(spec.schedules):
         spath: PathKey = ("schedules", i)
-        if sched.requester not in org.users:
-            ck.add((*spath, "as"), f"unknown user {sched.requester!r}")
+        if people and sched.requester not in org.users:
+            ck.add(
+                (*spath, "as"),
+                f"unknown user {sched.requester!r}; name a user of org.yaml (see 'run.py users')",
+            )
         if sched.cron is not None:
             problem = cron_problem(sched.cron)
             if problem:
@@ -295,16 +317,13 @@ def compile_process(
             amount = sched.every.amount
             if isinstance(amount, str) or amount <= 0:
                 ck.add((*spath, "every"), "'every' needs a number greater than 0")
-        user = org.users.get(sched.requester)
-        if user is not None:
-            if spec.start.roles and not set(user.roles) & set(spec.start.roles):
-                ck.add(
-                    (*spath, "as"),
-                    f"user {sched.requester!r} may not start this process "
-                    f"(start.roles: {', '.join(spec.start.roles)})",
-                )
-            if not user.active:
-                ck.add((*spath, "as"), f"user {sched.requester!r} is not active")
+        user = org.users.get(sched.requester) if people else None
+        if user is not None and spec.start.roles and not set(user.roles) & set(spec.start.roles):
+            ck.add(
+                (*spath, "as"),
+                f"user {sched.requester!r} may not start this process "
+                f"(start.roles: {', '.join(spec.start.roles)})",
+            )
         startable = set(spec.start.require) | set(spec.start.accept)
         for name, value in sched.set.items():
             if name not in var_names:
@@ -317,7 +336,7 @@ def compile_process(
                 coerce(name, var.type, value, values=var.values, minimum=var.min, maximum=var.max)
             except InvalidData as exc:
                 ck.add((*spath, "set", name), exc.reason)
-            if var.type is VarType.user and value not in org.users:
+            if people and var.type is VarType.user and value not in org.users:
                 ck.add((*spath, "set", name), f"unknown user {value!r}")
         missing = [n for n in spec.start.require if n not in sched.set]
         if missing and not _has_defaults(spec, missing):

@@ -140,8 +140,8 @@ class Notice:
     """A notification to put in the outbox in the same transaction as the step."""
 
     event: str  # task_assigned | reminder | overdue | escalated | done ...
-    recipients: tuple[str, ...]  # user ids
-    instance_id: str
+    recipients: tuple[str, ...]  # user:<id> or role:<id>
+    instance_id: str | None  # None for a notice about no instance (a scheduled run that failed)
     task_id: str | None = None
     data: JSON = field(default_factory=dict)
 

@@ -50,10 +50,15 @@ SYSTEM = "system"
 
 @dataclass(frozen=True)
 class Start:
-    """Start a new instance with this id (the service picks ids; the engine stays pure)."""
+    """Start a new instance with this id (the service picks ids; the engine stays pure).
+
+    ``on_behalf_of``: the absent user the actor stands in for (a schedule's ``as:`` user
+    who is away); that user stays the requester, and the audit names both.
+    """
 
     instance_id: str
     version: int = 1
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -613,9 +618,18 @@ def _start(
     now: datetime,
 ) -> Outcome:
     spec = process.spec
-    if spec.start.roles and not (actor.roles & set(spec.start.roles)):
+    requester, roles = actor.user, actor.roles
+    if event.on_behalf_of is not None:
+        absent = dict(actor.stands_in_for).get(event.on_behalf_of)
+        if absent is None:
+            raise WorkflowError(
+                f"{actor.user} does not stand in for {event.on_behalf_of} "
+                "(only the delegate of an inactive user does)"
+            )
+        requester, roles = event.on_behalf_of, absent
+    if spec.start.roles and not (roles & set(spec.start.roles)):
         raise WorkflowError(
-            f"{actor.user} may not start {spec.process}: it needs role "
+            f"{requester} may not start {spec.process}: it needs role "
             f"{' or '.join(spec.start.roles)}"
         )
     base = Snapshot(
@@ -625,7 +639,7 @@ def _start(
         state=NEW,
         status="active",
         variables={},
-        requester=actor.user,
+        requester=requester,
         created_at=now,
         updated_at=now,
     )
@@ -645,6 +659,7 @@ def _start(
         "actor": actor.user,
         "action": "start",
         "from_state": None,
+        "on_behalf_of": event.on_behalf_of,
         "data": {"input": encode(given)},
     }
     step.sla_start(record)

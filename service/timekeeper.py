@@ -19,6 +19,7 @@ from engine.errors import Conflict, ShenpiError
 from engine.model import ScheduleSpec
 from engine.org import Actor
 from engine.process import CompiledProcess
+from engine.records import AuditRecord, Notice
 from engine.runtime import Start, TimerFired, fire
 from service.workflow import Workflow, new_id
 
@@ -104,7 +105,20 @@ def _run_schedules(wf: Workflow, now: datetime, report: TickReport) -> None:
                 slot = latest_slot(proc, sched, since, now)
                 if slot is None:
                     continue
-                snapshot_id = _start_scheduled(wf, proc, int(row["version"]), sched, key, slot, now)
+                try:
+                    snapshot_id = _start_scheduled(
+                        wf, proc, int(row["version"]), sched, key, slot, now
+                    )
+                except Conflict:
+                    raise
+                except (ShenpiError, ArithmeticError, ValueError) as exc:
+                    # the slot cannot start (its user is away with no delegate, left the
+                    # org, lost the role...): record it once and tell the owner, the
+                    # next slot runs as usual
+                    _fail_scheduled(wf, proc, sched, key, slot, now, str(exc))
+                    report.failed += 1
+                    log.error("schedule %s at %s did not start: %s", key, slot.isoformat(), exc)
+                    continue
             except Conflict:
                 report.contested += 1
                 continue
@@ -125,8 +139,11 @@ def _start_scheduled(
     slot: datetime,
     now: datetime,
 ) -> str:
-    actor = wf.org.actor(sched.requester)
-    outcome = fire(proc, None, Start(new_id(), version), actor, dict(sched.set), slot)
+    """Start the slot's instance as the schedule's ``as:`` user, or, while that user is
+    away, as their delegate on their behalf (the ``as:`` user stays the requester)."""
+    actor, absent = wf.org.on_behalf(sched.requester)
+    event = Start(new_id(), version, on_behalf_of=absent)
+    outcome = fire(proc, None, event, actor, dict(sched.set), slot)
     first = outcome.audit[0]
     data = dict(first.data) | {
         "schedule": sched.name,
@@ -136,6 +153,47 @@ def _start_scheduled(
     outcome = replace(outcome, audit=(replace(first, data=data), *outcome.audit[1:]))
     wf.store.apply(outcome, wf.clock(), schedule_run=(key, slot))
     return outcome.snapshot.id
+
+
+def owner_roles(proc: CompiledProcess) -> tuple[str, ...]:
+    """Who answers for the process: its ``owner_role``, else whoever may start it by hand
+    (they can open the missed instance themselves)."""
+    spec = proc.spec
+    return (spec.owner_role,) if spec.owner_role else tuple(spec.start.roles)
+
+
+def _fail_scheduled(
+    wf: Workflow,
+    proc: CompiledProcess,
+    sched: ScheduleSpec,
+    key: str,
+    slot: datetime,
+    now: datetime,
+    reason: str,
+) -> None:
+    """Claim the slot as failed, audit it (``schedule_failed``) and notify the owner role,
+    in one transaction: recorded once across workers and not retried every tick."""
+    recipients = tuple(f"role:{r}" for r in owner_roles(proc))
+    data = {
+        "schedule": sched.name,
+        "as": sched.requester,
+        "planned_at": slot.isoformat(),
+        "fired_at": now.isoformat(),
+        "reason": reason,
+        "notified": list(recipients),
+    }
+    audit = AuditRecord(
+        at=slot,
+        actor=SYSTEM.user,
+        action="schedule_failed",
+        process=proc.name,
+        instance_id=None,
+        from_state=None,
+        to_state=None,
+        data=data,
+    )
+    notices = [Notice("schedule_failed", recipients, None, data={"process": proc.name} | data)]
+    wf.store.fail_schedule_run(key, slot, audit, notices if recipients else [], wf.clock())
 
 
 def latest_slot(

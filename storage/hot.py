@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.errors import Conflict
-from engine.records import AuditRecord, Outcome, Signoff, Snapshot, TaskRecord
+from engine.records import AuditRecord, Notice, Outcome, Signoff, Snapshot, TaskRecord
 from storage.tables import (
     audit_log,
     instances,
@@ -380,7 +380,12 @@ class Hot:
             }
             for t in outcome.timers_set
         ]
-        plan.notices = [
+        plan.notices = self.notice_rows(outcome.notices, recorded)
+        return plan
+
+    def notice_rows(self, notices: Sequence[Notice], recorded: Any) -> list[dict[str, Any]]:
+        """Outbox rows for ``notices``, pending, stamped ``recorded`` (already converted)."""
+        return [
             {
                 "created_at": recorded,
                 "event": n.event,
@@ -394,9 +399,8 @@ class Hot:
                 "last_error": None,
                 "claimed_at": None,
             }
-            for n in outcome.notices
+            for n in notices
         ]
-        return plan
 
     # ------------------------------------------------------------------ execution
 

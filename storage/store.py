@@ -20,7 +20,15 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from engine.errors import Conflict, NotFound
-from engine.records import AuditRecord, Outcome, Signoff, Snapshot, TaskRecord, TimerRecord
+from engine.records import (
+    AuditRecord,
+    Notice,
+    Outcome,
+    Signoff,
+    Snapshot,
+    TaskRecord,
+    TimerRecord,
+)
 from storage.db import SQLITE_BEGIN, migrate, open_engine
 from storage.hot import GENESIS, Hot, audit_hash, aware
 from storage.tables import (
@@ -230,6 +238,35 @@ class Store:
                 if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
                     raise Conflict(outcome.snapshot.id, f"schedule {key} at {planned} already ran")
             return self._hot.execute(cur, plan)
+
+    def fail_schedule_run(
+        self,
+        schedule: str,
+        planned_at: datetime,
+        audit: AuditRecord,
+        notices: Sequence[Notice],
+        recorded_at: datetime,
+    ) -> list[int]:
+        """Record a slot that could not start: claim it (no instance), audit why, notify.
+
+        One transaction, so exactly one worker records the failure and sends its notices,
+        and the slot is not retried on every tick (the next slot runs as usual). Conflict
+        when the slot was already claimed.
+        """
+        rows = self._hot.audit_rows([audit], recorded_at)
+        recorded = self._hot.when(aware(recorded_at, "recorded_at"))
+        params = {
+            "schedule": schedule,
+            "planned_at": self._hot.when(aware(planned_at, "planned_at")),
+            "started_at": recorded,
+            "instance_id": None,
+        }
+        with self._hot.transaction(write=True) as cur:
+            if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+                raise Conflict(schedule, f"schedule {schedule} at {planned_at} already ran")
+            seqs = self._hot.append_audit(cur, rows)
+            self._hot.many(cur, self._hot.INSERT_OUTBOX, self._hot.notice_rows(notices, recorded))
+            return seqs
 
     def last_schedule_run(self, schedule: str) -> datetime | None:
         """The latest slot of ``schedule`` that ran (or None): where catch-up starts."""

@@ -167,3 +167,40 @@ def test_a_single_file_sees_the_calendars_beside_org_yaml(tmp_path: Path) -> Non
     (tmp_path / "calendars" / "shop.yaml").unlink()
     with pytest.raises(DefinitionError, match="unknown calendar 'shop'"):
         load_catalog([proc], tmp_path / "org.yaml")
+
+
+SCHEDULED_BY_DAN = """\
+process: sched
+title: Sched
+owner_role: clerk
+start: {roles: [gm], to: a}
+schedules:
+  - {name: weekly, cron: "0 8 * * 1", as: dan}
+states:
+  a: {task: {role: gm, actions: {ok: {to: b}}}}
+  b: {final: true}
+"""
+
+
+def test_an_absent_schedule_user_is_no_definition_error(org: Org) -> None:
+    # dan is inactive (delegate eve): who is away is a fact of the day, not of the file
+    assert not org.users["dan"].active
+    proc = build(SCHEDULED_BY_DAN, org)
+    assert (proc.spec.schedules[0].requester, proc.spec.owner_role) == ("dan", "clerk")
+
+
+def test_a_stored_version_compiles_whoever_has_left_the_org(org: Org) -> None:
+    from engine.process import compile_process
+    from engine.yamlsafe import load_text
+
+    gone = SCHEDULED_BY_DAN.replace("as: dan", "as: ghost")
+    with pytest.raises(DefinitionError, match=r"p.yaml:6:39: unknown user 'ghost'"):
+        build(gone, org)  # validate and deploy still name the typo
+    proc = compile_process(load_text(gone, "p.yaml"), org, people=False)
+    assert proc.spec.schedules[0].requester == "ghost"
+
+
+def test_owner_role_must_be_a_declared_role(org: Org) -> None:
+    text = SCHEDULED_BY_DAN.replace("owner_role: clerk", "owner_role: boss")
+    with pytest.raises(DefinitionError, match=r"p.yaml:3:1: unknown role 'boss'"):
+        build(text, org)

@@ -279,3 +279,26 @@ states:
     resumed = act(proc, org, out, "bob", "resume")
     assert out.snapshot.meta == before
     assert len(resumed.snapshot.meta["sla"]["pauses"]) == 2
+
+
+STARTED_BY_GM = """
+process: gm_start
+title: GM start
+start: {roles: [gm], to: a}
+states:
+  a: {task: {role: clerk, actions: {ok: {to: b}}}}
+  b: {final: true}
+"""
+
+
+def test_a_delegate_starts_on_behalf_of_the_absent_requester(org: Org) -> None:
+    proc = build(STARTED_BY_GM, org)
+    eve = org.actor("eve")
+    with pytest.raises(WorkflowError, match="eve may not start gm_start: it needs role gm"):
+        fire(proc, None, Start("i1"), eve, {}, NOW)
+    out = fire(proc, None, Start("i1", on_behalf_of="dan"), eve, {}, NOW)
+    assert out.snapshot.requester == "dan"
+    entry = out.audit[0]
+    assert (entry.actor, entry.on_behalf_of, entry.action) == ("eve", "dan", "start")
+    with pytest.raises(WorkflowError, match="bob does not stand in for dan"):
+        fire(proc, None, Start("i2", on_behalf_of="dan"), org.actor("bob"), {}, NOW)

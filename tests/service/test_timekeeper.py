@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 from pathlib import Path
 
+import pytest
+
+from engine.errors import Conflict
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
-from tests.timeproc import at
+from tests.timeproc import ROOT, WEEKLY, at
 
 
 def workflow(db_url: str, procs: Path) -> Workflow:
@@ -157,3 +161,97 @@ def test_broken_timers_do_not_hide_the_ones_due_after_them(db_url: str, procs: P
     assert report.failed == 3
     assert report.fired == 3 + 4  # the brittle overdue notices and all of the healthy ones
     assert len(wf.store.query_audit(instance_id=chase.id, actor="system")) == 4
+
+
+def chen_jun_away(procs: Path, *, delegate: bool) -> None:
+    """org.yaml with the director, the weekly schedule's `as:` user, marked inactive."""
+    org = procs / "org.yaml"
+    text = org.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("  chen.jun:"))
+    away = line.replace(", delegate: zhou.min}", ", delegate: zhou.min, active: false}")
+    if not delegate:
+        away = away.replace(", delegate: zhou.min", "")
+    assert away != line
+    org.write_text(text.replace(line, away), encoding="utf-8")
+
+
+def test_an_absent_schedule_user_runs_through_their_delegate(db_url: str, weekly: Path) -> None:
+    chen_jun_away(weekly, delegate=True)
+    wf = workflow(db_url, weekly)
+    wf.deploy(now=at("2026-11-01T12:00"))
+    report = tick(wf, at("2026-11-02T08:00"))
+    assert (report.failed, len(report.started)) == (0, 1)
+    snap = wf.store.load_snapshot(report.started[0])
+    assert snap.requester == "chen.jun"
+    [entry] = wf.store.query_audit(instance_id=snap.id, action="start")
+    assert (entry["actor"], entry["on_behalf_of"]) == ("zhou.min", "chen.jun")
+    assert entry["data"]["schedule"] == "monday"
+    assert [t.instance_id for t in wf.tasks(user="zhou.min")] == [snap.id]
+    done = wf.act(snap.tasks[0].id, "held", "zhou.min", now=at("2026-11-02T10:00"))
+    assert done.status == "completed"
+    assert wf.store.verify_audit() == []
+
+
+WEEKLY_OWNED = WEEKLY.replace("start:", "owner_role: complaint_handler\nstart:")
+
+
+def test_a_run_nobody_can_start_is_recorded_failed_and_the_owner_told(
+    db_url: str, procs: Path
+) -> None:
+    (procs / "weekly.yaml").write_text(WEEKLY_OWNED, encoding="utf-8")
+    chen_jun_away(procs, delegate=False)
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-11-01T12:00"))
+    report = tick(wf, at("2026-11-02T08:00"))
+    assert (report.failed, report.started) == (1, [])
+    [entry] = wf.store.query_audit(action="schedule_failed")
+    assert (entry["actor"], entry["process"], entry["instance_id"]) == ("system", "weekly", None)
+    assert entry["at"] == at("2026-11-02T08:00")
+    data = entry["data"]
+    assert (data["schedule"], data["as"]) == ("monday", "chen.jun")
+    assert "'chen.jun' is not active and has no delegate" in data["reason"]
+    [notice] = wf.store.pending_notices()
+    assert (notice["event"], notice["recipients"]) == (
+        "schedule_failed",
+        ["role:complaint_handler"],
+    )
+    assert notice["instance_id"] is None
+    # recorded once: later ticks neither retry the slot nor notify again
+    assert tick(wf, at("2026-11-02T09:00")).failed == 0
+    assert len(wf.store.pending_notices()) == 1
+    assert wf.store.verify_audit() == []
+    # chen.jun is back: the next Monday starts as usual
+    (procs / "weekly.yaml").unlink()
+    shutil.copy(ROOT / "processes" / "org.yaml", procs / "org.yaml")
+    back = workflow(db_url, procs)
+    assert len(tick(back, at("2026-11-09T08:00")).started) == 1
+
+
+def test_the_owner_defaults_to_who_may_start_by_hand(db_url: str, procs: Path) -> None:
+    text = WEEKLY.replace("start: {to: hold", "start: {roles: [service_director], to: hold")
+    (procs / "weekly.yaml").write_text(text, encoding="utf-8")
+    chen_jun_away(procs, delegate=False)
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-11-01T12:00"))
+    assert tick(wf, at("2026-11-02T08:00")).failed == 1
+    [notice] = wf.store.pending_notices()
+    assert notice["recipients"] == ["role:service_director"]
+
+
+def test_two_workers_record_a_failed_run_once(db_url: str, procs: Path) -> None:
+    (procs / "weekly.yaml").write_text(WEEKLY_OWNED, encoding="utf-8")
+    chen_jun_away(procs, delegate=False)
+    first, second = workflow(db_url, procs), workflow(db_url, procs)
+    first.deploy(now=at("2026-11-01T12:00"))
+    # both computed the same due slot; the second finds it claimed when it records it
+    assert tick(first, at("2026-11-02T08:00")).failed == 1
+    from service.timekeeper import _fail_scheduled
+
+    proc = second.process("weekly")
+    with pytest.raises(Conflict):
+        _fail_scheduled(
+            second, proc, proc.spec.schedules[0], "weekly:monday", at("2026-11-02T08:00"),
+            at("2026-11-02T08:00"), "again",
+        )  # fmt: skip
+    assert len(second.store.query_audit(action="schedule_failed")) == 1
+    assert len(second.store.pending_notices()) == 1
