@@ -21,6 +21,13 @@ holidays plus the yearly State Council notice, which the package hard-codes as
 has no ``WORKDAY`` category for China), plus a YAML calendar file for what the package
 lacks, e.g. next year's notice before the package has been updated.
 
+A year with no known notice is *provisional*: its days off are what the law alone fixes,
+the statutory holidays (全国年节及纪念日放假办法 as revised in 2024, in force 2025: New Year
+1 day, Spring Festival 4 from the eve, Qingming 1, Labour Day 2, Dragon Boat 1, Mid-Autumn
+1, National Day 3) plus, for each one on a Saturday or Sunday, a working day off in lieu
+(art. 6, 补假), which the package places on the next working day. The weekend working days
+(调休) exist only by the notice, so a provisional year has none.
+
 The wall-clock rule for chaining: an instant at exactly 00:00 local time is taken as 24:00
 of the previous day. A deadline without business hours ends at 24:00 of its last day, which
 *is* 00:00 of the next day; without this rule an extension counted from that deadline would
@@ -291,13 +298,15 @@ class WorkingCalendar:
             self._setup_country(spec.based_on)
 
     def _setup_country(self, code: str) -> None:
-        """Two views of the country: with and without the package's day-off rules.
+        """Two views of the country: with and without the package's days in lieu.
 
         For a year the package has the official notice for, its substituted and observed
-        days *are* the schedule. For other years they are guesses; we then count only the
-        statutory days themselves, which gives the earlier (safer) deadline, and say so in
-        :meth:`warnings_for`. The language is pinned because the package otherwise picks
-        holiday names from the process environment ($LANG).
+        days *are* the schedule. For a provisional year (no notice known) its observed days
+        are the statutory days in lieu, which the law grants whatever the notice says, so
+        they count too; :meth:`warnings_for` says the year is provisional. The view without
+        them is the base of a year a calendar file declares in full (``known_years``): the
+        file then lists every day off of the notice itself. The language is pinned because
+        the package otherwise picks holiday names from the process environment ($LANG).
         """
         official = holidays_pkg.country_holidays(code)
         language = getattr(official, "default_language", None)
@@ -338,23 +347,30 @@ class WorkingCalendar:
         low, high = self._package_range
         return low <= year <= high
 
-    def warnings_for(self, start: date, end: date) -> list[str]:
-        """One message per year in [start, end] whose deadlines rest on guesswork.
+    def is_provisional(self, year: int) -> bool:
+        """Whether ``year``'s days off are derived from the law alone, pending the notice."""
+        return not self.year_known(year)
+
+    def provisional_years(self, start: date, end: date) -> list[int]:
+        """The provisional years in [start, end], ascending.
 
         Datetimes are taken in the calendar's time zone, ``end`` with the 24:00 rule, so a
-        deadline at 24:00 on 31 December does not warn about the next year.
+        deadline at 24:00 on 31 December does not flag the next year.
         """
         first = self._local_day(start, midnight_is_previous=False)
         last = self._local_day(end, midnight_is_previous=True)
         if last < first:
             first, last = last, first
+        return [y for y in range(first.year, last.year + 1) if self.is_provisional(y)]
+
+    def warnings_for(self, start: date, end: date) -> list[str]:
+        """One message per provisional year in [start, end] (see :meth:`provisional_years`)."""
         return [
-            f"calendar {self.name} does not know the official holiday adjustments for "
-            f"{year}; deadlines in {year} count plain weekends and statutory holidays only, "
-            f"without the declared working weekends; add the published schedule to the "
-            f"calendar file (holidays, working_days, known_years)"
-            for year in range(first.year, last.year + 1)
-            if not self.year_known(year)
+            f"calendar {self.name}: {year} is provisional: no official notice of its days "
+            f"off is known, so deadlines in {year} count the statutory holidays and a day "
+            f"off in lieu for each one on a weekend, and no working weekends (调休); add the "
+            f"notice to a calendar file (holidays, working_days, known_years)"
+            for year in self.provisional_years(start, end)
         ]
 
     def non_working_days(self, year: int) -> list[tuple[date, str]]:
@@ -492,9 +508,11 @@ class WorkingCalendar:
 
     def _build_year(self, year: int) -> _Year:
         # The file's known_years declare the schedule themselves (holidays, working_days),
-        # so they are built on the statutory days, not on the package's guesses.
+        # so they are built on the statutory days alone; every other year on the package's
+        # view with days in lieu (the notice's days for known years, art. 6 for the rest).
         package_knows = self._official is not None and self._package_knows(year)
-        country = self._official if package_knows else self._statutory
+        declared = year in self._known_extra and not package_knows
+        country = self._statutory if declared else self._official
         first = date(year, 1, 1).toordinal()
         last = date(year, 12, 31).toordinal()
         names: dict[date, str] = {}

@@ -2,35 +2,43 @@
 
 Exit status: 0 success, 1 refused or invalid (one line on stderr saying why), 2 usage.
 Heavy imports (SQLAlchemy, the engine) happen inside commands so ``--help`` is instant.
+
+The global options (``--db``, ``--processes``, ``--now``, ``-o``) may be written before the
+subcommand or after it (``show X --db URL``): people put them where they think of them, and
+a usage error for that teaches nothing. After the subcommand they win over before.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from zoneinfo import ZoneInfo
 
 import click
 
+from service.display import DisplayZoneError, display_tz, jsonable, plain_decimal
+
 if TYPE_CHECKING:
+    from engine.records import TaskRecord
     from service.workflow import Workflow
 
 DEFAULT_DB = "sqlite:///shenpi.db"
-LOCAL_TZ = ZoneInfo(os.environ.get("SHENPI_TZ", "Asia/Shanghai"))
 
 
 class Settings:
-    def __init__(self, db: str, processes: Path, now: datetime | None) -> None:
+    def __init__(
+        self, db: str, processes: Path, now: datetime | None, output: str | None = None
+    ) -> None:
         self.db = db
         self.processes = processes
         self.now = now
+        self.output = output  # -o before the subcommand; the subcommand's own -o wins
         self._workflow: Workflow | None = None
 
     def workflow(self) -> Workflow:
@@ -82,7 +90,7 @@ def parse_time(value: str, what: str) -> datetime:
         ) from None
     if not 1900 <= moment.year <= 9000:
         raise click.BadParameter(f"{what}: year {moment.year} is outside 1900-9000")
-    return moment if moment.tzinfo else moment.replace(tzinfo=LOCAL_TZ)
+    return moment if moment.tzinfo else moment.replace(tzinfo=display_tz())
 
 
 def parse_sets(pairs: Sequence[str], data_file: str | None) -> dict[str, Any]:
@@ -131,64 +139,140 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
+        return ",".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False, default=jsonable)
+    if isinstance(value, Decimal):
+        return plain_decimal(value)
+    if isinstance(value, datetime):
+        return str(jsonable(value))
     text = str(value).replace("\n", " ")
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def emit(output: str, data: Any, render: Callable[[], None]) -> None:
     if output == "json":
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=jsonable))
     else:
         render()
+
+
+OUTPUT_CHOICES = ("table", "json")
+OUTPUT_HELP = "Output format: table or json [default: table]."
+DB_HELP = "Database URL: sqlite:///FILE or postgresql://user@host/db (env SHENPI_DB)."
+PROCESSES_HELP = "Folder with the process YAML files and org.yaml (env SHENPI_PROCESSES)."
+NOW_HELP = (
+    "Run as of this instant (ISO 8601; no offset = the display zone, env SHENPI_TZ, default "
+    "Asia/Shanghai). For simulation, tests and back-filled entries; the audit log keeps the "
+    "real recorded time too."
+)
+PROCESSES_TYPE = click.Path(file_okay=False, path_type=Path)
+
+
+def _resolve_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """A command's own ``-o``, else the one given before the subcommand, else table."""
+    if value is not None:
+        return value
+    settings = ctx.find_object(Settings)
+    return (settings.output if settings is not None else None) or "table"
 
 
 output_option = click.option(
     "-o",
     "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
+    type=click.Choice(OUTPUT_CHOICES),
+    default=None,
+    callback=_resolve_output,
+    help=OUTPUT_HELP,
 )
 pass_settings = click.make_pass_decorator(Settings)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _override(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A subcommand's copy of a global option: when given, it replaces the group's value."""
+
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        settings = ctx.find_object(Settings)
+        if value is None or settings is None:
+            return
+        if attribute == "now":
+            value = parse_time(value, "--now")
+        setattr(settings, attribute, value)
+
+    return store
+
+
+def _global_options() -> list[click.Parameter]:
+    """Fresh copies of --db, --processes and --now for one subcommand (no env, no default:
+    those are the group's, so a value here is always one the user typed)."""
+    return [
+        click.Option(["--db"], callback=_override("db"), expose_value=False, help=DB_HELP),
+        click.Option(
+            ["--processes"],
+            type=PROCESSES_TYPE,
+            callback=_override("processes"),
+            expose_value=False,
+            help=PROCESSES_HELP,
+        ),
+        click.Option(["--now"], callback=_override("now"), expose_value=False, help=NOW_HELP),
+    ]
+
+
+class ShenpiGroup(click.Group):
+    """Gives every subcommand the global options, so they work after it too."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(_global_options())
+        super().add_command(cmd, name)
+
+
+@click.group(
+    cls=ShenpiGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--db",
     envvar="SHENPI_DB",
     default=DEFAULT_DB,
     show_default=True,
-    help="Database URL: sqlite:///FILE or postgresql://user@host/db (env SHENPI_DB).",
+    help=DB_HELP,
 )
 @click.option(
     "--processes",
     envvar="SHENPI_PROCESSES",
     default="processes",
     show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder with the process YAML files and org.yaml (env SHENPI_PROCESSES).",
+    type=PROCESSES_TYPE,
+    help=PROCESSES_HELP,
 )
+@click.option("--now", "now_text", envvar="SHENPI_NOW", default=None, help=NOW_HELP)
 @click.option(
-    "--now",
-    "now_text",
-    envvar="SHENPI_NOW",
+    "-o",
+    "--output",
+    type=click.Choice(OUTPUT_CHOICES),
     default=None,
-    help="Run as of this instant (ISO 8601; no offset = Asia/Shanghai). For simulation, tests "
-    "and back-filled entries; the audit log keeps the real recorded time too.",
+    help="Output format of the subcommand, for those that show data [default: table].",
 )
 @click.pass_context
-def cli(ctx: click.Context, db: str, processes: Path, now_text: str | None) -> None:
+def cli(
+    ctx: click.Context, db: str, processes: Path, now_text: str | None, output: str | None
+) -> None:
     """Shenpi (审批): YAML-defined approval processes, run durably.
 
     Typical session: deploy the shipped processes, start an instance, list your tasks,
-    act on one, and look at the instance and its audit trail.
+    act on one, and look at the instance and its audit trail. The options below may also
+    be given after the subcommand.
     """
+    try:
+        display_tz()
+    except DisplayZoneError as exc:
+        fail(str(exc))
+    if output is not None and ctx.invoked_subcommand is not None:
+        sub = ctx.command.get_command(ctx, ctx.invoked_subcommand)  # type: ignore[attr-defined]
+        if sub is not None and not any(p.name == "output" for p in sub.params):
+            raise click.UsageError(f"{ctx.invoked_subcommand} has no -o/--output", ctx)
     now = parse_time(now_text, "--now") if now_text else None
-    ctx.obj = Settings(db, processes, now)
+    ctx.obj = Settings(db, processes, now, output)
 
 
 # --------------------------------------------------------------------------- definitions
@@ -370,7 +454,8 @@ def tasks(
             include_closed=include_closed,
             overdue_at=now if overdue else None,
         )
-        rows = [task_json(t, now) for t in found]
+        titles = _task_titles(wf, found)
+        rows = [task_json(t, now, titles.get(t.id)) for t in found]
     emit(
         output,
         rows,
@@ -378,6 +463,35 @@ def tasks(
             rows, ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"]
         ),
     )
+
+
+def _state_titles(proc: Any) -> dict[str, str]:
+    """Each state's task title as the definition gives it (the state's title otherwise)."""
+    return {
+        name: (st.task.title if st.task and st.task.title else st.title)
+        for name, st in proc.spec.states.items()
+    }
+
+
+def _task_titles(wf: Workflow, found: Sequence[TaskRecord]) -> dict[str, str]:
+    """Task id -> title, from the process version each task's instance runs on."""
+    versions = wf.store.instance_versions({t.instance_id for t in found})
+    by_version: dict[tuple[str, int], dict[str, str]] = {}
+    titles: dict[str, str] = {}
+    for task in found:
+        key = versions.get(task.instance_id)
+        if key is None:
+            continue
+        if key not in by_version:
+            by_version[key] = _state_titles(wf.process(*key))
+        title = by_version[key].get(task.state)
+        if title:
+            titles[task.id] = title
+    return titles
+
+
+def _variable_types(proc: Any) -> dict[str, Any]:
+    return {name: var.type for name, var in proc.spec.variables.items()}
 
 
 @cli.command()
@@ -418,25 +532,38 @@ def show(settings: Settings, instance_id: str, viewer: str | None, output: str) 
 
 
 def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
-    from service.views import audit_json, instance_json, iso, task_json
+    from service.display import iso, iso_text, plain_number_text
+    from service.views import audit_json, display_variables, instance_json, task_json
 
     wf = settings.workflow()
     now = settings.at()
     snapshot = wf.store.load_snapshot(instance_id)
     proc = wf.process(snapshot.process, snapshot.version)
-    titles = {
-        name: (st.task.title if st.task and st.task.title else st.title)
-        for name, st in proc.spec.states.items()
-    }
-    tasks = [task_json(t, now, titles.get(t.state, "")) for t in snapshot.tasks]
+    titles = _state_titles(proc)
+    tasks = [task_json(t, now, titles.get(t.state)) for t in snapshot.tasks]
     history = wf.visible_history(
         snapshot, [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)], viewer
     )
-    variables = wf.visible_variables(snapshot, viewer, now)
+    variables = display_variables(
+        _variable_types(proc), wf.visible_variables(snapshot, viewer, now)
+    )
     deadlines = wf.deadlines(snapshot)
     for timer in deadlines["timers"]:
         for key in ("due_at", "fired_at"):
             timer[key] = iso(timer[key])
+    sla = deadlines["instance_deadline"]
+    if sla:  # stored in the calendar's zone; shown in the display zone like every time
+        for key, value in list(sla.items()):
+            if key.endswith("_at") or key == "counted_from":
+                sla[key] = iso_text(value)
+        if isinstance(sla.get("pauses"), list):
+            sla["pauses"] = [[iso_text(v) for v in pause] for pause in sla["pauses"]]
+        if "amount" in sla:
+            sla["amount"] = plain_number_text(sla["amount"])
+        sla["extensions"] = [
+            e | {"at": iso_text(e.get("at")), "amount": plain_number_text(e.get("amount"))}
+            for e in sla.get("extensions", [])
+        ]
     data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
     if output == "json":
         emit(output, data, lambda: None)
@@ -452,13 +579,13 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
         click.echo(f"  {key}: {_cell(value)}")
     click.echo("open tasks:")
     print_table(tasks, ["id", "title", "role", "actions", "due_at", "overdue"])
-    sla = deadlines["instance_deadline"]
     if sla:
         state = "met" if sla.get("met") else ("stopped" if sla.get("stopped_at") else "running")
         if sla.get("paused_at"):
             state = "paused"
         extended = len(sla.get("extensions", []))
-        click.echo(f"deadline {sla['due_at']} ({state}; extended {extended} time(s))")
+        provisional = "; provisional" if sla.get("provisional") else ""
+        click.echo(f"deadline {sla['due_at']} ({state}; extended {extended} time(s){provisional})")
     for warning in deadlines["calendar_warnings"]:
         click.echo(f"warning: {warning}")
     if deadlines["timers"]:
@@ -486,13 +613,19 @@ def instances(
     output: str,
 ) -> None:
     """List instances."""
-    from service.views import instance_json
+    from service.views import display_variables, instance_json
 
     with refusals():
-        found = settings.workflow().store.list_instances(
-            process=process, state=state, status=status, limit=limit
-        )
-    rows = [instance_json(s, s.variables, []) for s in found]
+        wf = settings.workflow()
+        found = wf.store.list_instances(process=process, state=state, status=status, limit=limit)
+        types = {
+            key: _variable_types(wf.process(*key))
+            for key in {(s.process, s.version) for s in found}
+        }
+    rows = [
+        instance_json(s, display_variables(types[(s.process, s.version)], s.variables), [])
+        for s in found
+    ]
     emit(
         output,
         rows,
@@ -599,7 +732,7 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
     """List a year's non-working days and working weekend days (调休) of a calendar."""
     with refusals():
         wf = settings.workflow()
-        year = year or settings.at().astimezone(LOCAL_TZ).year
+        year = year or settings.at().astimezone(display_tz()).year
         cal = wf.catalog.calendar(calendar_name)
         if calendar_name != "cn" and calendar_name not in wf.catalog.calendars:
             from engine.errors import NotFound
@@ -611,6 +744,7 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
             "year": year,
             "timezone": str(cal.tz),
             "adjustments_known": known,
+            "provisional": cal.is_provisional(year),
             "warnings": cal.warnings_for(
                 datetime(year, 1, 1).date(), datetime(year, 12, 31).date()
             ),
@@ -621,7 +755,8 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
         }
 
     def render() -> None:
-        click.echo(f"calendar {data['calendar']} ({data['timezone']}), {year}")
+        status = "provisional" if data["provisional"] else "official"
+        click.echo(f"calendar {data['calendar']} ({data['timezone']}), {year} ({status})")
         for warning in data["warnings"]:
             click.echo(f"warning: {warning}")
         click.echo("non-working days (besides ordinary weekends):")

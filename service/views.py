@@ -5,29 +5,27 @@ Scripts rely on these keys; add keys freely, never rename or drop one.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from engine.records import Snapshot, TaskRecord
+from engine.values import NUMERIC, VarType
+from service.display import iso, iso_text, plain_number_text
 
-DISPLAY_TZ = ZoneInfo(os.environ.get("SHENPI_TZ", "Asia/Shanghai"))
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 with offset, in the display zone (Asia/Shanghai unless SHENPI_TZ says else)."""
-    return value.astimezone(DISPLAY_TZ).isoformat() if value is not None else None
+__all__ = ["audit_json", "display_variables", "instance_json", "iso", "task_json"]
 
 
-def task_json(task: TaskRecord, now: datetime | None = None, title: str = "") -> dict[str, Any]:
+def task_json(
+    task: TaskRecord, now: datetime | None = None, title: str | None = None
+) -> dict[str, Any]:
+    """A task; ``title`` (the state's task title from the definition) only when known."""
     pending = task.pending_roles
     data: dict[str, Any] = {
         "id": task.id,
         "instance_id": task.instance_id,
         "process": task.process,
         "name": task.name,
-        "title": title,
         "state": task.state,
         "role": (pending or task.roles or (None,))[0],
         "roles": list(task.roles),
@@ -41,8 +39,10 @@ def task_json(task: TaskRecord, now: datetime | None = None, title: str = "") ->
         "closed_at": iso(task.closed_at),
         "decision": task.decision,
         "decided_by": task.decided_by,
-        "signoffs": [s.to_json() for s in task.signoffs],
+        "signoffs": [s.to_json() | {"at": iso(s.at)} for s in task.signoffs],
     }
+    if title:
+        data["title"] = title
     if task.due_at and now and task.status == "open":
         data["seconds_left"] = int((task.due_at - now).total_seconds())
     return data
@@ -86,3 +86,21 @@ def audit_json(row: dict[str, Any]) -> dict[str, Any]:
         "to_state": row["to_state"],
         "data": row["data"],
     }
+
+
+def display_variables(types: Mapping[str, VarType], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored variable values as shown: numbers in plain notation, times in the display zone.
+
+    Values are stored as ``str(Decimal)``, which may read ``1E+3`` or ``-0``; only variables
+    declared numeric are rewritten, so a text that looks like a number stays as typed.
+    """
+    shown: dict[str, Any] = {}
+    for key, value in values.items():
+        vtype = types.get(key)
+        if vtype in NUMERIC:
+            shown[key] = plain_number_text(value)
+        elif vtype is VarType.datetime:
+            shown[key] = iso_text(value)
+        else:
+            shown[key] = value
+    return shown

@@ -334,8 +334,19 @@ class Workflow:
         ]
         sla = dict(snapshot.meta.get("sla") or {})
         dues = [t["due_at"] for t in timers] + [snapshot.created_at]
-        warnings = proc.calendar.warnings_for(min(dues), max(dues))
-        return {"instance_deadline": sla or None, "timers": timers, "calendar_warnings": warnings}
+        cal = proc.calendar
+        warnings = cal.warnings_for(min(dues), max(dues))
+        for timer in timers:
+            timer["provisional"] = bool(cal.provisional_years(timer["due_at"], timer["due_at"]))
+        if sla.get("due_at"):
+            due = datetime.fromisoformat(sla["due_at"])
+            sla["provisional"] = bool(cal.provisional_years(due, due))
+        return {
+            "instance_deadline": sla or None,
+            "timers": timers,
+            "calendar_warnings": warnings,
+            "provisional_years": cal.provisional_years(min(dues), max(dues)),
+        }
 
 
 def _mask(values: dict[str, Any], secret: set[str]) -> dict[str, Any]:

@@ -409,6 +409,17 @@ class Store:
             found = [t for t in found if t.status == in_python][:limit]
         return found
 
+    def instance_versions(self, instance_ids: Collection[str]) -> dict[str, tuple[str, int]]:
+        """(process, version) of each instance: what a task list needs to name its tasks."""
+        found: dict[str, tuple[str, int]] = {}
+        ids = sorted(set(instance_ids))
+        cols = (instances.c.id, instances.c.process, instances.c.version)
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                stmt = sa.select(*cols).where(instances.c.id.in_(ids[start : start + 500]))
+                found.update((r.id, (r.process, r.version)) for r in conn.execute(stmt))
+        return found
+
     def instance_tasks(self, instance_id: str) -> list[TaskRecord]:
         """Every task the instance ever had, open and closed, in the order they opened."""
         stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id).order_by(*_OPENING_ORDER)

@@ -40,3 +40,27 @@ def test_calendar_lists_holidays_and_working_weekends(db_url: str) -> None:
     assert any("2030" in w for w in later["warnings"])
     assert "warning:" in sh.ok("calendar 2030").out
     sh.refused("calendar 2026 --name nosuch", "unknown calendar 'nosuch'")
+
+
+def test_provisional_years_are_marked_in_calendar_and_show(db_url: str, procs: Path) -> None:
+    sh = Shell(db_url, procs)
+    official = sh.js("calendar 2026")
+    assert official["provisional"] is False
+    assert "2026 (official)" in sh.ok("calendar 2026").out
+    later = sh.js("calendar 2027")
+    assert later["provisional"] is True
+    off = {d["date"] for d in later["non_working_days"]}
+    assert {"2027-10-04", "2027-10-05"} <= off and later["working_weekend_days"] == []
+    text = sh.ok("calendar 2027").out
+    assert "2027 (provisional)" in text and "warning: calendar cn: 2027 is provisional" in text
+    # a task due in 2027 shows its deadline as provisional; one due in 2026 does not
+    sh.ok("deploy", now="2026-09-29T09:00+08:00")
+    old = sh.js("start chase --as wang.fang", now="2026-09-30T10:00+08:00")
+    new = sh.js("start chase --as wang.fang", now="2027-09-30T10:00+08:00")
+    assert new["tasks"][0]["due_at"] == "2027-10-07T00:00:00+08:00"  # 1-5 Oct are off
+    shown = sh.js(f"show {new['id']}", now="2027-09-30T10:00+08:00")
+    assert shown["deadlines"]["provisional_years"] == [2027]
+    assert all(t["provisional"] for t in shown["deadlines"]["timers"])
+    assert "2027 is provisional" in sh.ok(f"show {new['id']}").out
+    before = sh.js(f"show {old['id']}", now="2026-09-30T10:00+08:00")["deadlines"]
+    assert before["provisional_years"] == [] and before["calendar_warnings"] == []

@@ -233,23 +233,59 @@ def test_cross_year_working_weekend_is_kept() -> None:
     assert CAL.is_working_day(date(2006, 12, 31))
 
 
-def test_unknown_year_counts_statutory_days_only_and_warns() -> None:
-    # 2027: eve 5 Feb and 6-8 Feb are statutory; the package's guessed days off (9-10 Feb)
-    # are not used, so the deadline is the earlier, safe one
-    assert not CAL.is_working_day(date(2027, 2, 5))
-    assert not CAL.is_working_day(date(2027, 2, 8))
-    assert CAL.is_working_day(date(2027, 2, 9))
-    assert CAL.add_working_days(sh(2027, 2, 4, 10), 3) == sh(2027, 2, 12)
+def test_provisional_2027_gives_days_in_lieu_for_holidays_on_a_weekend() -> None:
+    # No notice for 2027 yet. National Day (1-3 Oct) falls on Fri-Sun: Sat 2 and Sun 3 Oct
+    # each earn a working day off in lieu (art. 6), Mon 4 and Tue 5 Oct; likewise Spring
+    # Festival (eve Fri 5 Feb, Sat 6 - Mon 8 Feb) gives Tue 9 and Wed 10 Feb, and Labour Day
+    # (Sat 1, Sun 2 May) Mon 3 and Tue 4 May. No weekend becomes a working day.
+    for day in (1, 2, 3, 4, 5):
+        assert not CAL.is_working_day(date(2027, 10, day)), day
+    assert CAL.is_working_day(date(2027, 10, 6))  # only the notice can add more
+    for month, days in ((2, (5, 8, 9, 10)), (5, (3, 4))):
+        assert not any(CAL.is_working_day(date(2027, month, d)) for d in days)
+    assert CAL.is_working_day(date(2027, 2, 11)) and CAL.is_working_day(date(2027, 5, 5))
+    assert CAL.working_weekend_days(2027) == []
+    off = dict(CAL.non_working_days(2027))
+    assert off[date(2027, 10, 4)] == "国庆节（补假）"
+    # a complaint received Thu 30 Sep 2027: 3 working days are Wed 6, Thu 7, Fri 8 Oct
+    assert CAL.add_working_days(sh(2027, 9, 30, 10), 3) == sh(2027, 10, 9)
+    assert CAL.add_working_days(sh(2027, 2, 4, 10), 3) == sh(2027, 2, 16)
+
+
+def test_provisional_years_are_flagged_and_official_ones_are_not() -> None:
+    assert CAL.is_provisional(2027) and CAL.is_provisional(2028)
+    assert not CAL.is_provisional(2026) and not CAL.is_provisional(2001)
+    assert not PLAIN.is_provisional(2027)  # no notices to wait for
+    assert CAL.provisional_years(sh(2026, 12, 1), sh(2028, 1, 5)) == [2027, 2028]
     warnings = CAL.warnings_for(sh(2026, 12, 1), sh(2028, 1, 5))
     assert len(warnings) == 2
-    assert warnings[0].startswith(
-        "calendar cn does not know the official holiday adjustments for 2027; "
-        "deadlines in 2027 count plain weekends"
-    )
-    assert "2028" in warnings[1]
+    assert warnings[0].startswith("calendar cn: 2027 is provisional: no official notice")
+    assert "2028 is provisional" in warnings[1]
     assert CAL.warnings_for(sh(2026, 9, 30), sh(2026, 10, 11)) == []
     # 24:00 on 31 Dec 2026 is still 2026
-    assert CAL.warnings_for(sh(2026, 12, 1), sh(2027, 1, 1)) == []
+    assert CAL.provisional_years(sh(2026, 12, 1), sh(2027, 1, 1)) == []
+
+
+NOTICE_2027 = """\
+calendar: cn
+based_on: CN
+title: "China, with a 2027 notice (an example, not the real one)"
+holidays: [2027-10-01, 2027-10-02, 2027-10-03, 2027-10-04, 2027-10-05, 2027-10-06,
+           2027-10-07]
+working_days: [2027-09-26, 2027-10-09]
+known_years: [2027]
+"""
+
+
+def test_a_notice_in_yaml_replaces_the_provisional_days() -> None:
+    cal = load(NOTICE_2027)
+    assert not cal.is_provisional(2027) and cal.warnings_for(sh(2027, 1, 1), sh(2027, 12, 31)) == []
+    assert not any(cal.is_working_day(date(2027, 10, d)) for d in range(1, 8))
+    assert cal.working_weekend_days(2027) == [date(2027, 9, 26), date(2027, 10, 9)]
+    # the file declares the year in full: days in lieu it does not list are working days
+    assert cal.is_working_day(date(2027, 2, 9)) and not CAL.is_working_day(date(2027, 2, 9))
+    assert cal.add_working_days(sh(2027, 9, 30, 10), 3) == sh(2027, 10, 12)  # Fri 8, Sat 9, Mon 11
+    assert cal.is_provisional(2028)
 
 
 # --------------------------------------------------------------------------- properties
