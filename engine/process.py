@@ -31,6 +31,8 @@ ROUTE_TRIGGER = "__route__"
 GOTO_PREFIX = "__goto__"  # escalation moves, from any state
 SLA = "@sla"  # the pseudo-state of instance-wide deadline timers
 MAX_DURATION = 36_600  # days or hours: a century of days is more than any policy needs
+# expression functions that need the process calendar; bound at run time (runtime.context)
+CALENDAR_FUNCTIONS = frozenset({"next_working_day"})
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _check_expr(
     except ExpressionError as exc:
         ck.add(path, f"expression {source!r} {exc.reason}")
         return
-    unknown = sorted(expr.names - set(names) - BUILTIN_NAMES)
+    unknown = sorted(expr.names - set(names) - BUILTIN_NAMES - CALENDAR_FUNCTIONS)
     if unknown:
         ck.add(path, f"expression {source!r} uses unknown name(s): {', '.join(unknown)}")
         return

@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
+from engine.calendar import WorkingCalendar
 from engine.decisions import evaluate as evaluate_table
 from engine.errors import (
     ActionNotAllowed,
@@ -25,6 +26,7 @@ from engine.errors import (
 from engine.model import DeadlineSpec, Duration, Inputs, TaskMode
 from engine.org import Actor
 from engine.process import (
+    CALENDAR_FUNCTIONS,
     GOTO_PREFIX,
     MAX_DURATION,
     NEW,
@@ -95,7 +97,7 @@ def live_values(
     process: CompiledProcess, values: Mapping[str, Any], now: datetime, requester: str
 ) -> dict[str, Any]:
     """``live`` variables as of ``now`` (shown, never stored by themselves)."""
-    ctx = context(values, now, "system", requester, process.calendar.tz)
+    ctx = context(values, now, "system", requester, calendar=process.calendar)
     out: dict[str, Any] = {}
     for name, spec in process.spec.variables.items():
         if spec.live is not None:
@@ -110,16 +112,45 @@ def context(
     actor: str,
     requester: str,
     tz: tzinfo | None = None,
+    calendar: WorkingCalendar | None = None,
 ) -> dict[str, Any]:
     """What an expression sees: the variables plus a few well-known names.
 
     ``now`` and ``today`` are in the process calendar's zone: at 07:00 in Shanghai it is
-    already "today" there, though still yesterday in UTC.
+    already "today" there, though still yesterday in UTC. With the process ``calendar``,
+    the functions that need it (``CALENDAR_FUNCTIONS``) are there too.
     """
+    if tz is None and calendar is not None:
+        tz = calendar.tz
     local = now.astimezone(tz) if tz is not None else now
     ctx = dict(values)
     ctx.update(now=local, today=local.date(), actor=actor, requester=requester)
+    if calendar is not None:
+        ctx.update(calendar_functions(calendar))
     return ctx
+
+
+def calendar_functions(calendar: WorkingCalendar) -> dict[str, Any]:
+    """Expression functions bound to the process calendar (see ``CALENDAR_FUNCTIONS``).
+
+    A date computed in an expression (a payment term's last day, say) must move off a
+    holiday exactly as the deadline counted by the same calendar does (Civil Code art. 203),
+    or a fee and a deadline computed from "the same" term disagree.
+    """
+
+    def next_working_day(day: Any) -> date:
+        """``day`` itself if it is a working day, else the first working day after it."""
+        if day is None:
+            raise TypeError("next_working_day needs a date, got none")
+        if isinstance(day, datetime):
+            day = day.astimezone(calendar.tz).date()
+        elif not isinstance(day, date):
+            day = date.fromisoformat(str(day))
+        return calendar.next_working_day(day)
+
+    functions = {"next_working_day": next_working_day}
+    assert functions.keys() == CALENDAR_FUNCTIONS
+    return functions
 
 
 class _Step:
@@ -156,7 +187,7 @@ class _Step:
 
     def ctx(self) -> dict[str, Any]:
         return context(
-            self.values, self.now, self.actor, self.base.requester, self.process.calendar.tz
+            self.values, self.now, self.actor, self.base.requester, calendar=self.process.calendar
         )
 
     def assign(self, name: str, value: Any, source: str) -> None:

@@ -302,3 +302,66 @@ def test_a_delegate_starts_on_behalf_of_the_absent_requester(org: Org) -> None:
     assert (entry.actor, entry.on_behalf_of, entry.action) == ("eve", "dan", "start")
     with pytest.raises(WorkflowError, match="bob does not stand in for dan"):
         fire(proc, None, Start("i2", on_behalf_of="dan"), org.actor("bob"), {}, NOW)
+
+
+TERM = """
+process: term
+title: Term
+calendar: {calendar}
+variables:
+  received: {{type: date}}
+  due: {{type: date}}
+  shown: {{type: date, live: "next_working_day(now)"}}
+start:
+  require: [received]
+  set: {{due: "next_working_day(add_days(received, 50))"}}
+  to: a
+states:
+  a: {{task: {{role: clerk, actions: {{ok: {{to: b}}}}}}}}
+  b: {{final: true}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("received", "due"),
+    [
+        ("2026-08-12", "2026-10-08"),  # day 50 is 1 Oct: National Day until 7 Oct
+        ("2026-08-11", "2026-09-30"),  # day 50 is a working day: it stays
+        ("2026-08-21", "2026-10-10"),  # day 50 is Sat 10 Oct, a working weekend day (调休)
+        ("2026-08-22", "2026-10-12"),  # day 50 is Sunday 11 Oct: Monday
+    ],
+)
+def test_next_working_day_follows_the_process_calendar(org: Org, received: str, due: str) -> None:
+    proc = build(TERM.format(calendar="cn"), org)
+    out = start(proc, org, received=received)
+    assert out.snapshot.variables["due"] == due
+
+
+def test_next_working_day_uses_the_calendar_the_process_names(org: Org) -> None:
+    from datetime import date
+
+    from engine.calendar import CalendarSpec, WorkingCalendar
+    from engine.process import compile_process
+    from engine.runtime import live_values
+    from engine.yamlsafe import load_text
+
+    shop = WorkingCalendar(CalendarSpec(calendar="shop", holidays=(date(2026, 9, 30),)))
+    proc = compile_process(load_text(TERM.format(calendar="shop"), "p.yaml"), org, {"shop": shop})
+    # plain Monday-to-Friday: 1 Oct is a working day there, 30 Sep (a shop holiday) is not
+    assert start(proc, org, received="2026-08-12").snapshot.variables["due"] == "2026-10-01"
+    assert start(proc, org, received="2026-08-11").snapshot.variables["due"] == "2026-10-01"
+    # live values see it too; a datetime is taken on its day in the calendar's zone
+    late_evening = NOW.replace(day=29, hour=23)  # Tuesday 29 Sep
+    assert live_values(proc, {"received": None, "due": None}, late_evening, "ann") == {
+        "shown": date(2026, 9, 29)
+    }
+
+
+def test_next_working_day_is_a_known_name_and_refuses_none(org: Org) -> None:
+    from engine.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match=r"uses unknown name\(s\): next_workday"):
+        build(TERM.format(calendar="cn").replace("next_working_day(add", "next_workday(add"), org)
+    proc = build(TERM.format(calendar="cn").replace("add_days(received, 50)", "none"), org)
+    with pytest.raises(ExpressionError, match="next_working_day needs a date, got none"):
+        start(proc, org, received="2026-08-12")

@@ -17,7 +17,7 @@ D = Decimal
 NOW = at("2026-12-01 10:00")
 
 
-def application(user: str = "liu.yang", amount: str = "80000") -> Run:
+def application(user: str | Actor = "liu.yang", amount: str = "80000") -> Run:
     return Run.start(
         "bad_debt_writeoff",
         user,
@@ -30,7 +30,7 @@ def application(user: str = "liu.yang", amount: str = "80000") -> Run:
     )
 
 
-def booked(user: str = "liu.yang", amount: str = "80000") -> Run:
+def booked(user: str | Actor = "liu.yang", amount: str = "80000") -> Run:
     run = application(user, amount)
     run.act("qian.hua", "approve").act("guo.yan", "approve")
     run.act("lin.feng", "approve")
@@ -84,6 +84,19 @@ def test_the_applicant_can_never_approve() -> None:
     mine.act("qian.hua", "approve").act("guo.yan", "approve")
     with pytest.raises(ActionNotAllowed, match="four-eyes rule: zhou.x requested this"):
         mine.act(applicant, "approve")
+
+
+def test_the_applicant_may_not_close_the_register_entry_even_through_a_delegate() -> None:
+    applicant = Actor("zhou.x", frozenset({"branch_manager", "sales_hq_head"}))
+    run = booked(applicant)
+    run.act(applicant, "propose_closure", closure_reason="客户已注销")
+    stand_in = Actor("dora", frozenset(), (("zhou.x", applicant.roles),))
+    for who in (applicant, stand_in):
+        with pytest.raises(ActionNotAllowed, match="four-eyes rule: zhou.x requested this"):
+            run.act(who, "approve")
+    # the heads who reviewed the write-off approve its closure again
+    run.act("qian.hua", "approve").act("guo.yan", "approve")
+    assert (run.status, run.outcome) == ("completed", "closed")
 
 
 def test_only_branch_or_salesperson_apply() -> None:

@@ -4,31 +4,40 @@ exactly at the band edges, and every end state is reachable from the CLI."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ActionNotAllowed, DefinitionError, InvalidData, WorkflowError
+from engine.org import Actor
 from tests.cli.helpers import Shell
 
-from . import Run, at, cli, compile_text, decisions_of, definition, source
+from . import PROCESSES, Run, at, cli, compile_text, decisions_of, definition, source
 
 D = Decimal
 NOW = at("2026-10-12 10:00")
 LIMITS = {"A": D(2_000_000), "B": D(1_000_000), "C": D(0)}
 
 
-def request(grade: str, requested: str, user: str = "liu.yang", **extra: str) -> Run:
-    return Run.start(
-        "credit_override",
-        user,
-        NOW,
-        customer="天山乳业",
-        grade=grade,
-        requested_credit=requested,
-        **extra,
+START_INPUT = ("reason", "contract_ref")
+
+
+def request(grade: str, requested: str, user: str | Actor = "liu.yang", **extra: str) -> Run:
+    """The requester files the request; finance (deng.ping) enters the routing figures.
+
+    ``credit_limit`` defaults to the grade's maximum; ``contract_amount`` and
+    ``credit_limit`` in ``extra`` go to finance's confirmation, the rest to the start."""
+    start = {k: v for k, v in extra.items() if k in START_INPUT}
+    figures = {k: v for k, v in extra.items() if k not in START_INPUT}
+    figures.setdefault("credit_limit", str(LIMITS[grade]))
+    run = Run.start(
+        "credit_override", user, NOW, customer="天山乳业", requested_credit=requested, **start
     )
+    assert (run.state, run.role) == ("credit_check", "finance")
+    run.act("deng.ping", "confirm", grade=grade, **figures)
+    return run
 
 
 def policy_role(grade: str, requested: Decimal, limit: Decimal, contract: Decimal) -> str | None:
@@ -108,12 +117,30 @@ def test_within_the_limit_is_approved_at_once(grade: str, requested: str) -> Non
     assert run.vars["credit_term_days"] == 50
 
 
-def test_a_given_limit_replaces_the_grade_default() -> None:
+def test_the_limit_finance_enters_decides() -> None:
     run = request("A", "650000", credit_limit="500000")
     assert run.vars["credit_limit"] == D(500_000) and run.vars["excess_pct"] == D(30)
     assert run.role == "sales_vp"
     assert request("B", "650001", credit_limit="500000").role == "gm_office_meeting"
-    assert request("B", "900000", credit_limit="1500000").outcome == "approved"
+    assert request("B", "900000", credit_limit="1000000").outcome == "approved"
+
+
+@pytest.mark.parametrize(
+    ("limit", "requested", "role"),
+    [
+        # A customer whose table limit is 1,000,000: 30 % over is 1,300,000, 50 % 1,500,000
+        ("1000000", "1300000", "sales_vp"),
+        ("1000000", "1300000.01", "general_manager"),
+        ("1000000", "1500000", "general_manager"),
+        ("1000000", "1500000.01", "gm_office_meeting"),
+    ],
+)
+def test_boundaries_on_a_limit_below_the_grade_maximum(
+    limit: str, requested: str, role: str
+) -> None:
+    run = request("A", requested, credit_limit=limit)
+    assert (run.state, run.role) == ("approval", role)
+    assert policy_role("A", D(requested), D(limit), D(1)) == role
 
 
 def test_a_or_b_customer_with_a_zero_limit_goes_to_the_gm_office_meeting() -> None:
@@ -139,7 +166,7 @@ def test_the_decision_and_its_inputs_are_in_the_audit() -> None:
 @given(
     grade=st.sampled_from(["A", "B", "C"]),
     requested_fen=st.integers(min_value=1, max_value=10_000_000_000),
-    limit_fen=st.one_of(st.none(), st.integers(min_value=0, max_value=5_000_000_000)),
+    limit_fen=st.one_of(st.none(), st.integers(min_value=0, max_value=200_000_000)),
     contract_fen=st.integers(min_value=1, max_value=10_000_000_000),
 )
 @example(grade="A", requested_fen=260_000_000, limit_fen=None, contract_fen=1)
@@ -155,8 +182,9 @@ def test_property_the_approver_is_the_one_the_policy_names(
 ) -> None:
     requested = D(requested_fen).scaleb(-2)
     contract = D(contract_fen).scaleb(-2)
-    extra = {} if limit_fen is None else {"credit_limit": str(D(limit_fen).scaleb(-2))}
-    limit = LIMITS[grade] if limit_fen is None else D(limit_fen).scaleb(-2)
+    # finance enters any limit up to the grade's maximum (第十条)
+    limit = LIMITS[grade] if limit_fen is None else min(D(limit_fen).scaleb(-2), LIMITS[grade])
+    extra = {"credit_limit": str(limit)}
     expected = policy_role(grade, requested, limit, contract)
     run = routed_role(grade, str(requested), contract=str(contract), **extra)
     if expected is None:
@@ -192,16 +220,20 @@ def test_property_table_bands_on_exact_percentages(pct: Decimal) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def test_c_needs_the_contract_amount_before_routing() -> None:
-    run = request("C", "100000")
+def test_c_needs_the_contract_amount_from_finance_before_routing() -> None:
+    run = Run.start("credit_override", "liu.yang", NOW, customer="x", requested_credit="100000")
+    with pytest.raises(ActionNotAllowed, match="a C customer's request needs the contract"):
+        run.act("deng.ping", "confirm", grade="C", credit_limit="0")
+    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="400000")
     assert (run.state, run.role, run.vars["contract_share_pct"]) == (
         "c_preapproval",
         "sales_vp",
-        None,
+        D(25),
     )
-    with pytest.raises(InvalidData, match="contract_amount: required by action 'approve'"):
-        run.act("zhang.wei", "approve")
-    run.act("zhang.wei", "approve", contract_amount="400000")
+    # the VP pre-approves; the figure that routes the amount is finance's, not the VP's
+    with pytest.raises(InvalidData, match="contract_amount: cannot be set by action 'approve'"):
+        run.act("zhang.wei", "approve", contract_amount="4000000")
+    run.act("zhang.wei", "approve")
     assert (run.role, run.vars["contract_share_pct"]) == ("general_manager", D(25))
 
 
@@ -241,16 +273,141 @@ def test_approvers_cannot_file_requests() -> None:
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        ({"grade": "D"}, "grade: 'D' is not one of A, B, C"),
         ({"requested_credit": "-1"}, "requested_credit: must be at least 0"),
         ({"requested_credit": "1.001"}, "at most 2 decimal places"),
-        ({"contract_amount": "0"}, "contract_amount: must be at least 0.01"),
     ],
 )
 def test_bad_input_is_refused(data: dict[str, str], match: str) -> None:
-    base = {"customer": "x", "grade": "A", "requested_credit": "1"} | data
+    base = {"customer": "x", "requested_credit": "1"} | data
     with pytest.raises(InvalidData, match=match):
         Run.start("credit_override", "liu.yang", NOW, **base)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"grade": "D"}, "grade: 'D' is not one of A, B, C"),
+        ({"credit_limit": "-1"}, "credit_limit: must be at least 0"),
+        ({"contract_amount": "0"}, "contract_amount: must be at least 0.01"),
+        ({"credit_limit": None}, "credit_limit: required by action 'confirm'"),
+    ],
+)
+def test_bad_figures_from_finance_are_refused(data: dict[str, str | None], match: str) -> None:
+    run = Run.start("credit_override", "liu.yang", NOW, customer="x", requested_credit="1")
+    figures = {"grade": "A", "credit_limit": "1"} | data
+    with pytest.raises(InvalidData, match=match):
+        run.act("deng.ping", "confirm", **{k: v for k, v in figures.items() if v is not None})
+    assert (run.state, run.vars["grade"], run.vars["credit_limit"]) == ("credit_check", None, None)
+
+
+# --------------------------------------------------------------------------- who sets the figures
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        {"credit_limit": "5000000"},
+        {"grade": "A"},
+        {"contract_amount": "10000000"},
+        {"grade": "C", "credit_limit": "500000"},
+    ],
+)
+def test_the_requester_cannot_give_the_figures_that_route(figures: dict[str, str]) -> None:
+    with pytest.raises(InvalidData, match=r"cannot be set by start; it accepts: "):
+        Run.start(
+            "credit_override",
+            "liu.yang",
+            NOW,
+            customer="天山乳业",
+            requested_credit="5000000",
+            **figures,
+        )
+
+
+def _filed(requested: str, user: str | Actor = "liu.yang") -> Run:
+    run = Run.start("credit_override", user, NOW, customer="天山乳业", requested_credit=requested)
+    assert (run.status, run.state, run.role) == ("active", "credit_check", "finance")
+    assert run.vars["grade"] is None and run.vars["credit_limit"] is None
+    return run
+
+
+def test_bypass_a_limit_as_large_as_the_request_is_not_approved_at_once() -> None:
+    # was: start with requested_credit=5000000 credit_limit=5000000 -> approved, no approver
+    run = _filed("5000000")
+    with pytest.raises(ActionNotAllowed, match="the credit limit is at most the grade's"):
+        run.act("deng.ping", "confirm", grade="A", credit_limit="5000000")
+    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    # 3,000,000 over 2,000,000 is 150 %: above 50 %, the GM office meeting (第十一条.1)
+    assert (run.status, run.state, run.role) == ("active", "approval", "gm_office_meeting")
+    assert run.vars["excess_pct"] == D(150)
+
+
+def test_bypass_a_c_customer_cannot_skip_the_preapproval() -> None:
+    # was: grade=C credit_limit=500000 requested_credit=500000 -> approved at once
+    run = _filed("500000")
+    with pytest.raises(ActionNotAllowed, match="C 0"):
+        run.act("deng.ping", "confirm", grade="C", credit_limit="500000", contract_amount="2000000")
+    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="2000000")
+    assert (run.state, run.role) == ("c_preapproval", "sales_vp")
+    run.act("zhang.wei", "approve")
+    # 500,000 of a 2,000,000 contract is 25 %: (20 %, 50 %] -> GM (第十一条.3)
+    assert (run.state, run.role, run.vars["contract_share_pct"]) == (
+        "approval",
+        "general_manager",
+        D(25),
+    )
+
+
+def test_bypass_a_raised_b_limit_does_not_lower_the_approver() -> None:
+    # was: grade=B requested 1,300,000 with credit_limit=1,100,000 -> 18.2 % -> sales VP
+    run = _filed("1300000")
+    with pytest.raises(ActionNotAllowed, match="B 1,000,000"):
+        run.act("deng.ping", "confirm", grade="B", credit_limit="1100000")
+    run.act("deng.ping", "confirm", grade="B", credit_limit="1000000")
+    # exactly 30 % over the B limit: (20 %, 30 %] inclusive -> GM (第十一条.2)
+    assert (run.role, run.vars["excess_pct"]) == ("general_manager", D(30))
+
+
+# a user who may file requests and also holds the role that finance or approval needs
+SELLER_VP = Actor("sam", frozenset({"salesperson", "sales_vp"}))
+SELLER_FINANCE = Actor("fay", frozenset({"sales_company", "finance"}))
+SELLER_GM = Actor("gil", frozenset({"branch_manager", "general_manager"}))
+
+
+def test_a_requester_with_the_approving_role_may_not_approve_it() -> None:
+    run = _filed("2500000", user=SELLER_VP)
+    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    assert run.role == "sales_vp"
+    for action in ("approve", "reject"):
+        with pytest.raises(ActionNotAllowed, match="four-eyes rule: sam requested this"):
+            run.act(SELLER_VP, action, comment="x")
+    run.act("zhang.wei", "approve")
+    assert run.outcome == "approved"
+
+    run = _filed("2800000", user=SELLER_GM)
+    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    assert run.role == "general_manager"
+    with pytest.raises(ActionNotAllowed, match="four-eyes rule: gil requested this"):
+        run.act(SELLER_GM, "approve")
+
+
+def test_a_requester_with_the_vp_role_may_not_preapprove_their_c_request() -> None:
+    run = _filed("100000", user=SELLER_VP)
+    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="1000000")
+    with pytest.raises(ActionNotAllowed, match="four-eyes rule: sam requested this"):
+        run.act(SELLER_VP, "approve")
+    run.act("zhang.wei", "approve")
+    # the VP who pre-approved also approves the amount (第十一条.3): not kept out
+    assert run.role == "sales_vp"
+    run.act("zhang.wei", "approve")
+    assert run.outcome == "approved"
+
+
+def test_a_requester_in_finance_may_not_confirm_their_own_figures() -> None:
+    run = _filed("2500000", user=SELLER_FINANCE)
+    with pytest.raises(ActionNotAllowed, match="four-eyes rule: fay requested this"):
+        run.act(SELLER_FINANCE, "confirm", grade="A", credit_limit="2000000")
+    assert run.state == "credit_check"
 
 
 # --------------------------------------------------------------------------- broken tables
@@ -310,8 +467,10 @@ def sh(db_url: str) -> Shell:
     return cli(db_url, "credit_override")
 
 
-def cli_start(sh: Shell, grade: str, requested: str, *extra: str) -> dict:
-    return sh.js(
+def cli_start(sh: Shell, grade: str, requested: str, *figures: str, limit: str = "") -> dict:
+    """liu.yang files the request, finance (deng.ping) confirms grade and limit (default:
+    the grade's maximum) and any further ``--set`` figures."""
+    inst = sh.js(
         [
             "start",
             "credit_override",
@@ -320,17 +479,31 @@ def cli_start(sh: Shell, grade: str, requested: str, *extra: str) -> dict:
             "--set",
             "customer=天山乳业",
             "--set",
-            f"grade={grade}",
-            "--set",
             f"requested_credit={requested}",
-            *extra,
         ],
         now="2026-10-12T10:00:00+08:00",
+    )
+    [check] = inst["tasks"]
+    assert (inst["state"], check["role"]) == ("credit_check", "finance")
+    return sh.js(
+        [
+            "act",
+            check["id"],
+            "confirm",
+            "--as",
+            "deng.ping",
+            "--set",
+            f"grade={grade}",
+            "--set",
+            f"credit_limit={limit or LIMITS[grade]}",
+            *figures,
+        ],
+        now="2026-10-12T11:00:00+08:00",
     )
 
 
 def test_cli_a_override_approved_by_the_gm(sh: Shell) -> None:
-    inst = cli_start(sh, "A", "2800000", "--set", "reason=旺季备货")
+    inst = cli_start(sh, "A", "2800000")
     [task] = inst["tasks"]
     assert (inst["state"], task["role"], inst["variables"]["excess_pct"]) == (
         "approval",
@@ -385,9 +558,9 @@ def test_cli_c_boundaries_after_preapproval(sh: Shell, credit: str, role: str) -
 
 
 def test_cli_c_override_rejected_at_the_amount(sh: Shell) -> None:
-    inst = cli_start(sh, "C", "300000")
+    inst = cli_start(sh, "C", "300000", "--set", "contract_amount=1000000")
     pre = inst["tasks"][0]["id"]
-    inst = sh.js(f"act {pre} approve --as zhang.wei --set contract_amount=1000000")
+    inst = sh.js(f"act {pre} approve --as zhang.wei")
     task = inst["tasks"][0]
     assert task["role"] == "general_manager"
     sh.refused(f"act {task['id']} reject --as lin.feng", "a comment is required")
@@ -404,3 +577,55 @@ def test_cli_within_limit_and_preapproval_rejection(sh: Shell) -> None:
         ["act", inst["tasks"][0]["id"], "reject", "--as", "zhang.wei", "--comment", "不赊销"]
     )
     assert (done["state"], done["outcome"]) == ("rejected", "rejected")
+
+
+def test_cli_the_three_bypasses_are_closed(sh: Shell) -> None:
+    start = "start credit_override --as liu.yang --set customer=天山乳业"
+    for figures in (
+        "--set requested_credit=5000000 --set credit_limit=5000000",
+        "--set requested_credit=500000 --set grade=C --set credit_limit=500000",
+        "--set requested_credit=1300000 --set grade=B --set credit_limit=1100000",
+    ):
+        sh.refused(f"{start} {figures}", "cannot be set by start")
+    assert sh.js("instances") == []
+    cases = [
+        ("5000000", "A", "5000000", "2000000", "gm_office_meeting"),
+        ("1300000", "B", "1100000", "1000000", "general_manager"),
+    ]
+    for requested, grade, inflated, table_limit, role in cases:
+        inst = sh.js(f"{start} --set requested_credit={requested}")
+        check = inst["tasks"][0]["id"]
+        confirm = f"act {check} confirm --as deng.ping --set grade={grade}"
+        sh.refused(f"{confirm} --set credit_limit={inflated}", "the credit limit is at most")
+        done = sh.js(f"{confirm} --set credit_limit={table_limit}")
+        assert (done["state"], [t["role"] for t in done["tasks"]]) == ("approval", [role])
+    inst = sh.js(f"{start} --set requested_credit=500000")
+    check = inst["tasks"][0]["id"]
+    confirm = f"act {check} confirm --as deng.ping --set grade=C --set contract_amount=2000000"
+    sh.refused(f"{confirm} --set credit_limit=500000", "C 0")
+    done = sh.js(f"{confirm} --set credit_limit=0")
+    assert (done["state"], [t["role"] for t in done["tasks"]]) == ("c_preapproval", ["sales_vp"])
+
+
+def test_cli_self_approval_is_refused(db_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "processes"
+    folder.mkdir()
+    (folder / "credit_override.yaml").write_text(source("credit_override"), encoding="utf-8")
+    org_text = (PROCESSES / "org.yaml").read_text(encoding="utf-8")
+    org_text += "  sam.li: {name: 李森, roles: [salesperson, sales_vp]}\n"
+    (folder / "org.yaml").write_text(org_text, encoding="utf-8")
+    sh = Shell(db_url, folder)
+    sh.ok("deploy")
+    inst = sh.js(
+        "start credit_override --as sam.li --set customer=x --set requested_credit=2500000"
+    )
+    check = inst["tasks"][0]["id"]
+    inst = sh.js(f"act {check} confirm --as deng.ping --set grade=A --set credit_limit=2000000")
+    task = inst["tasks"][0]
+    assert task["role"] == "sales_vp"
+    assert sh.js("tasks --as sam.li") == []
+    sh.refused(f"act {task['id']} approve --as sam.li", "four-eyes rule: sam.li requested this")
+    denied = sh.js(f"audit --instance {inst['id']} --action denied")
+    assert [e["actor"] for e in denied] == ["sam.li"]
+    done = sh.js(f"act {task['id']} approve --as zhang.wei")
+    assert done["outcome"] == "approved"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import ActionNotAllowed, InvalidData, WorkflowError
+from engine.org import Actor
 from tests.cli.helpers import Shell
 
 from . import Run, at, cli
 
 NOW = at("2026-10-30 16:00")
+ROLES_HE_JING = ("department_manager", "business_manager")
 
 
 def plan(user: str = "liu.yang", **extra: str) -> Run:
@@ -58,8 +60,14 @@ def test_returned_revised_or_withdrawn() -> None:
 
 def test_a_manager_does_not_approve_their_own_plan() -> None:
     run = plan(user="he.jing")
-    with pytest.raises(ActionNotAllowed, match="may not approve their own visit plan"):
-        run.act("he.jing", "approve")
+    for action in ("approve", "return"):
+        with pytest.raises(ActionNotAllowed, match="four-eyes rule: he.jing requested this"):
+            run.act("he.jing", action, comment="x")
+    # nor does the delegate who stands in for he.jing while she is away
+    stand_in = Actor("dora", frozenset({"salesperson"}), (("he.jing", frozenset(ROLES_HE_JING)),))
+    with pytest.raises(ActionNotAllowed, match="four-eyes rule: he.jing requested this"):
+        run.act(stand_in, "approve")
+    assert run.state == "review"
 
 
 def test_only_sales_staff_file_plans() -> None:

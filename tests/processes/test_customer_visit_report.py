@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import ActionNotAllowed, InvalidData
+from engine.org import Actor
 from tests.cli.helpers import Shell
 
 from . import Run, at, audit_actions, cli
@@ -94,6 +95,23 @@ def test_returned_report_and_tracked_follow_ups() -> None:
         "route",
         "done",
     ]
+
+
+def test_a_manager_never_reviews_their_own_report() -> None:
+    sam = Actor("sam", frozenset({"salesperson", "department_manager"}))
+    run = Run.start(
+        "customer_visit_report", sam, at("2026-11-03 17:00"), customer="c", visit_date="2026-11-03"
+    )
+    run.act(sam, "submit", report="r", satisfaction="satisfied")
+    assert (run.state, run.role) == ("supervisor_review", "department_manager")
+    # in person, or through the delegate who stands in for sam while away
+    stand_in = Actor("dora", frozenset(), (("sam", sam.roles),))
+    for who in (sam, stand_in):
+        for action in ("acknowledge", "return"):
+            with pytest.raises(ActionNotAllowed, match="four-eyes rule: sam requested this"):
+                run.act(who, action, comment="x")
+    run.act("he.jing", "acknowledge")
+    assert run.status == "completed"
 
 
 def test_a_cancelled_visit() -> None:

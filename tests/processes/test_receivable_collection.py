@@ -70,13 +70,64 @@ def test_the_term_is_50_days_after_receipt() -> None:
     assert run.live(at("2026-02-25 09:00")) == {"days_overdue": 1, "late_fee": D("20.00")}
 
 
-def test_a_holiday_50th_day_opens_collection_on_the_next_working_day() -> None:
-    # received 12 Aug 2026: day 50 is Thursday 1 Oct (National Day); the term runs to 8 Oct
-    run = receivable(received_on="2026-08-12")
-    assert run.vars["due_date"] == date(2026, 10, 1)
-    assert run.task.due_at == at("2026-10-09 00:00")
-    # the fee is per calendar day from day 51 (see the YAML): 7 days by 8 October
-    assert run.live(at("2026-10-08 12:00"))["late_fee"] == D("140.00")
+# received 12 Aug 2026: day 50 is Thursday 1 Oct, and 1-7 Oct 2026 are the National Day
+# holidays, so the term ends on Thursday 8 Oct (Civil Code art. 203)
+HOLIDAY_RECEIPT = "2026-08-12"
+HOLIDAY_TERM_END = date(2026, 10, 8)
+
+
+def policy_fee(amount: Decimal, term_end: date, paid_on: date) -> Decimal:
+    """第十六条: 0.02 % (万分之二) of the overdue amount for every day past the term."""
+    days_late = max(0, (paid_on - term_end).days)
+    return (amount * RATE * days_late).quantize(D("0.01"), rounding=ROUND_HALF_UP)
+
+
+def test_a_holiday_50th_day_moves_the_term_end_for_deadline_and_fee_alike() -> None:
+    run = receivable(received_on=HOLIDAY_RECEIPT)
+    assert date(2026, 8, 12) + timedelta(days=50) == date(2026, 10, 1)
+    assert run.vars["due_date"] == HOLIDAY_TERM_END
+    assert run.task.due_at == at("2026-10-09 00:00")  # 24:00 of the term's last day
+    assert run.live(at("2026-10-08 23:00")) == {"days_overdue": 0, "late_fee": D("0.00")}
+    assert run.live(at("2026-10-09 12:00")) == {"days_overdue": 1, "late_fee": D("20.00")}
+
+
+def test_paid_on_the_moved_term_end_costs_no_fee() -> None:
+    run = receivable(received_on=HOLIDAY_RECEIPT)
+    run.act("feng.xue", "paid", payment_date="2026-10-08", now=at("2026-10-08 16:00"))
+    assert (run.outcome, run.vars["closed_on"]) == ("paid", date(2026, 10, 8))
+    expected = policy_fee(D("100000.00"), HOLIDAY_TERM_END, date(2026, 10, 8))
+    assert run.vars["late_fee"] == expected == D("0.00")
+
+
+def test_paid_the_day_after_the_moved_term_end_costs_one_day() -> None:
+    run = overdue(receivable(received_on=HOLIDAY_RECEIPT))
+    assert run.now == at("2026-10-09 00:00")
+    run.act("xu.ming", "paid", payment_date="2026-10-09", now=at("2026-10-09 10:00"))
+    run.act("deng.ping", "confirm")
+    expected = policy_fee(D("100000.00"), HOLIDAY_TERM_END, date(2026, 10, 9))
+    assert expected == D("100000.00") * D("0.0002")  # one day
+    assert (run.outcome, run.vars["late_fee"]) == ("paid", expected)
+
+
+@given(received=st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 12, 31)))
+@settings(max_examples=60, deadline=None)
+def test_property_the_fee_starts_the_day_the_collection_task_opens(received: date) -> None:
+    from engine.calendar import default_calendar
+
+    cal = default_calendar()
+    run = receivable(received_on=received.isoformat())
+    # art. 203 as written: day 50, or the first working day after it
+    end = received + timedelta(days=50)
+    while not cal.is_working_day(end):
+        end += timedelta(days=1)
+    assert run.vars["due_date"] == end
+    opens = at(f"{(end + timedelta(days=1)).isoformat()} 00:00")
+    assert run.task.due_at == opens
+    last_free = at(f"{end.isoformat()} 23:59")
+    assert run.live(last_free) == {"days_overdue": 0, "late_fee": D("0.00")}
+    assert run.live(opens + timedelta(hours=12))["late_fee"] == policy_fee(
+        D("100000.00"), end, end + timedelta(days=1)
+    )
 
 
 def test_paid_within_the_term_costs_no_fee() -> None:
@@ -535,3 +586,33 @@ def test_cli_cancelled_and_shipment_refused(sh: Shell) -> None:
         "phone_collection",
         "refused",
     )
+
+
+def test_cli_holiday_term_end_payment_dates(sh: Shell) -> None:
+    """Day 50 is 1 Oct 2026 (National Day); the term ends 8 Oct: no fee on 8 Oct, one day on
+    9 Oct (0.02 % of 100,000.00 = 20.00)."""
+    early = cli_receivable(sh, amount="100000.00", received_on=HOLIDAY_RECEIPT)
+    late = cli_receivable(sh, amount="100000.00", received_on=HOLIDAY_RECEIPT)
+    assert early["variables"]["due_date"] == "2026-10-08"
+    assert early["tasks"][0]["due_at"] == "2026-10-09T00:00:00+08:00"
+    sh.ok("tick", now="2026-10-08T12:00:00+08:00")  # only the reminders
+    done = sh.js(
+        f"act {early['tasks'][0]['id']} paid --as feng.xue --set payment_date=2026-10-08",
+        now="2026-10-08T16:00:00+08:00",
+    )
+    fee = policy_fee(D("100000.00"), HOLIDAY_TERM_END, date(2026, 10, 8))
+    assert (done["outcome"], D(done["variables"]["late_fee"])) == ("paid", fee)
+
+    sh.ok("tick", now="2026-10-09T00:00:10+08:00")  # the term is over: collection opens
+    shown = sh.js(f"show {late['id']}", now="2026-10-09T10:00:00+08:00")
+    assert shown["state"] == "phone_collection"
+    inst = sh.js(
+        f"act {shown['tasks'][0]['id']} paid --as xu.ming --set payment_date=2026-10-09",
+        now="2026-10-09T10:00:00+08:00",
+    )
+    done = sh.js(
+        f"act {inst['tasks'][0]['id']} confirm --as deng.ping", now="2026-10-09T11:00:00+08:00"
+    )
+    fee = policy_fee(D("100000.00"), HOLIDAY_TERM_END, date(2026, 10, 9))
+    assert fee == D("20.00")
+    assert (done["outcome"], D(done["variables"]["late_fee"])) == ("paid", fee)
