@@ -37,14 +37,15 @@ class AuditKeys:
     current: str | None = None
 
     @classmethod
-    def of(cls, *keys: str | bytes) -> AuditKeys:
+    def of(cls, *keys: str | bytes, source: str = "audit key") -> AuditKeys:
         """Keys given directly (the first one signs); each must be long enough."""
         secrets: dict[str, bytes] = {}
         for i, key in enumerate(keys):
-            raw = key.encode("utf-8") if isinstance(key, str) else key
+            raw = _raw(key)
             if len(raw) < MIN_KEY_BYTES:
+                which = f"{source} (key {i + 1})" if len(keys) > 1 else source
                 raise AuditKeyError(
-                    f"audit key {i + 1} has {len(raw)} bytes; use at least {MIN_KEY_BYTES} "
+                    f"{which} has {len(raw)} bytes; use at least {MIN_KEY_BYTES} "
                     f"random bytes ({_HOW})"
                 )
             secrets.setdefault(key_id(raw), raw)
@@ -58,7 +59,7 @@ class AuditKeys:
         if direct and path:
             raise AuditKeyError(f"set either {KEY_ENV} or {KEY_FILE_ENV}, not both")
         if direct:
-            return cls.of(direct.strip())
+            return cls.of(direct.strip(), source=KEY_ENV)
         if path:
             try:
                 text = Path(path).read_text(encoding="utf-8")
@@ -70,7 +71,7 @@ class AuditKeys:
             keys = [k for k in keys if k and not k.startswith("#")]
             if not keys:
                 raise AuditKeyError(f"{KEY_FILE_ENV}={path}: the file holds no key ({_HOW})")
-            return cls.of(*keys)
+            return cls.of(*keys, source=f"{KEY_FILE_ENV}={path}")
         return cls()
 
     def secret(self, kid: str | None) -> bytes | None:

@@ -441,7 +441,7 @@ def test_keys_from_the_environment(tmp_path: Any) -> None:
     keyfile.write_text(f"# rotated 2026-11\n{OTHER_KEY}\n\n{KEY}\n", encoding="utf-8")
     keys = AuditKeys.from_env({KEY_FILE_ENV: str(keyfile)})
     assert keys.current == key_id(OTHER_KEY.encode()) and len(keys.secrets) == 2
-    with pytest.raises(AuditKeyError, match="has 5 bytes; use at least 16"):
+    with pytest.raises(AuditKeyError, match="SHENPI_AUDIT_KEY has 5 bytes; use at least 16"):
         AuditKeys.from_env({KEY_ENV: "short"})
     with pytest.raises(AuditKeyError, match="not both"):
         AuditKeys.from_env({KEY_ENV: KEY, KEY_FILE_ENV: str(keyfile)})
