@@ -117,6 +117,7 @@ class ChainChecker:
         self.result = AuditCheck(signing_key=keys.current)
         self.tips: dict[str, tuple[int, str]] = {}
         self.counts: Counter[str] = Counter()
+        self.tip_keys: dict[str, str | None] = {}  # chain -> key id of its newest entry
         self.first_keyed: int | None = None
         self.first_unkeyed: int | None = None
         self.unknown: Counter[str] = Counter()
@@ -164,6 +165,7 @@ class ChainChecker:
         if expected is not None and expected != row["hash"]:
             problems.append(f"seq {seq}: hash mismatch (the entry was altered)")
         self.tips[key] = (seq, row["hash"])
+        self.tip_keys[key] = kid
         self.counts[key] += 1
         self.result.entries += 1
         self.last_seq = max(self.last_seq, seq)
@@ -191,6 +193,11 @@ class ChainChecker:
                     f"{last_seq}, the log has none (the chain was removed)"
                 )
                 continue
+            if kid != self.tip_keys[chain]:
+                problems.append(
+                    f"chain {chain!r}: its anchor is signed with key id {kid}, its newest "
+                    f"entry with {self.tip_keys[chain]} (the anchor was replaced)"
+                )
             n = self.counts[chain]
             if tip != (last_seq, last_hash) or n != entries:
                 why = (

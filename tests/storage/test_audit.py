@@ -274,6 +274,31 @@ def test_kept_head_detects_truncation_even_with_anchors_rewound(plain: Store) ->
     )
 
 
+def rewind(conn: sa.Connection, chain: str, rows: list[dict[str, Any]], *, unkey: bool) -> None:
+    """Point the chain's anchor at ``rows[-1]`` with a plain mac, as one can without the key."""
+    last = rows[-1]
+    mac = anchor_mac(chain, last["seq"], last["hash"], len(rows), None)
+    values = {"last_seq": last["seq"], "last_hash": last["hash"], "entries": len(rows)}
+    values.update(mac=mac, **({"key_id": None} if unkey else {}))
+    conn.execute(sa.update(chains).where(chains.c.chain_key == chain).values(values))
+
+
+def test_truncation_with_a_rewound_anchor_is_detected_when_keyed(keyed: Store) -> None:
+    history(keyed)
+    rows = entries(keyed, "i1")
+    with as_owner(keyed) as conn:
+        conn.execute(sa.delete(log).where(log.c.seq == rows[-1]["seq"]))
+        rewind(conn, "i1", rows[:-1], unkey=False)
+    assert keyed.verify_audit() == ["chain 'i1': its anchor was altered (mac mismatch)"]
+    with as_owner(keyed) as conn:
+        rewind(conn, "i1", rows[:-1], unkey=True)
+    kid = key_id(KEY.encode())
+    assert keyed.verify_audit() == [
+        f"chain 'i1': its anchor is signed with key id None, its newest entry with {kid} "
+        "(the anchor was replaced)"
+    ]
+
+
 def test_kept_head_detects_removal_of_the_newest_entries_everywhere(plain: Store) -> None:
     history(plain)
     head, _ = plain.audit_head()
