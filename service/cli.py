@@ -606,7 +606,10 @@ def _parse_head(value: str) -> AuditHead:
             text = Path(value).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise click.BadParameter(f"{value}: {reason}", param_hint="--head") from None
+            raise click.BadParameter(
+                f"{value}: neither a {HEAD_PREFIX}:... line nor a readable file ({reason})",
+                param_hint="--head",
+            ) from None
     try:
         return AuditHead.parse(text)
     except ValueError as exc:

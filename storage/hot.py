@@ -85,7 +85,7 @@ def chain_digest(prev_hash: str, doc: Mapping[str, Any], key: bytes | None) -> s
     message = _encode(prev_hash + _canonical(doc))
     if key is None:
         return hashlib.sha256(message).hexdigest()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()
 
 
 def audit_hash(row: Mapping[Any, Any], key: bytes | None = None) -> str:
