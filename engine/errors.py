@@ -102,3 +102,7 @@ class Conflict(WorkflowError):
 
 class InstanceClosed(WorkflowError):
     """The instance has already reached a final state."""
+
+
+class AuditKeyError(ShenpiError):
+    """The audit key named by the environment is missing, unreadable or too weak."""

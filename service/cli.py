@@ -27,6 +27,7 @@ from service.display import DisplayZoneError, display_tz, jsonable, plain_decima
 if TYPE_CHECKING:
     from engine.records import TaskRecord
     from service.workflow import Workflow
+    from storage.auditchain import AuditHead
 
 DEFAULT_DB = "sqlite:///shenpi.db"
 
@@ -635,7 +636,7 @@ def instances(
     )
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--instance", "instance_id", help="Only this instance.")
 @click.option("--actor", help="Only entries by (or on behalf of) this user.")
 @click.option("--action", help="Only this action (start, deploy, denied, route, ...).")
@@ -643,9 +644,23 @@ def instances(
 @click.option("--since", help="From this time (ISO 8601, by effective time).")
 @click.option("--until", help="Up to this time (ISO 8601, by effective time).")
 @click.option("--verify", is_flag=True, help="Check the hash chains instead of listing.")
+@click.option(
+    "--head",
+    "kept_head",
+    metavar="FILE_OR_HEAD",
+    help="With --verify: also check against a head printed earlier by 'audit head' "
+    "(the shenpi-audit-head/1:... line, or a file holding it or its JSON).",
+)
+@click.option(
+    "--require-key",
+    is_flag=True,
+    help="With --verify: entries with plain SHA-256 hashes are problems too.",
+)
 @output_option
 @pass_settings
+@click.pass_context
 def audit(
+    ctx: click.Context,
     settings: Settings,
     instance_id: str | None,
     actor: str | None,
@@ -654,22 +669,34 @@ def audit(
     since: str | None,
     until: str | None,
     verify: bool,
+    kept_head: str | None,
+    require_key: bool,
     output: str,
 ) -> None:
-    """Query the append-only audit log (or verify its hash chains with --verify)."""
+    """Query the append-only audit log (or verify its hash chains with --verify).
+
+    'audit head' prints what to keep outside the database; 'audit --verify --head KEPT'
+    then also detects entries removed or rewritten up to it.
+    """
     from service.views import audit_json
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if (kept_head or require_key) and not verify:
+        raise click.UsageError("--head and --require-key go with --verify")
+    head = _parse_head(kept_head) if kept_head else None
     since_at = parse_time(since, "--since") if since else None
     until_at = parse_time(until, "--until") if until else None
     with refusals():
         store = settings.workflow().store
         if verify:
-            problems = store.verify_audit()
-            for problem in problems:
+            check = store.check_audit(head, require_key)
+            for problem in check.problems:
                 click.echo(problem, err=True)
-            if problems:
+            if check.problems:
                 sys.exit(1)
-            click.echo("ok: audit hash chains intact")
+            for line in check.summary():
+                click.echo(line)
             return
         rows = [
             audit_json(r)
@@ -700,6 +727,69 @@ def audit(
             ],
         ),
     )
+
+
+def _parse_head(value: str) -> AuditHead:
+    """A head token, or a file with the token or the JSON 'audit head -o json' printed."""
+    from storage.auditchain import HEAD_PREFIX, AuditHead
+
+    text = value
+    if not value.startswith(HEAD_PREFIX) and not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise click.BadParameter(
+                f"{value}: neither a {HEAD_PREFIX}:... line nor a readable file ({reason})",
+                param_hint="--head",
+            ) from None
+    try:
+        return AuditHead.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--head") from None
+
+
+@audit.command("head")
+@output_option
+@pass_settings
+def audit_head(settings: Settings, output: str) -> None:
+    """Print the log's head: copy it outside the database, check later with --verify --head.
+
+    A digest over every chain's newest entry up to the highest seq, with counts. Kept
+    somewhere the database's administrators cannot write, it shows later whether any
+    entry up to that seq was removed or rewritten, with or without an audit key.
+    """
+    from service.views import iso
+
+    with refusals():
+        store = settings.workflow().store
+        head, unkeyed = store.audit_head()
+        taken = settings.at()
+    data = {
+        "head": head.token(),
+        "seq": head.seq,
+        "entries": head.entries,
+        "chains": head.chains,
+        "digest": head.digest,
+        "unkeyed": unkeyed,
+        "key_id": store.audit_keys.current,
+        "taken_at": iso(taken),
+    }
+
+    def render() -> None:
+        click.echo(data["head"])
+        click.echo(
+            f"seq {head.seq}, {head.entries} entries in {head.chains} chains, taken at "
+            f"{data['taken_at']}"
+        )
+        if store.audit_keys.current is None:
+            click.echo("keyed: no audit key configured (new entries get plain SHA-256)")
+        else:
+            click.echo(f"keyed: new entries get HMAC-SHA256 with key id {store.audit_keys.current}")
+        if unkeyed:
+            click.echo(f"unkeyed: {unkeyed} entries have plain SHA-256 hashes")
+
+    emit(output, data, render)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ statements themselves.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -27,7 +28,9 @@ import sqlalchemy as sa
 
 from engine.errors import Conflict
 from engine.records import AuditRecord, Notice, Outcome, Signoff, Snapshot, TaskRecord
+from storage.auditkeys import AuditKeys
 from storage.tables import (
+    audit_chains,
     audit_log,
     instances,
     outbox,
@@ -64,12 +67,29 @@ def iso_utc(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _canonical(doc: Mapping[str, Any]) -> str:
+def _canonical(doc: Any) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def audit_hash(row: Mapping[Any, Any]) -> str:
-    """sha256(prev_hash + canonical JSON of every field but seq and hash).
+def _encode(text: str) -> bytes:
+    """UTF-8, but a lone surrogate (invalid Unicode) is encoded instead of raising.
+
+    Valid text gives exactly the bytes of plain UTF-8, so hashes of existing entries
+    do not change; invalid text still gets a deterministic hash instead of a crash.
+    """
+    return text.encode("utf-8", "surrogatepass")
+
+
+def chain_digest(prev_hash: str, doc: Mapping[str, Any], key: bytes | None) -> str:
+    """sha256(prev_hash + canonical JSON), or HMAC-SHA256 of the same bytes with ``key``."""
+    message = _encode(prev_hash + _canonical(doc))
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.digest(key, message, "sha256").hex()
+
+
+def audit_hash(row: Mapping[Any, Any], key: bytes | None = None) -> str:
+    """The hash of an entry: every field but seq, hash and key_id, linked to prev_hash.
 
     Canonical means sorted keys, no spaces, UTC datetimes with microseconds: the same
     bytes whether the row comes from SQLite or PostgreSQL (JSONB reorders keys).
@@ -77,7 +97,22 @@ def audit_hash(row: Mapping[Any, Any]) -> str:
     doc = {
         name: iso_utc(v) if isinstance(v := row[name], datetime) else v for name in HASHED_FIELDS
     }
-    return hashlib.sha256((row["prev_hash"] + _canonical(doc)).encode("utf-8")).hexdigest()
+    return chain_digest(row["prev_hash"], doc, key)
+
+
+def anchor_mac(chain: str, last_seq: int, last_hash: str, entries: int, key: bytes | None) -> str:
+    """Signs a chain's anchor row, so that with a key it cannot be rewound by hand."""
+    doc = {"chain_key": chain, "last_seq": last_seq, "last_hash": last_hash, "entries": entries}
+    return chain_digest("anchor", doc, key)
+
+
+def head_digest(tips: Mapping[str, tuple[int, str]]) -> str:
+    """One digest over every chain's (key, last seq, last hash): what an auditor keeps."""
+    digest = hashlib.sha256(b"shenpi-audit-head/1\n")
+    for key in sorted(tips):
+        seq, last = tips[key]
+        digest.update(_encode(_canonical([key, seq, last]) + "\n"))
+    return digest.hexdigest()
 
 
 def lock_key(key: str) -> int:
@@ -116,8 +151,9 @@ class Plan:
 class Hot:
     """Hot-path SQL for one dialect, with the value conversions its driver needs."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, keys: AuditKeys | None = None) -> None:
         self.engine = engine
+        self.keys = keys if keys is not None else AuditKeys()
         dialect = engine.dialect
         self.pg = dialect.name == "postgresql"
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
@@ -154,9 +190,15 @@ class Hot:
         )
         self.DELETE_TASK_ROLES = self._sql("DELETE FROM task_roles WHERE task_id = :task_id")
         self.INSERT_TASK_ROLE = self._insert(task_roles, ["task_id", "role"])
-        self.LAST_HASH = self._sql(
-            f"SELECT {self._quote('hash')} FROM audit_log WHERE chain_key = :chain_key "
-            "ORDER BY seq DESC LIMIT 1"
+        self.CHAIN_HEAD = self._sql(
+            "SELECT last_hash, entries FROM audit_chains WHERE chain_key = :chain_key"
+        )
+        chain_cols = [c.name for c in audit_chains.c]
+        self.UPSERT_CHAIN = self._insert(
+            audit_chains,
+            chain_cols,
+            " ON CONFLICT (chain_key) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in chain_cols[1:]),
         )
         audit_cols = [c.name for c in audit_log.c if c.name != "seq"]
         self.INSERT_AUDIT = self._insert(audit_log, audit_cols, " RETURNING seq" if self.pg else "")
@@ -499,7 +541,12 @@ class Hot:
     def append_audit(
         self, cur: Any, rows: Sequence[tuple[dict[str, Any], dict[str, Any]]]
     ) -> list[int]:
-        """Link each entry to the tip of its chain and insert it; returns the seqs."""
+        """Link each entry to the tip of its chain and insert it; returns the seqs.
+
+        The tip comes from the chain's anchor, not from the newest entry, and the anchor
+        moves in the same transaction: had someone removed the newest entries, the next
+        one would not link to what is left, so the removal stays visible.
+        """
         if not rows:
             return []
         keys = sorted({doc["chain_key"] for _, doc in rows})
@@ -509,19 +556,33 @@ class Hot:
             # chain so unrelated instances proceed in parallel. Sorted: no deadlocks.
             for key in sorted({lock_key(k) for k in keys}):
                 self.run(cur, self.ADVISORY_LOCK, {"key": key})
-        tips: dict[str, str] = {}
+        kid, secret = self.keys.current, self.keys.signing
+        tips: dict[str, tuple[str, int, int]] = {}  # chain -> hash, entries, seq
         for key in keys:
-            found = self.run(cur, self.LAST_HASH, {"chain_key": key}).fetchone()
-            tips[key] = found[0] if found else GENESIS
+            found = self.run(cur, self.CHAIN_HEAD, {"chain_key": key}).fetchone()
+            tips[key] = (found[0], found[1], 0) if found else (GENESIS, 0, 0)
         seqs = []
         for row, doc in rows:
             key = doc["chain_key"]
-            prev = tips[key]
-            doc = dict(doc, prev_hash=prev)
-            digest = hashlib.sha256((prev + _canonical(doc)).encode("utf-8")).hexdigest()
-            tips[key] = digest
-            self.run(cur, self.INSERT_AUDIT, dict(row, prev_hash=prev, hash=digest))
-            seqs.append(cur.fetchone()[0] if self.pg else cur.lastrowid)
+            prev, entries, _ = tips[key]
+            digest = chain_digest(prev, dict(doc, prev_hash=prev), secret)
+            params = dict(row, prev_hash=prev, hash=digest, key_id=kid)
+            self.run(cur, self.INSERT_AUDIT, params)
+            seq = cur.fetchone()[0] if self.pg else cur.lastrowid
+            tips[key] = (digest, entries + 1, seq)
+            seqs.append(seq)
+        for key in keys:
+            last, entries, seq = tips[key]
+            mac = anchor_mac(key, seq, last, entries, secret)
+            anchor = {
+                "chain_key": key,
+                "last_seq": seq,
+                "last_hash": last,
+                "entries": entries,
+                "key_id": kid,
+                "mac": mac,
+            }
+            self.run(cur, self.UPSERT_CHAIN, anchor)
         return seqs
 
     def load_snapshot(self, cur: Any, instance_id: str) -> Snapshot | None:

@@ -29,9 +29,12 @@ from engine.records import (
     TaskRecord,
     TimerRecord,
 )
+from storage.auditchain import AuditCheck, AuditHead, ChainChecker
+from storage.auditkeys import AuditKeys
 from storage.db import SQLITE_BEGIN, migrate, open_engine
-from storage.hot import GENESIS, Hot, audit_hash, aware
+from storage.hot import Hot, aware, head_digest
 from storage.tables import (
+    audit_chains,
     audit_log,
     definitions,
     instances,
@@ -162,10 +165,12 @@ def _tasks_query(
 class Store:
     """The database behind one Shenpi installation. Thread-safe (the engine pools)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, audit_keys: AuditKeys | None = None) -> None:
+        """``audit_keys`` default to the environment (storage.auditkeys)."""
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._hot = Hot(engine)
+        self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
+        self._hot = Hot(engine, self.audit_keys)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
         # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
         # "0 rows" is how ON CONFLICT DO NOTHING says "someone else got there first".
@@ -176,15 +181,16 @@ class Store:
         )
 
     @classmethod
-    def open(cls, url: str) -> Store:
+    def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:
         """Open (and on first use create or upgrade) the database at ``url``."""
+        keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
         engine = open_engine(url)
         try:
             migrate(engine)
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, keys)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -200,6 +206,16 @@ class Store:
         """One write transaction (SQLite: BEGIN IMMEDIATE, so writers queue, not fail)."""
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sa.Connection]:
+        """A read that sees one snapshot across statements (PostgreSQL: REPEATABLE READ)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -337,34 +353,57 @@ class Store:
         with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def verify_audit(self) -> list[str]:
-        """Recompute every chain; each problem names the seq where the chain breaks.
+    def verify_audit(self, head: AuditHead | None = None, require_key: bool = False) -> list[str]:
+        """Every problem :meth:`check_audit` finds, one line each; [] when intact."""
+        return self.check_audit(head, require_key).problems
 
-        A changed row shows as a hash mismatch, a removed or inserted row as a broken
-        link at the next entry of its chain. Removing the newest entries of a chain
-        cannot be seen from the chain alone (compare counts or tips with a copy for that).
+    def check_audit(self, head: AuditHead | None = None, require_key: bool = False) -> AuditCheck:
+        """Recompute every chain and compare it with its anchor (and ``head``, if kept).
+
+        One snapshot for the whole check (REPEATABLE READ on PostgreSQL), so entries
+        appended meanwhile cannot look like a mismatch between log and anchors. What is
+        and is not detected: storage.auditchain and the README.
         """
-        problems: list[str] = []
-        tips: dict[str, tuple[int, str]] = {}
-        stmt = sa.select(audit_log).order_by(audit_log.c.seq)
+        checker = ChainChecker(self.audit_keys, head, require_key)
+        log = sa.select(audit_log).order_by(audit_log.c.seq)
+        with self._snapshot() as conn:
+            for row in conn.execution_options(yield_per=2000).execute(log).mappings():
+                checker.entry(row)
+            checker.anchors(conn.execute(sa.select(audit_chains)).mappings())
+            ids = conn.execution_options(yield_per=5000).execute(sa.select(instances.c.id))
+            checker.instances(r[0] for r in ids)
+        return checker.finish()
+
+    def audit_head(self) -> tuple[AuditHead, int]:
+        """The head of the log now (and how many of its entries are unkeyed).
+
+        On PostgreSQL entries can commit out of seq order, so a plain read could see seq
+        101 while 100 is still to commit, and a later check would count 100 in. A SHARE
+        lock waits for every open append and holds new ones (a few ms) while reading.
+        """
+        last = sa.func.max(audit_log.c.seq).label("last")
+        per_chain = (
+            sa.select(audit_log.c.chain_key, last, sa.func.count().label("n"))
+            .group_by(audit_log.c.chain_key)
+            .subquery()
+        )
+        heads = sa.select(
+            audit_log.c.chain_key, audit_log.c.seq, audit_log.c.hash, per_chain.c.n
+        ).join(per_chain, audit_log.c.seq == per_chain.c.last)
+        unkeyed = sa.select(sa.func.count()).where(audit_log.c.key_id.is_(None))
         with self._read() as conn:
-            for row in conn.execution_options(yield_per=2000).execute(stmt).mappings():
-                seq, key = row["seq"], row["chain_key"]
-                iid = row["instance_id"]
-                expected_key = iid if iid is not None else f"process:{row['process']}"
-                if key != expected_key:
-                    problems.append(f"seq {seq}: chain key {key!r} does not match its row")
-                prev_seq, prev_hash = tips.get(key, (None, GENESIS))
-                if row["prev_hash"] != prev_hash:
-                    after = f"seq {prev_seq}" if prev_seq is not None else "the chain start"
-                    problems.append(
-                        f"seq {seq}: prev_hash does not link to {after} of chain {key!r} "
-                        "(an entry was removed, inserted or reordered)"
-                    )
-                if audit_hash(row) != row["hash"]:
-                    problems.append(f"seq {seq}: hash mismatch (the entry was altered)")
-                tips[key] = (seq, row["hash"])
-        return problems
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE audit_log IN SHARE MODE")
+            rows = conn.execute(heads).all()
+            plain = conn.execute(unkeyed).scalar_one()
+        tips = {key: (seq, digest) for key, seq, digest, _ in rows}
+        head = AuditHead(
+            seq=max((seq for seq, _ in tips.values()), default=0),
+            entries=sum(n for *_, n in rows),
+            chains=len(tips),
+            digest=head_digest(tips),
+        )
+        return head, plain
 
     # ------------------------------------------------------------------ instances & tasks
 

@@ -151,11 +151,28 @@ audit_log = sa.Table(
     sa.Column("chain_key", sa.String, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # Id of the HMAC key that signed the entry (storage.auditkeys); NULL: plain SHA-256.
+    sa.Column("key_id", sa.String(16)),
     sa.Index("ix_audit_log_instance_id", "instance_id"),
     sa.Index("ix_audit_log_actor", "actor"),
     sa.Index("ix_audit_log_process", "process"),
     sa.Index("ix_audit_log_at", "at"),
     sa.Index("ix_audit_log_chain_key_seq", "chain_key", "seq"),
+)
+
+# The head of every audit chain, written in the transaction that appends to the chain:
+# removing a chain's newest entries, or the whole chain, leaves its anchor behind, and
+# appends link to the anchor's hash, so a removal cannot be covered by the next append.
+# ``mac`` signs (chain_key, last_seq, last_hash, entries) like an entry's hash does.
+audit_chains = sa.Table(
+    "audit_chains",
+    metadata,
+    sa.Column("chain_key", sa.String, primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+    sa.Column("key_id", sa.String(16)),
+    sa.Column("mac", sa.String(64), nullable=False),
 )
 
 timers = sa.Table(
