@@ -35,7 +35,7 @@ def secret_key(secret: str) -> bytes:
     except (binascii.Error, ValueError):
         raise ValueError("a webhook secret must be 'whsec_' followed by base64") from None
     if not key:
-        raise ValueError("a webhook secret must not be empty")
+        raise ValueError("a webhook secret needs key bytes after 'whsec_'")
     return key
 
 
