@@ -231,6 +231,22 @@ def _resolve(
     )
 
 
+def _raw_secret_problems(
+    doc: Document, at: PathKey, data: dict[str, Any], env: Mapping[str, str], base: Path
+) -> list[Problem]:
+    """Secret problems of a channel that failed validation, so all are reported in one round."""
+    refs: list[tuple[PathKey, Any]] = [((*at, f), data.get(f)) for f in SECRET_FIELDS]
+    listed = data.get("secrets")
+    if isinstance(listed, list):
+        refs += [((*at, "secrets", i), v) for i, v in enumerate(listed)]
+    problems = []
+    for path, value in refs:
+        if isinstance(value, str):
+            problem = _resolve(doc, path, SecretStr(value), env, base)[1]
+            problems += [problem] if problem else []
+    return problems
+
+
 def _channel(
     doc: Document, name: str, data: Any, env: Mapping[str, str], base: Path
 ) -> tuple[ChannelSpec | None, list[Problem]]:
@@ -249,7 +265,9 @@ def _channel(
     try:
         spec: Any = model.model_validate(data)
     except ValidationError as exc:
-        return None, pydantic_problems(doc, exc, at)
+        return None, pydantic_problems(doc, exc, at) + _raw_secret_problems(
+            doc, at, data, env, base
+        )
     problems: list[Problem] = []
     update: dict[str, Any] = {}
     for field in SECRET_FIELDS:
