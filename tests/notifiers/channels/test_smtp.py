@@ -231,3 +231,20 @@ def test_implicit_tls_and_an_untrusted_certificate(
         refused = channel(server, mode="ssl").send(note())  # system CAs do not know it
         assert refused.status == "permanent" and "certificate" in refused.detail
     assert len(mailbox.messages) == 1
+
+
+def test_a_server_that_never_greets_is_transient_within_the_timeout() -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts TCP connections (backlog) but never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        mail = EmailChannel(
+            host="127.0.0.1", port=silent.getsockname()[1], mode="plain",
+            sender="s@example.cn", timeout=0.3,
+        )  # fmt: skip
+        started = time.monotonic()
+        result = mail.send(note())
+    assert result.status == "transient" and "timed out" in result.detail
+    assert time.monotonic() - started < 1.5
