@@ -9,7 +9,6 @@ never compiled as templates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,9 +17,12 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.org import Org
+from notifiers.channels.base import Delivery, Message, Recipient
+from notifiers.channels.console import ConsoleChannel as _ConsoleChannel
 
 TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger("shenpi.notify")
+_CONTACT_FIELDS = ("email", "phone", "wecom", "dingtalk")
 
 
 class Channel(Protocol):
@@ -29,18 +31,21 @@ class Channel(Protocol):
     def send(self, user_id: str, address: dict[str, Any], message: str) -> None: ...
 
 
-class ConsoleChannel:
-    """Writes each message to the log (and to ``write`` if given): the channel of last resort."""
+class ConsoleChannel(_ConsoleChannel):
+    """The console channel of notifiers.channels, still callable the old way by dispatch.
 
-    name = "console"
+    ``send(message)`` is the channel interface; ``send(user_id, address, text)`` is what
+    dispatch calls until it sends per-recipient Messages.
+    """
 
-    def __init__(self, write: Callable[[str], None] | None = None) -> None:
-        self.write = write
-
-    def send(self, user_id: str, address: dict[str, Any], message: str) -> None:
-        log.info("notify %s: %s", user_id, message)
-        if self.write is not None:
-            self.write(f"notify {user_id}: {message}")
+    def send(  # type: ignore[override]
+        self, message: Message | str, address: dict[str, Any] | None = None, text: str = ""
+    ) -> Delivery:
+        if isinstance(message, Message):
+            return super().send(message)
+        contacts = {k: v for k, v in (address or {}).items() if k in _CONTACT_FIELDS}
+        who = Recipient(user_id=message, **contacts)
+        return super().send(Message(delivery_id="", recipient=who, text=text))
 
 
 def _env() -> SandboxedEnvironment:
