@@ -325,16 +325,15 @@ class Expression:
                 n.name for n in expr.find_all(nodes.Name) if n.ctx == "load"
             )
             expr = _Bounded().visit(_exact_floats(expr))
-            parts = _constant_parts(expr)
-        except TemplateSyntaxError as exc:
+            for part in _constant_parts(expr):
+                _check_constant(source, part)
+            self._template = _template(expr)
+        except TemplateSyntaxError as exc:  # also an unknown filter or test
             raise ExpressionError(source, f"does not compile: {exc.message}") from None
         except TooBig as exc:
             raise ExpressionTooBig(source, str(exc)) from None
         except RecursionError:
             raise ExpressionError(source[:40], "nested too deeply") from None
-        for part in parts:
-            _check_constant(source, part)
-        self._template = _template(expr)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         ctx = self._template.new_context(dict(context))

@@ -43,6 +43,7 @@ def test_percent_over_limit_matches_python_decimal(requested: Decimal) -> None:
         ("''.__class__.__mro__", {}, "unsafe"),
         ("a +", {}, "does not compile"),
         ("a b", {}, "does not compile"),
+        ("x|no_such_filter", {}, "does not compile: No filter named"),
     ],
 )
 def test_bad_guards_are_errors_never_true(source: str, ctx: dict, message: str) -> None:
