@@ -353,7 +353,7 @@ def _check_int_filter(value: Any, *args: Any, **kwargs: Any) -> None:
         raise _refuse("number", value.adjusted() * 332 // 100, MAX_INT_BITS, "bits")
 
 
-def _check_text_input(value: Any, *args: Any, **kwargs: Any) -> None:
+def check_text_input(value: Any, *args: Any, **kwargs: Any) -> None:
     n = _str_len(value)
     if n > MAX_SIZE:
         raise _refuse("text", n)
@@ -412,7 +412,7 @@ def check_str_method(s: str, name: str, args: tuple[Any, ...], kwargs: Mapping[s
     elif name == "replace" and len(args) >= 2:
         check_replace(s, *args[:3])
     elif name == "join" and args:
-        items = list(_bounded_iter(args[0]))
+        items = list(bounded_iter(args[0]))
         check_text_parts(items, s)
         return (items, *args[1:])
     elif name == "translate" and args and isinstance(args[0], Mapping):
@@ -423,7 +423,7 @@ def check_str_method(s: str, name: str, args: tuple[Any, ...], kwargs: Mapping[s
     return args
 
 
-def _bounded_iter(value: Any) -> Iterator[Any]:
+def bounded_iter(value: Any) -> Iterator[Any]:
     for i, item in enumerate(value):
         if i >= MAX_SIZE:
             raise _refuse("list", i + 1)

@@ -113,7 +113,7 @@ class _Env(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and not isinstance(__obj, functools.partial):
+        if isinstance(owner, str):
             args = bounds.check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
         return bounds.produced(super().call(__context, __obj, *args, **kwargs))
 
@@ -138,7 +138,7 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """Check a filter's arguments before it runs (if it can grow) and its result after."""
     check = bounds.FILTER_CHECKS.get(name)
     if check is None and name in bounds.TEXT_FILTERS:
-        check = bounds._check_text_input
+        check = bounds.check_text_input
     skip = 1 if _PassArg.from_obj(func) is not None else 0
 
     @functools.wraps(func)
@@ -152,7 +152,7 @@ def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
 
 @pass_eval_context
 def _join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> str:
-    items = list(bounds._bounded_iter(value))
+    items = list(bounds.bounded_iter(value))
     if attribute is not None:
         items = list(map(make_attrgetter(eval_ctx.environment, attribute), items))
     bounds.check_text_parts(items, str(d))
@@ -160,7 +160,7 @@ def _join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None)
 
 
 def _concat(parts: tuple[Any, ...]) -> str:
-    """``a ~ b``: Jinja's own join, after checking the length it would reach."""
+    """``a ~ b`` (Jinja joins the parts as text), after checking the length it would reach."""
     bounds.check_text_parts(parts)
     return "".join(str(p) for p in parts)
 
