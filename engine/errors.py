@@ -51,6 +51,20 @@ class ExpressionError(ShenpiError):
         super().__init__(f"expression {expression!r}: {reason}")
 
 
+class ExpressionTooBig(ExpressionError):
+    """An expression would build a value (text, list, number) over the limits, or do too much work.
+
+    Raised before the value is built, so nothing is allocated and nothing changes. ``where``
+    is the ``file:line:col`` of the expression when known.
+    """
+
+    def __init__(self, expression: str, reason: str, where: str = "") -> None:
+        super().__init__(expression, reason)
+        self.where = where
+        if where:
+            self.args = (f"{where}: {self.args[0]}",)
+
+
 # --------------------------------------------------------------------------- runtime
 
 

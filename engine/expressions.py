@@ -4,24 +4,51 @@ Jinja parses ``0.02`` as a binary float; a late fee of ``amount * 0.0002`` would
 inexact (and Decimal * float raises). We rewrite every float literal in the parsed tree
 into ``"0.02" | decimal`` before compiling, so literals are as exact as variables.
 A guard must return a real bool: ``None`` or a string is an error, never "truthy".
+
+Every expression's work is bounded (engine/bounds.py): operators, filters, method calls,
+``~``, ``range`` and literals refuse values over the limits before building them, at run
+time and, for the parts that use no variable, already when the expression is compiled.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+    pass_eval_context,
+)
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.filters import make_attrgetter, sync_do_join
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
+from jinja2.visitor import NodeTransformer
 
-from engine.errors import ExpressionError
+from engine import bounds
+from engine.bounds import MAX_EXPONENT, MAX_INT_BITS, MAX_SIZE, MAX_WORK, TooBig
+from engine.errors import ExpressionError, ExpressionTooBig
 
 MAX_SOURCE = 2_000
-MAX_EXPONENT = 100
+__all__ = [
+    "BUILTIN_NAMES",
+    "MAX_EXPONENT",
+    "MAX_INT_BITS",
+    "MAX_SIZE",
+    "MAX_SOURCE",
+    "MAX_WORK",
+    "Expression",
+    "compile_all",
+]
 
 
 def _to_decimal(value: Any) -> Decimal:
@@ -62,8 +89,16 @@ def _add_days(start: Any, days: Any) -> _dt.date:
     return start + _dt.timedelta(days=int(_to_decimal(days)))
 
 
-class _Env(SandboxedEnvironment):
-    intercepted_binops = frozenset({"**", "/"})
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, with every growing operation bounded.
+
+    Immutable: a guard must not change the lists and dicts of the instance (and
+    ``l.extend(l)`` repeated would double a list each time). Not ``optimized``: Jinja's
+    optimizer folds constants while compiling, unbounded (``'a' * 10**9`` took 4 GB in
+    ``validate``); ``Expression`` checks constant parts itself, within the bounds.
+    """
+
+    intercepted_binops = frozenset({"+", "-", "*", "/", "//", "%", "**"})
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "/":
@@ -73,18 +108,90 @@ class _Env(SandboxedEnvironment):
             if isinstance(right, int) and not isinstance(right, bool):
                 right = Decimal(right)
             return left / right
-        if operator == "**":
-            if abs(_to_decimal(right)) > MAX_EXPONENT:
-                raise SecurityError(f"exponent above {MAX_EXPONENT} refused")
-            return left**right
-        return super().call_binop(context, operator, left, right)
+        bounds.check_binop(operator, left, right)
+        return bounds.check_int(self.binop_table[operator](left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            args = bounds.check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        return bounds.produced(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt: str = value.__self__
+        is_map = value.__name__ == "format_map"
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_map and len(args) == 1 and isinstance(args[0], Mapping):
+                bounds.check_str_format(fmt, (), args[0])
+            else:
+                bounds.check_str_format(fmt, args, kwargs)
+            return bounds.produced(wrapper(*args, **kwargs))
+
+        return bounded
 
 
-ENV = _Env(undefined=StrictUndefined, autoescape=False)
+def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """Check a filter's arguments before it runs (if it can grow) and its result after."""
+    check = bounds.FILTER_CHECKS.get(name)
+    if check is None and name in bounds.TEXT_FILTERS:
+        check = bounds.check_text_input
+    skip = 1 if _PassArg.from_obj(func) is not None else 0
+
+    @functools.wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        if check is not None:
+            check(*args[skip:], **kwargs)
+        return bounds.produced(func(*args, **kwargs))
+
+    return bounded
+
+
+@pass_eval_context
+def _join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> str:
+    items = list(bounds.bounded_iter(value))
+    if attribute is not None:
+        items = list(map(make_attrgetter(eval_ctx.environment, attribute), items))
+    bounds.check_text_parts(items, str(d))
+    return sync_do_join(eval_ctx, items, d)
+
+
+def _concat(parts: tuple[Any, ...]) -> str:
+    """``a ~ b`` (Jinja joins the parts as text), after checking the length it would reach."""
+    bounds.check_text_parts(parts)
+    return "".join(str(p) for p in parts)
+
+
+def _literal(value: Any) -> Any:
+    """A list, tuple or dict written in the expression: ``[x, x, x]`` repeats x's size."""
+    return bounds.produced(value)
+
+
+def _range(*args: Any) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_SIZE:
+        raise TooBig(
+            f"would build a range over the limit of {MAX_SIZE:,} numbers (about {len(rng):,}); "
+            "keep values small (see the limits in docs/yaml-reference.md)"
+        )
+    bounds.charge(len(rng))
+    return rng
+
+
+ENV = _Env(undefined=StrictUndefined, autoescape=False, optimized=False)
 ENV.filters["decimal"] = _to_decimal
 ENV.filters["round"] = _round
+ENV.filters["join"] = _join
+ENV.filters = {name: _bounded_filter(name, f) for name, f in ENV.filters.items()}
+ENV.filters["_concat"] = _concat
+ENV.filters["_literal"] = _literal
+del ENV.globals["lipsum"]  # lipsum(10**9) loops a billion times; nothing needs it
 ENV.globals.update(
     {
+        "range": _range,
         "decimal": _to_decimal,
         "round_fen": _round,
         "days_between": _days_between,
@@ -131,10 +238,76 @@ def _decimal_node(const: nodes.Const) -> nodes.Filter:
     )
 
 
-class Expression:
-    """A compiled expression; ``names`` are the variables it reads (for validation)."""
+class _Bounded(NodeTransformer):
+    """Route ``~`` and literals through bounded filters; refuse oversized integer literals."""
 
-    __slots__ = ("source", "names", "_template")
+    def visit_Const(self, node: nodes.Const) -> nodes.Node:
+        bounds.check_int(node.value)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        parts = [self.visit(n) for n in node.nodes]
+        return _filter(nodes.Tuple(parts, "load", lineno=node.lineno), "_concat")
+
+    def _literal(self, node: nodes.Expr) -> nodes.Node:
+        return _filter(self.generic_visit(node), "_literal")
+
+    visit_List = visit_Dict = _literal
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        return self._literal(node) if node.ctx == "load" else self.generic_visit(node)
+
+
+def _filter(node: nodes.Expr, name: str) -> nodes.Filter:
+    return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+
+
+_CHEAP_FILTERS = frozenset({"decimal", "_literal"})
+
+
+def _constant_parts(node: nodes.Node) -> list[nodes.Expr]:
+    """The largest sub-expressions that read no variable and do some work."""
+    inside = [node, *node.find_all(nodes.Node)]
+    if isinstance(node, nodes.Expr) and all(
+        n.name in ENV.globals for n in inside if isinstance(n, nodes.Name)
+    ):
+        work = any(
+            isinstance(n, nodes.BinExpr | nodes.Call)
+            or isinstance(n, nodes.Filter)
+            and n.name not in _CHEAP_FILTERS
+            for n in inside
+        )
+        return [node] if work else []
+    return [part for child in node.iter_child_nodes() for part in _constant_parts(child)]
+
+
+def _template(expr: nodes.Expr) -> Template:
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    tree = nodes.Template(body, lineno=1)
+    tree.set_environment(ENV)
+    return ENV.from_string(tree)
+
+
+def _check_constant(source: str, part: nodes.Expr) -> None:
+    """Evaluate a part that uses no variable now, so that ``validate`` reports it over a limit."""
+    template = _template(part)
+    try:
+        with bounds.budget():
+            for _ in template.root_render_func(template.new_context({})):
+                pass
+    except TooBig as exc:
+        raise ExpressionTooBig(source, str(exc)) from None
+    except Exception:  # noqa: BLE001 - other errors depend on the run (or show up there)
+        return
+
+
+class Expression:
+    """A compiled expression; ``names`` are the variables it reads (for validation).
+
+    ``where`` (``file:line:col``) is set by the process compiler, for runtime errors.
+    """
+
+    __slots__ = ("source", "names", "where", "_template")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -142,31 +315,38 @@ class Expression:
         if len(source) > MAX_SOURCE:
             raise ExpressionError(source[:40] + "...", f"longer than {MAX_SOURCE} characters")
         self.source = source
+        self.where = ""
         try:
             parser = Parser(ENV, source, state="variable")
             expr = parser.parse_expression()
             if not parser.stream.eos:
                 raise TemplateSyntaxError("unexpected text after the expression", 1)
-        except TemplateSyntaxError as exc:
+            self.names: frozenset[str] = frozenset(
+                n.name for n in expr.find_all(nodes.Name) if n.ctx == "load"
+            )
+            expr = _Bounded().visit(_exact_floats(expr))
+            for part in _constant_parts(expr):
+                _check_constant(source, part)
+            self._template = _template(expr)
+        except TemplateSyntaxError as exc:  # also an unknown filter or test
             raise ExpressionError(source, f"does not compile: {exc.message}") from None
+        except TooBig as exc:
+            raise ExpressionTooBig(source, str(exc)) from None
         except RecursionError:
             raise ExpressionError(source[:40], "nested too deeply") from None
-        expr = _exact_floats(expr)
-        self.names: frozenset[str] = frozenset(
-            n.name for n in expr.find_all(nodes.Name) if n.ctx == "load"
-        )
-        body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
-        tree = nodes.Template(body, lineno=1)
-        tree.set_environment(ENV)
-        self._template = ENV.from_string(tree)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         ctx = self._template.new_context(dict(context))
         try:
-            for _ in self._template.root_render_func(ctx):
-                pass
+            with bounds.budget():
+                for _ in self._template.root_render_func(ctx):
+                    pass
         except ExpressionError:
             raise
+        except TooBig as exc:
+            raise ExpressionTooBig(self.source, str(exc), self.where) from None
+        except MemoryError:
+            raise ExpressionTooBig(self.source, "ran out of memory", self.where) from None
         except UndefinedError as exc:
             raise ExpressionError(self.source, f"{exc.message}") from None
         except SecurityError as exc:

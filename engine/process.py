@@ -96,6 +96,8 @@ def _check_expr(
     if unknown:
         ck.add(path, f"expression {source!r} uses unknown name(s): {', '.join(unknown)}")
         return
+    line, col = ck.doc.where(path)
+    expr.where = f"{ck.doc.file}:{line}:{col}"  # named by runtime errors such as ExpressionTooBig
     exprs[key] = expr
 
 
