@@ -164,3 +164,9 @@ def test_runtime_refusal_names_where_the_expression_is() -> None:
     with pytest.raises(ExpressionTooBig) as info:
         expr.evaluate({"note": "a", "times": 10**9})
     assert str(info.value).startswith("p.yaml:12:15: expression 'note * times': would build")
+
+
+def test_chance_is_not_available_to_a_guard() -> None:
+    """A replayed or re-checked step must decide the same way, so `random` is not a filter."""
+    with pytest.raises(ExpressionError, match="random"):
+        Expression("[1, 2]|random == 1")
