@@ -120,3 +120,29 @@ class InstanceClosed(WorkflowError):
 
 class AuditKeyError(ShenpiError):
     """The audit key named by the environment is missing, unreadable or too weak."""
+
+
+class OutOfOrder(WorkflowError):
+    """A step dated before the instance's last recorded step: history cannot run backwards.
+
+    Not an ``ActionNotAllowed``: it is not recorded as ``denied``, since that entry would
+    itself be dated before what it follows.
+    """
+
+    def __init__(self, instance_id: str, at: str, last: str) -> None:
+        self.instance_id = instance_id
+        super().__init__(
+            f"time {at} is earlier than the last recorded step of instance {instance_id} "
+            f"({last}); history cannot run backwards: act as of {last} or later"
+        )
+
+
+class NoDatabase(WorkflowError):
+    """A command that only reads was pointed at a database that does not exist yet."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"no database at {where}; run 'python run.py deploy' first (it creates one), "
+            "or check --db"
+        )

@@ -15,7 +15,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -42,12 +42,16 @@ class Settings:
         self.output = output  # -o before the subcommand; the subcommand's own -o wins
         self._workflow: Workflow | None = None
 
-    def workflow(self) -> Workflow:
+    def workflow(self, *, create: bool = False) -> Workflow:
+        """The facade on --db. Only ``deploy`` and ``serve`` pass ``create``: every other
+        command refuses a missing database rather than leave an empty one (and its
+        folders) behind a typo in --db."""
         if self._workflow is None:
             from service.workflow import Workflow
+            from storage.db import open_database
             from storage.store import Store
 
-            self._workflow = Workflow(Store.open(self.db), self.processes)
+            self._workflow = Workflow(Store(open_database(self.db, create=create)), self.processes)
         return self._workflow
 
     def at(self) -> datetime:
@@ -80,33 +84,53 @@ def refusals() -> Iterator[None]:
         fail(f"database: {first[0] if first else type(exc).__name__}")
     except OSError as exc:  # e.g. a --db file in a folder that cannot be created
         fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    except UnicodeError:
+        # the value layer names the field for what it checks; this catches text from
+        # undecodable argv bytes on paths it does not (e.g. a query filter)
+        fail("an argument is not valid UTF-8 text; give it in UTF-8")
+
+
+MIN_YEAR, MAX_YEAR = 1900, 9000  # documented in docs/yaml-reference.md (limits)
 
 
 def parse_time(value: str, what: str) -> datetime:
+    """An ISO 8601 instant within the documented years, as written and in UTC alike
+    (``9000-12-31T23:59-23:59`` is already 9001 in UTC)."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
             f"{what}: expected ISO 8601, e.g. 2026-09-30T10:00+08:00"
         ) from None
-    if not 1900 <= moment.year <= 9000:
-        raise click.BadParameter(f"{what}: year {moment.year} is outside 1900-9000")
-    return moment if moment.tzinfo else moment.replace(tzinfo=display_tz())
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=display_tz())
+    # the written year first: only then is the conversion to UTC safe from overflow
+    if not MIN_YEAR <= moment.year <= MAX_YEAR or not (
+        MIN_YEAR <= moment.astimezone(UTC).year <= MAX_YEAR
+    ):
+        raise click.BadParameter(
+            f"{what}: {value} is outside the years {MIN_YEAR}-{MAX_YEAR} (in UTC too)"
+        )
+    return moment
 
 
 def parse_sets(pairs: Sequence[str], data_file: str | None) -> dict[str, Any]:
+    """--data then --set; the JSON is read by the value layer's rules (exact numbers,
+    no duplicate keys, bounded size and depth)."""
+    from engine.errors import InvalidData
+    from engine.values import MAX_JSON_BYTES, load_json_object
+
     data: dict[str, Any] = {}
     if data_file:
-        from decimal import Decimal
-
         try:
             with open(data_file, encoding="utf-8") as fh:
-                loaded = json.load(fh, parse_float=Decimal)
-        except (OSError, ValueError) as exc:
-            fail(f"--data {data_file}: {exc}")
-        if not isinstance(loaded, dict):
-            fail(f"--data {data_file}: expected a JSON object of variable: value")
-        data.update(loaded)
+                text = fh.read(MAX_JSON_BYTES + 1)
+            data.update(load_json_object(text, f"--data {data_file}"))
+        except OSError as exc:
+            fail(f"--data {data_file}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            fail(f"--data {data_file}: not UTF-8 ({exc.reason} at byte {exc.start})")
+        except InvalidData as exc:
+            fail(str(exc))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -287,6 +311,7 @@ def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
     from engine.catalog import load_catalog
 
     with refusals():
+        _require_yaml(paths)
         catalog = load_catalog(paths, settings.processes / "org.yaml")
     click.echo(
         f"ok: {len(catalog.processes)} process(es), org with {len(catalog.org.users)} users, "
@@ -308,7 +333,8 @@ def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) 
     they started on.
     """
     with refusals():
-        result = settings.workflow().deploy(list(paths), by=user, now=settings.at())
+        _require_yaml(paths or (settings.processes,))
+        result = settings.workflow(create=True).deploy(list(paths), by=user, now=settings.at())
     rows = [
         {
             "process": d.process,
@@ -319,6 +345,16 @@ def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) 
         for d in result
     ]
     emit(output, rows, lambda: print_table(rows, ["process", "version", "status", "file"]))
+
+
+def _require_yaml(paths: Sequence[Path]) -> None:
+    """A folder without YAML (a wrong path, a typo) must not pass as "ok: 0 processes"."""
+    from engine.catalog import yaml_files
+    from engine.errors import WorkflowError
+
+    if not yaml_files(paths):
+        named = ", ".join(str(p) for p in paths)
+        raise WorkflowError(f"no YAML files (*.yaml, *.yml) in {named}; check the path")
 
 
 @cli.command()
@@ -370,11 +406,11 @@ def graph(settings: Settings, process: str) -> None:
 def _definition(settings: Settings, process: str) -> Any:
     """The latest deployed version, else the file in --processes (graph works before deploy)."""
     from engine.catalog import load_catalog
-    from engine.errors import NotFound
+    from engine.errors import NoDatabase, NotFound
 
     try:
         return settings.workflow().process(process)
-    except NotFound:
+    except (NotFound, NoDatabase):
         catalog = load_catalog([settings.processes])
         if process not in catalog.processes:
             raise
@@ -517,7 +553,8 @@ def act(
     """Take ACTION on TASK_ID and print the instance afterwards."""
     data = parse_sets(sets, data_file)
     with refusals():
-        snapshot = settings.workflow().act(task_id, action, user, data, comment, settings.at())
+        # settings.now, not at(): without --now the Workflow reads the clock itself
+        snapshot = settings.workflow().act(task_id, action, user, data, comment, settings.now)
         _show(settings, snapshot.id, user, output)
 
 
@@ -533,9 +570,11 @@ def show(settings: Settings, instance_id: str, viewer: str | None, output: str) 
 
 
 def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
+    from engine.values import check_name
     from service.display import iso, iso_text, plain_number_text
     from service.views import audit_json, display_variables, instance_json, task_json
 
+    check_name("instance id", instance_id)
     wf = settings.workflow()
     now = settings.at()
     snapshot = wf.store.load_snapshot(instance_id)
@@ -876,7 +915,7 @@ def serve(settings: Settings, every: float, once: bool) -> None:
     from service.scheduler import run_scheduler
 
     with refusals():
-        wf = settings.workflow()
+        wf = settings.workflow(create=True)
         result = wf.deploy([], by="system", now=settings.at())
         for d in result:
             status = "deployed" if d.created else "unchanged"

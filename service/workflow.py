@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalog, compile_stored, load_catalog
-from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
-from engine.runtime import Act, Start, authorize, decode_variables, fire, live_values
-from engine.values import encode
+from engine.runtime import SYSTEM, Act, Start, authorize, decode_variables, fire, live_values
+from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
 from storage.store import Store
 
@@ -85,7 +85,10 @@ class Workflow:
     ) -> list[Deployed]:
         """Validate every file, then store each process as a new version unless unchanged."""
         now = now or self.clock()
+        check_name("deploying user", by)
         catalog = load_catalog(list(paths) or [self.processes_dir], self.processes_dir / "org.yaml")
+        if by != SYSTEM:
+            catalog.org.actor(by)  # the audit names who deployed: a real, active person
         result = []
         for name, proc in sorted(catalog.processes.items()):
             version, created = self.store.save_definition(
@@ -153,6 +156,9 @@ class Workflow:
         self, process: str, user: str, data: Mapping[str, Any], now: datetime | None = None
     ) -> Snapshot:
         now = now or self.clock()
+        check_name("process", process)
+        check_name("user", user)
+        check_input_names(data)
         version = self.latest_version(process)
         proc = self.process(process, version)
         actor = self.actor(user)
@@ -169,7 +175,17 @@ class Workflow:
         comment: str | None = None,
         now: datetime | None = None,
     ) -> Snapshot:
-        now = now or self.clock()
+        """``now`` None means the real clock: then a step recorded by a worker whose clock
+        runs slightly ahead does not make this one refused as out of order."""
+        # checked before anything is looked up or recorded: a name no backend can store
+        # (undecodable bytes, control characters) is refused like a wrong type, with no
+        # `denied` entry; a well-formed action the task does not offer is still recorded
+        check_name("task id", task_id)
+        check_name("action", action)
+        check_name("user", user)
+        if comment is not None:
+            check_text("comment", comment)
+        check_input_names(data or {})
         actor = self.actor(user)
         snapshot = self._snapshot_of_task(task_id)
         task = next((t for t in snapshot.tasks if t.id == task_id), None)
@@ -182,6 +198,12 @@ class Workflow:
                 f"the task is already {task.status} ({task.decision or 'no decision'}{by}); "
                 "nothing was changed",
             )
+        if now is None:
+            now = max(self.clock(), snapshot.updated_at)
+        elif now < snapshot.updated_at:
+            # before anything else, so not even a `denied` entry is dated into the past
+            last = snapshot.updated_at.astimezone(now.tzinfo).isoformat()
+            raise OutOfOrder(snapshot.id, now.isoformat(), last)
         proc = self.process(snapshot.process, snapshot.version)
         try:
             outcome = fire(proc, snapshot, Act(task_id, action, comment), actor, data or {}, now)

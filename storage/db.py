@@ -7,6 +7,7 @@ when the database is new or behind.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
-from engine.errors import ShenpiError, WorkflowError
+from engine.errors import NoDatabase, ShenpiError, WorkflowError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -28,19 +29,38 @@ _PG_MIGRATION_LOCK = 0x5E4B_9100
 SQLITE_BEGIN = "shenpi_sqlite_begin"
 
 
+# The schemes Shenpi runs on, and the driver each is opened with (the one installed).
+_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+# What a URL scheme looks like (RFC 3986): "foo:bar" names scheme foo, not a file.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def normalize_url(url: str) -> str:
-    """Accept the URL spellings people paste, and bare file paths for SQLite."""
-    if url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://") :]
-    if "://" not in url:
+    """Accept the URL spellings people paste, and bare file paths for SQLite; refuse any
+    other scheme (``foo:bar`` used to become a file named ``foo:bar``)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in _SCHEMES:
+        return f"{_SCHEMES[scheme.lower()]}://{rest}"
+    if not sep and not _SCHEME.match(url) and url.strip():
         return f"sqlite:///{url}"
-    return url
+    raise WorkflowError(
+        f"unsupported database URL {url!r}: use sqlite:///path/file.db (or a file path) or "
+        "postgresql://user@host/db"
+    )
 
 
-def open_engine(url: str) -> sa.Engine:
-    """An engine configured for Shenpi's locking model (see ``_configure_sqlite``)."""
+def open_engine(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine configured for Shenpi's locking model (see ``_configure_sqlite``).
+
+    Without ``create``, a missing SQLite file is refused before anything (a file, its
+    folders) is made.
+    """
     url = normalize_url(url)
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -50,17 +70,30 @@ def open_engine(url: str) -> sa.Engine:
         if memory:
             # One shared connection, or every checkout would see a new, empty database.
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif not create and not Path(database).expanduser().is_file():
+            raise NoDatabase(database)
         else:
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, **kwargs)
         _configure_sqlite(engine, wal=not memory)
         return engine
-    if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=False)
-    raise WorkflowError(
-        f"unsupported database URL {url!r}: use sqlite:///path/file.db (or a file path) or "
-        "postgresql+psycopg://user@host/db"
-    )
+    return sa.create_engine(url, pool_pre_ping=False)
+
+
+def open_database(url: str, *, create: bool = True) -> sa.Engine:
+    """An engine on a database at the head revision.
+
+    With ``create`` a new database is made (``deploy``, ``serve``); without it one that has
+    no Shenpi schema yet is refused, so a read-only command leaves nothing behind. An older
+    schema is upgraded either way: that changes no data anyone has.
+    """
+    engine = open_engine(url, create=create)
+    try:
+        migrate(engine, create=create)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
 
 
 def _configure_sqlite(engine: sa.Engine, *, wal: bool) -> None:
@@ -112,15 +145,19 @@ def _read_revision(conn: sa.Connection) -> str | None:
     return rows[0] if len(rows) == 1 else None
 
 
-def migrate(engine: sa.Engine) -> bool:
+def migrate(engine: sa.Engine, *, create: bool = True) -> bool:
     """Bring the schema to the head revision; True if anything was applied.
 
     Safe with several processes starting at once: the upgrade runs inside one
     transaction that holds the SQLite write lock (``BEGIN IMMEDIATE``) or a PostgreSQL
-    advisory lock, and re-checks the revision once it holds it.
+    advisory lock, and re-checks the revision once it holds it. Without ``create`` a
+    database with no Shenpi schema is refused (``NoDatabase``), not filled in.
     """
-    if current_revision(engine) == HEAD_REVISION:
+    revision = current_revision(engine)
+    if revision == HEAD_REVISION:
         return False
+    if revision is None and not create:
+        raise NoDatabase(engine.url.render_as_string(hide_password=True))
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")

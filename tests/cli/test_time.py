@@ -30,6 +30,7 @@ def test_overdue_tasks_and_deadlines_in_show(db_url: str, procs: Path) -> None:
 
 def test_calendar_lists_holidays_and_working_weekends(db_url: str) -> None:
     sh = Shell(db_url)
+    sh.ok("deploy")  # only deploy creates the database
     cal = sh.js("calendar 2026")
     assert cal["adjustments_known"] is True
     assert "2026-10-10" in cal["working_weekend_days"]
