@@ -155,6 +155,71 @@ output_option = click.option(
 )
 pass_settings = click.make_pass_decorator(Settings)
 
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _usage_error(ctx: click.Context, message: str) -> NoReturn:
+    """A bad option value: one line on stderr and exit 2 (click's own would add usage)."""
+    click.echo(f"error: {message}", err=True)
+    ctx.exit(2)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _limit(ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        _usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+    return limit
+
+
+limit_option = click.option(
+    "--limit",
+    default=str(DEFAULT_LIMIT),
+    show_default=True,
+    callback=_limit,
+    metavar="N",
+    help=f"At most N rows (1-{MAX_LIMIT}); if there are more, stderr ends with "
+    "'next: --after CURSOR'.",
+)
+
+
+def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--after CURSOR for one listing; a cursor of another listing or a mangled one is a
+    usage error, found before the database is opened."""
+
+    def check(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from engine.errors import InvalidData
+        from storage.paging import decode
+
+        try:
+            decode(kind, value)
+        except InvalidData as exc:
+            _usage_error(ctx, str(exc))
+        return value
+
+    return click.option(
+        "--after",
+        metavar="CURSOR",
+        callback=check,
+        help="Continue after the page that printed 'next: --after CURSOR'.",
+    )
+
+
+def emit_page(
+    output: str, rows: list[dict[str, Any]], nxt: str | None, render: Callable[[], None]
+) -> None:
+    """Every list command: the rows (a table, or the JSON array scripts already parse) on
+    stdout and, when there are more, one line 'next: --after CURSOR' on stderr."""
+    emit(output, rows, render)
+    if nxt is not None:
+        click.echo(f"next: --after {nxt}", err=True)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
@@ -251,24 +316,33 @@ def schema(kind: str) -> None:
 
 
 @cli.command()
+@limit_option
+@after_option("users")
 @output_option
 @pass_settings
-def users(settings: Settings, output: str) -> None:
-    """List the org directory: users, their roles, and who stands in for them."""
+def users(settings: Settings, limit: int, after: str | None, output: str) -> None:
+    """List the org directory by user id: users, their roles, and who stands in for them."""
+    from storage.paging import decode, encode
+
     with refusals():
         org = settings.workflow().org
+    start = decode("users", after)[0] if after is not None else None
+    ids = sorted(uid for uid in org.users if start is None or uid > start)
     rows = [
         {
             "id": uid,
-            "name": u.name,
-            "roles": list(u.roles),
-            "active": u.active,
-            "delegate": u.delegate,
-            "email": u.contacts.email,
+            "name": org.users[uid].name,
+            "roles": list(org.users[uid].roles),
+            "active": org.users[uid].active,
+            "delegate": org.users[uid].delegate,
+            "email": org.users[uid].contacts.email,
         }
-        for uid, u in org.users.items()
+        for uid in ids[:limit]
     ]
-    emit(output, rows, lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"]))
+    nxt = encode("users", rows[-1]["id"]) if len(ids) > limit else None
+    emit_page(
+        output, rows, nxt, lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"])
+    )
 
 
 @cli.command()
@@ -346,6 +420,8 @@ def start(
     help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
 )
 @click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@limit_option
+@after_option("tasks")
 @output_option
 @pass_settings
 def tasks(
@@ -355,25 +431,30 @@ def tasks(
     process: str | None,
     include_closed: bool,
     overdue: bool,
+    limit: int,
+    after: str | None,
     output: str,
 ) -> None:
-    """List open tasks (the ones USER may act on, with --as)."""
+    """List open tasks by due time, undated last (the ones USER may act on, with --as)."""
     from service.views import task_json
 
     with refusals():
         wf = settings.workflow()
         now = settings.at()
-        found = wf.tasks(
+        page = wf.tasks(
             user=user,
             role=role,
             process=process,
             include_closed=include_closed,
             overdue_at=now if overdue else None,
+            limit=limit,
+            after=after,
         )
-        rows = [task_json(t, now) for t in found]
-    emit(
+        rows = [task_json(t, now) for t in page.items]
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows, ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"]
         ),
@@ -474,7 +555,8 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
 @click.option("--process", help="Only this process.")
 @click.option("--state", help="Only instances in this state.")
 @click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@limit_option
+@after_option("instances")
 @output_option
 @pass_settings
 def instances(
@@ -483,19 +565,21 @@ def instances(
     state: str | None,
     status: str | None,
     limit: int,
+    after: str | None,
     output: str,
 ) -> None:
-    """List instances."""
+    """List instances, oldest first."""
     from service.views import instance_json
 
     with refusals():
-        found = settings.workflow().store.list_instances(
-            process=process, state=state, status=status, limit=limit
+        page = settings.workflow().store.instance_page(
+            process=process, state=state, status=status, limit=limit, after=after
         )
-    rows = [instance_json(s, s.variables, []) for s in found]
-    emit(
+    rows = [instance_json(s, s.variables, []) for s in page.items]
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows, ["id", "process", "version", "state", "status", "requester", "updated_at"]
         ),
@@ -510,6 +594,8 @@ def instances(
 @click.option("--since", help="From this time (ISO 8601, by effective time).")
 @click.option("--until", help="Up to this time (ISO 8601, by effective time).")
 @click.option("--verify", is_flag=True, help="Check the hash chains instead of listing.")
+@limit_option
+@after_option("audit")
 @output_option
 @pass_settings
 def audit(
@@ -521,6 +607,8 @@ def audit(
     since: str | None,
     until: str | None,
     verify: bool,
+    limit: int,
+    after: str | None,
     output: str,
 ) -> None:
     """Query the append-only audit log (or verify its hash chains with --verify)."""
@@ -538,20 +626,21 @@ def audit(
                 sys.exit(1)
             click.echo("ok: audit hash chains intact")
             return
-        rows = [
-            audit_json(r)
-            for r in store.query_audit(
-                instance_id=instance_id,
-                actor=actor,
-                action=action,
-                process=process,
-                since=since_at,
-                until=until_at,
-            )
-        ]
-    emit(
+        page = store.audit_page(
+            instance_id=instance_id,
+            actor=actor,
+            action=action,
+            process=process,
+            since=since_at,
+            until=until_at,
+            limit=limit,
+            after=after,
+        )
+        rows = [audit_json(r) for r in page.items]
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows,
             [
