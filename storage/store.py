@@ -10,6 +10,7 @@ the DBAPI cursor for speed; everything else is SQLAlchemy Core.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -113,8 +114,10 @@ def _timer_record(row: Any) -> TimerRecord:
 # Task ids are "<instance>-<n>": within one instant, shorter ids first puts -9 before -10.
 _OPENING_ORDER = (tasks.c.created_at, sa.func.length(tasks.c.id), tasks.c.id)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# With a filter in Python (four-eyes), fetch at least this many candidates per round trip.
-_MIN_BATCH = 100
+# With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
+# _MIN_BATCH up to _MAX_BATCH while most are dropped.
+_MIN_BATCH = 32
+_MAX_BATCH = 1000
 
 Keep = Callable[[TaskRecord, Snapshot], bool]
 
@@ -461,10 +464,10 @@ class Store:
         key = _task_key(after)
         if roles is not None and (not roles or status not in (None, "open")):
             return Page([])
-        batch = limit + 1 if keep is None else max(limit + 1, _MIN_BATCH)
+        batch = limit + 1
         found: list[TaskRecord] = []
         with self._read() as conn:
-            while True:
+            for round_ in itertools.count():
                 rows = self._task_batch(
                     conn, roles, process, status, instance_id, overdue_at, batch, key
                 )
@@ -483,6 +486,10 @@ class Store:
                 if len(found) == limit or len(rows) < batch:
                     break
                 key = (rows[-1].due_at, rows[-1].id)
+                # Refill what was dropped, with room for more drops; grow quickly when
+                # a long run of candidates is dropped (a requester's own tasks).
+                missing = limit - len(found)
+                batch = min(max(2 * missing + 1, _MIN_BATCH << round_), _MAX_BATCH)
         page = found[:limit]
         return Page(page, _task_cursor(page[-1]) if more and page else None)
 
