@@ -212,6 +212,71 @@ output_option = click.option(
 )
 pass_settings = click.make_pass_decorator(Settings)
 
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def _usage_error(ctx: click.Context, message: str) -> NoReturn:
+    """A bad option value: one line on stderr and exit 2 (click's own would add usage)."""
+    click.echo(f"error: {message}", err=True)
+    ctx.exit(2)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _limit(ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        _usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+    return limit
+
+
+limit_option = click.option(
+    "--limit",
+    default=str(DEFAULT_LIMIT),
+    show_default=True,
+    callback=_limit,
+    metavar="N",
+    help=f"At most N rows (1-{MAX_LIMIT}); if there are more, stderr ends with "
+    "'next: --after CURSOR'.",
+)
+
+
+def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--after CURSOR for one listing; a cursor of another listing or a mangled one is a
+    usage error, found before the database is opened."""
+
+    def check(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from engine.errors import InvalidData
+        from storage.paging import decode
+
+        try:
+            decode(kind, value)
+        except InvalidData as exc:
+            _usage_error(ctx, str(exc))
+        return value
+
+    return click.option(
+        "--after",
+        metavar="CURSOR",
+        callback=check,
+        help="Continue after the page that printed 'next: --after CURSOR'.",
+    )
+
+
+def emit_page(
+    output: str, rows: list[dict[str, Any]], nxt: str | None, render: Callable[[], None]
+) -> None:
+    """Every list command: the rows (a table, or the JSON array scripts already parse) on
+    stdout and, when there are more, one line 'next: --after CURSOR' on stderr."""
+    emit(output, rows, render)
+    if nxt is not None:
+        click.echo(f"next: --after {nxt}", err=True)
+
 
 def _override(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     """A subcommand's copy of a global option: when given, it replaces the group's value."""
@@ -372,24 +437,33 @@ def schema(kind: str) -> None:
 
 
 @cli.command()
+@limit_option
+@after_option("users")
 @output_option
 @pass_settings
-def users(settings: Settings, output: str) -> None:
-    """List the org directory: users, their roles, and who stands in for them."""
+def users(settings: Settings, limit: int, after: str | None, output: str) -> None:
+    """List the org directory by user id: users, their roles, and who stands in for them."""
+    from storage.paging import decode, encode
+
     with refusals():
         org = settings.workflow().org
+    start = decode("users", after)[0] if after is not None else None
+    ids = sorted(uid for uid in org.users if start is None or uid > start)
     rows = [
         {
             "id": uid,
-            "name": u.name,
-            "roles": list(u.roles),
-            "active": u.active,
-            "delegate": u.delegate,
-            "email": u.contacts.email,
+            "name": org.users[uid].name,
+            "roles": list(org.users[uid].roles),
+            "active": org.users[uid].active,
+            "delegate": org.users[uid].delegate,
+            "email": org.users[uid].contacts.email,
         }
-        for uid, u in org.users.items()
+        for uid in ids[:limit]
     ]
-    emit(output, rows, lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"]))
+    nxt = encode("users", rows[-1]["id"]) if len(ids) > limit else None
+    emit_page(
+        output, rows, nxt, lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"])
+    )
 
 
 @cli.command()
@@ -467,6 +541,8 @@ def start(
     help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
 )
 @click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@limit_option
+@after_option("tasks")
 @output_option
 @pass_settings
 def tasks(
@@ -476,26 +552,31 @@ def tasks(
     process: str | None,
     include_closed: bool,
     overdue: bool,
+    limit: int,
+    after: str | None,
     output: str,
 ) -> None:
-    """List open tasks (the ones USER may act on, with --as)."""
+    """List open tasks by due time, undated last (the ones USER may act on, with --as)."""
     from service.views import task_json
 
     with refusals():
         wf = settings.workflow()
         now = settings.at()
-        found = wf.tasks(
+        page = wf.tasks(
             user=user,
             role=role,
             process=process,
             include_closed=include_closed,
             overdue_at=now if overdue else None,
+            limit=limit,
+            after=after,
         )
-        titles = _task_titles(wf, found)
-        rows = [task_json(t, now, titles.get(t.id)) for t in found]
-    emit(
+        titles = _task_titles(wf, page.items)
+        rows = [task_json(t, now, titles.get(t.id)) for t in page.items]
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows, ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"]
         ),
@@ -641,7 +722,8 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
 @click.option("--process", help="Only this process.")
 @click.option("--state", help="Only instances in this state.")
 @click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@limit_option
+@after_option("instances")
 @output_option
 @pass_settings
 def instances(
@@ -650,25 +732,29 @@ def instances(
     state: str | None,
     status: str | None,
     limit: int,
+    after: str | None,
     output: str,
 ) -> None:
-    """List instances."""
+    """List instances, oldest first."""
     from service.views import display_variables, instance_json
 
     with refusals():
         wf = settings.workflow()
-        found = wf.store.list_instances(process=process, state=state, status=status, limit=limit)
+        page = wf.store.instance_page(
+            process=process, state=state, status=status, limit=limit, after=after
+        )
         types = {
             key: _variable_types(wf.process(*key))
-            for key in {(s.process, s.version) for s in found}
+            for key in {(s.process, s.version) for s in page.items}
         }
     rows = [
         instance_json(s, display_variables(types[(s.process, s.version)], s.variables), [])
-        for s in found
+        for s in page.items
     ]
-    emit(
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows, ["id", "process", "version", "state", "status", "requester", "updated_at"]
         ),
@@ -695,6 +781,8 @@ def instances(
     is_flag=True,
     help="With --verify: entries with plain SHA-256 hashes are problems too.",
 )
+@limit_option
+@after_option("audit")
 @output_option
 @pass_settings
 @click.pass_context
@@ -710,6 +798,8 @@ def audit(
     verify: bool,
     kept_head: str | None,
     require_key: bool,
+    limit: int,
+    after: str | None,
     output: str,
 ) -> None:
     """Query the append-only audit log (or verify its hash chains with --verify).
@@ -737,20 +827,21 @@ def audit(
             for line in check.summary():
                 click.echo(line)
             return
-        rows = [
-            audit_json(r)
-            for r in store.query_audit(
-                instance_id=instance_id,
-                actor=actor,
-                action=action,
-                process=process,
-                since=since_at,
-                until=until_at,
-            )
-        ]
-    emit(
+        page = store.audit_page(
+            instance_id=instance_id,
+            actor=actor,
+            action=action,
+            process=process,
+            since=since_at,
+            until=until_at,
+            limit=limit,
+            after=after,
+        )
+        rows = [audit_json(r) for r in page.items]
+    emit_page(
         output,
         rows,
+        page.next,
         lambda: print_table(
             rows,
             [

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from engine.records import AuditRecord, Snapshot, TaskRecord
 from engine.runtime import SYSTEM, Act, Start, authorize, decode_variables, fire, live_values
 from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
+from storage.paging import Page
 from storage.store import Store
 
 Clock = Callable[[], datetime]
@@ -254,35 +256,42 @@ class Workflow:
         process: str | None = None,
         include_closed: bool = False,
         overdue_at: datetime | None = None,
-    ) -> list[TaskRecord]:
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[TaskRecord]:
+        """One page of tasks by due time; with ``user``, only those they may act on now.
+
+        The roles the user holds or stands in for select candidates in SQL (an index range
+        scan per role, in due order); four-eyes and countersign rules need the process
+        definition, so they run here on each candidate, and the store keeps reading
+        candidates until the page is full: excluded tasks never push waiting ones out.
+        """
         roles: set[str] | None = None
-        if user is not None:
-            actor = self.org.actor(user)
+        actor = self.org.actor(user) if user is not None else None
+        if actor is not None:
             roles = set(actor.roles) | {r for _, rs in actor.stands_in_for for r in rs}
         if role is not None:
             if role not in self.org.roles:
                 raise NotFound("role", role, "see 'python run.py users'")
             roles = {role} if roles is None else roles & {role}
-        if roles is not None and not roles:
-            return []
-        tasks = self.store.list_tasks(
+        keep = partial(self._may_act, actor=actor) if actor is not None else None
+        return self.store.task_page(
             roles=roles,
             process=process,
             status=None if include_closed else "open",
             overdue_at=overdue_at,
+            limit=limit,
+            after=after,
+            keep=keep,
         )
-        if user is not None:
-            tasks = [t for t in tasks if self._may_act(t, user)]
-        return tasks
 
-    def _may_act(self, task: TaskRecord, user: str) -> bool:
+    def _may_act(self, task: TaskRecord, owner: Snapshot, actor: Actor) -> bool:
         """Drop tasks the user holds the role for but may not act on (four-eyes, signed)."""
         if task.status != "open":
             return True
-        snapshot = self.store.load_snapshot(task.instance_id)
-        proc = self.process(snapshot.process, snapshot.version)
+        proc = self.process(owner.process, owner.version)
         try:
-            authorize(proc, snapshot, task, task.actions[0], self.org.actor(user))
+            authorize(proc, owner, task, task.actions[0], actor)
         except ActionNotAllowed:
             return False
         return True

@@ -189,7 +189,7 @@ class Hot:
             f"UPDATE tasks SET {self._sets(tasks, *self.task_cols[1:])} WHERE id = :id"
         )
         self.DELETE_TASK_ROLES = self._sql("DELETE FROM task_roles WHERE task_id = :task_id")
-        self.INSERT_TASK_ROLE = self._insert(task_roles, ["task_id", "role"])
+        self.INSERT_TASK_ROLE = self._insert(task_roles, ["task_id", "role", "due_at"])
         self.CHAIN_HEAD = self._sql(
             "SELECT last_hash, entries FROM audit_chains WHERE chain_key = :chain_key"
         )
@@ -399,9 +399,14 @@ class Hot:
         plan.changed = [self.task_params(t) for t in outcome.changed]
         plan.roles_cleared = [{"task_id": t.id} for t in outcome.changed]
         pending = {
-            (t.id, role) for t in (*outcome.opened, *outcome.changed) for role in t.pending_roles
+            (t.id, role): t.due_at
+            for t in (*outcome.opened, *outcome.changed)
+            for role in t.pending_roles
         }
-        plan.roles = [{"task_id": i, "role": r} for i, r in sorted(pending)]
+        plan.roles = [
+            {"task_id": i, "role": r, "due_at": self.when(due)}
+            for (i, r), due in sorted(pending.items())
+        ]
         plan.audit = self.audit_rows(outcome.audit, recorded_at)
         plan.cancel_ids = [{"id": i} for i in outcome.timers_cancelled]
         plan.cancel_states = [

@@ -10,7 +10,8 @@ the DBAPI cursor for speed; everything else is SQLAlchemy Core.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from engine.errors import Conflict, NotFound
+from engine.errors import Conflict, InvalidData, NotFound
 from engine.records import (
     AuditRecord,
     Notice,
@@ -29,10 +30,12 @@ from engine.records import (
     TaskRecord,
     TimerRecord,
 )
+from storage import paging
 from storage.auditchain import AuditCheck, AuditHead, ChainChecker
 from storage.auditkeys import AuditKeys
 from storage.db import SQLITE_BEGIN, migrate, open_engine
 from storage.hot import Hot, aware, head_digest
+from storage.paging import Page
 from storage.tables import (
     audit_chains,
     audit_log,
@@ -119,47 +122,73 @@ def _timer_record(row: Any) -> TimerRecord:
     )
 
 
-def _ordered_tasks(stmt: sa.Select[Any]) -> sa.Select[Any]:
-    return stmt.order_by(sa.nulls_last(tasks.c.due_at.asc()), *_OPENING_ORDER)
-
-
 # Task ids are "<instance>-<n>": within one instant, shorter ids first puts -9 before -10.
 _OPENING_ORDER = (tasks.c.created_at, sa.func.length(tasks.c.id), tasks.c.id)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
+# _MIN_BATCH up to _MAX_BATCH while most are dropped.
+_MIN_BATCH = 32
+_MAX_BATCH = 1000
+
+Keep = Callable[[TaskRecord, Snapshot], bool]
 
 
-def _tasks_query(
-    roles: Collection[str] | None,
-    process: str | None,
-    status: str | None,
-    instance_id: str | None,
-    overdue_at: datetime | None,
-) -> tuple[sa.Select[Any], str | None]:
-    """The list_tasks query, and the status left to check in Python (if any).
+def _due_order(task: TaskRecord) -> tuple[bool, datetime, str]:
+    """The listing order of tasks in Python: by due time, undated last, then by id."""
+    return (task.due_at is None, task.due_at or _EPOCH, task.id)
 
-    Some filters stay out of the SQL on purpose so that planners without statistics
-    (SQLite) drive the query from the selective index (task_roles.role,
-    tasks.instance_id) instead of scanning every open task through (status, due_at).
+
+def _after_due(
+    due: sa.ColumnElement[Any],
+    ident: sa.ColumnElement[Any],
+    key: tuple[datetime | None, str] | None,
+    dated_only: bool,
+) -> list[sa.ColumnElement[bool]]:
+    """The index range scans that list (due, ident) after ``key``: dated rows, then undated.
+
+    Two scans rather than one ``ORDER BY due NULLS LAST``: SQLite keeps NULLs first in
+    an index and PostgreSQL last, and each scan alone walks an index in either order.
+    The ``due >= at`` part is what a planner turns into the range start.
     """
-    stmt = sa.select(tasks)
-    in_python: str | None = None
-    if roles is not None:
-        # task_roles only holds open tasks: status is implied.
-        stmt = stmt.where(
-            tasks.c.id.in_(
-                sa.select(task_roles.c.task_id).where(task_roles.c.role.in_(sorted(roles)))
-            )
-        )
-    elif instance_id is not None:
-        in_python = status  # an instance has a handful of tasks
-    elif status is not None:
-        stmt = stmt.where(tasks.c.status == status)
-    if process is not None:
-        stmt = stmt.where(tasks.c.process == process)
-    if instance_id is not None:
-        stmt = stmt.where(tasks.c.instance_id == instance_id)
-    if overdue_at is not None:
-        stmt = stmt.where(tasks.c.due_at < overdue_at)
-    return _ordered_tasks(stmt), in_python
+    dated: sa.ColumnElement[bool] = due.is_not(None)
+    undated: sa.ColumnElement[bool] | None = due.is_(None)
+    if key is not None:
+        at, last = key
+        if at is None:
+            return [] if dated_only else [sa.and_(due.is_(None), ident > last)]
+        dated = sa.and_(due >= at, sa.or_(due > at, ident > last))
+    if dated_only:
+        undated = None
+    return [dated] if undated is None else [dated, undated]
+
+
+def _after_created(key: tuple[datetime, str] | None) -> sa.ColumnElement[bool] | None:
+    if key is None:
+        return None
+    at, last = key
+    created = instances.c.created_at
+    return sa.and_(created >= at, sa.or_(created > at, instances.c.id > last))
+
+
+def _task_cursor(task: TaskRecord) -> str:
+    return paging.encode("tasks", task.due_at, task.id)
+
+
+def _task_key(after: str | None) -> tuple[datetime | None, str] | None:
+    if after is None:
+        return None
+    due, ident = paging.decode("tasks", after)
+    return due, ident
+
+
+def _due_order_key(key: tuple[datetime | None, str]) -> tuple[bool, datetime, str]:
+    at, ident = key
+    return (at is None, at or _EPOCH, ident)
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidData("limit", f"must be a whole number of at least 1, not {limit!r}")
 
 
 class Store:
@@ -335,12 +364,41 @@ class Store:
         until: datetime | None = None,
         limit: int = 10000,
     ) -> list[dict[str, Any]]:
-        """Entries in seq order; ``since``/``until`` bound the effective time, both inclusive."""
+        """The first ``limit`` entries of :meth:`audit_page`."""
+        return self.audit_page(
+            instance_id=instance_id,
+            actor=actor,
+            action=action,
+            process=process,
+            since=since,
+            until=until,
+            limit=limit,
+        ).items
+
+    def audit_page(
+        self,
+        *,
+        instance_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        process: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """Entries in seq order after the cursor; ``since``/``until`` bound the effective
+        time, both inclusive.
+
+        ``actor`` matches the actor or the person acted for. An OR of two columns would
+        defeat both indexes, so it is two index range scans, (actor, seq) and
+        (on_behalf_of, seq), each stopping after a page, merged here.
+        """
+        _check_limit(limit)
+        (last,) = paging.decode("audit", after) if after is not None else (None,)
         stmt = sa.select(*(audit_log.c[k] for k in AUDIT_KEYS))
         if instance_id is not None:
             stmt = stmt.where(audit_log.c.instance_id == instance_id)
-        if actor is not None:
-            stmt = stmt.where(sa.or_(audit_log.c.actor == actor, audit_log.c.on_behalf_of == actor))
         if action is not None:
             stmt = stmt.where(audit_log.c.action == action)
         if process is not None:
@@ -349,9 +407,24 @@ class Store:
             stmt = stmt.where(audit_log.c.at >= since)
         if until is not None:
             stmt = stmt.where(audit_log.c.at <= until)
-        stmt = stmt.order_by(audit_log.c.seq).limit(limit)
+        if last is not None:
+            stmt = stmt.where(audit_log.c.seq > last)
+        if actor is None:
+            scans = [stmt]
+        else:
+            scans = [
+                stmt.where(audit_log.c.actor == actor),
+                stmt.where(audit_log.c.on_behalf_of == actor),
+            ]
+        found: dict[int, dict[str, Any]] = {}
         with self._read() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
+            for scan in scans:
+                for r in conn.execute(scan.order_by(audit_log.c.seq).limit(limit + 1)).mappings():
+                    found[r["seq"]] = dict(r)
+        rows = [found[seq] for seq in sorted(found)][: limit + 1]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return Page(page, paging.encode("audit", page[-1]["seq"]) if more else None)
 
     def verify_audit(self, head: AuditHead | None = None, require_key: bool = False) -> list[str]:
         """Every problem :meth:`check_audit` finds, one line each; [] when intact."""
@@ -432,21 +505,127 @@ class Store:
         overdue_at: datetime | None = None,
         limit: int = 1000,
     ) -> list[TaskRecord]:
-        """Tasks by due date (undated last). ``roles`` selects open tasks awaiting any of them.
+        """The first ``limit`` tasks of :meth:`task_page`."""
+        return self.task_page(
+            roles=roles,
+            process=process,
+            status=status,
+            instance_id=instance_id,
+            overdue_at=overdue_at,
+            limit=limit,
+        ).items
 
-        The role filter goes through ``task_roles``, which holds the pending roles of open
-        tasks only: with ``roles`` given, closed tasks never match.
+    def task_page(
+        self,
+        *,
+        roles: Collection[str] | None = None,
+        process: str | None = None,
+        status: str | None = "open",
+        instance_id: str | None = None,
+        overdue_at: datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        keep: Keep | None = None,
+    ) -> Page[TaskRecord]:
+        """Tasks by due time (undated last), then id; one page after the cursor ``after``.
+
+        ``roles`` selects open tasks awaiting any of them, through ``task_roles`` (the
+        pending roles of open tasks only, with their due time, so each role is one index
+        range scan in listing order): with ``roles`` given, closed tasks never match.
+        ``keep(task, instance)`` is a last filter that SQL cannot express (four-eyes):
+        candidates are read in batches until the page is full, so a page is never short
+        while later tasks would have qualified. Its ``next`` may then lead to an empty page.
         """
+        _check_limit(limit)
+        key = _task_key(after)
         if roles is not None and (not roles or status not in (None, "open")):
-            return []
-        stmt, in_python = _tasks_query(roles, process, status, instance_id, overdue_at)
-        if in_python is None:
-            stmt = stmt.limit(limit)
+            return Page([])
+        batch = limit + 1
+        found: list[TaskRecord] = []
         with self._read() as conn:
-            found = [_task_record(r) for r in conn.execute(stmt)]
-        if in_python is not None:
-            found = [t for t in found if t.status == in_python][:limit]
-        return found
+            for round_ in itertools.count():
+                rows = self._task_batch(
+                    conn, roles, process, status, instance_id, overdue_at, batch, key
+                )
+                if keep is None:
+                    found = rows[: limit + 1]
+                    more = len(found) > limit
+                    break
+                owners = self._instances_by_id(conn, {t.instance_id for t in rows})
+                more = False
+                for i, task in enumerate(rows):
+                    if keep(task, owners[task.instance_id]):
+                        found.append(task)
+                        if len(found) == limit:
+                            more = i + 1 < len(rows) or len(rows) == batch
+                            break
+                if len(found) == limit or len(rows) < batch:
+                    break
+                key = (rows[-1].due_at, rows[-1].id)
+                # Refill what was dropped, with room for more drops; grow quickly when
+                # a long run of candidates is dropped (a requester's own tasks).
+                missing = limit - len(found)
+                batch = min(max(2 * missing + 1, _MIN_BATCH << round_), _MAX_BATCH)
+        page = found[:limit]
+        return Page(page, _task_cursor(page[-1]) if more and page else None)
+
+    def _task_batch(
+        self,
+        conn: sa.Connection,
+        roles: Collection[str] | None,
+        process: str | None,
+        status: str | None,
+        instance_id: str | None,
+        overdue_at: datetime | None,
+        n: int,
+        key: tuple[datetime | None, str] | None,
+    ) -> list[TaskRecord]:
+        """Up to ``n`` tasks in listing order after ``key``."""
+        if instance_id is not None:
+            # An instance has a handful of tasks: filter and order them here, so that
+            # SQLite (no statistics) does not walk every open task through (status, due_at).
+            stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id)
+            rows = [_task_record(r) for r in conn.execute(stmt)]
+            rows = [
+                t
+                for t in rows
+                if (status is None or t.status == status)
+                and (process is None or t.process == process)
+                and (overdue_at is None or (t.due_at is not None and t.due_at < overdue_at))
+                and (roles is None or set(t.pending_roles) & set(roles))
+                and (key is None or _due_order(t) > _due_order_key(key))
+            ]
+            return sorted(rows, key=_due_order)[:n]
+        if roles is not None:
+            due, ident = task_roles.c.due_at, task_roles.c.task_id
+            joined = task_roles.join(tasks, tasks.c.id == task_roles.c.task_id)
+            base = sa.select(tasks).select_from(joined)
+            scans = [base.where(task_roles.c.role == role) for role in sorted(roles)]
+        else:
+            due, ident = tasks.c.due_at, tasks.c.id
+            base = sa.select(tasks)
+            scans = [base.where(tasks.c.status == status) if status is not None else base]
+        if process is not None:
+            scans = [s.where(tasks.c.process == process) for s in scans]
+        if overdue_at is not None:
+            scans = [s.where(due < aware(overdue_at, "overdue_at")) for s in scans]
+        found: dict[str, TaskRecord] = {}
+        for scan in scans:
+            got = 0
+            for cond in _after_due(due, ident, key, dated_only=overdue_at is not None):
+                stmt = scan.where(cond).order_by(due, ident).limit(n - got)
+                for row in conn.execute(stmt):
+                    found.setdefault(row.id, _task_record(row))
+                    got += 1
+                if got >= n:
+                    break
+        return sorted(found.values(), key=_due_order)[:n]
+
+    def _instances_by_id(self, conn: sa.Connection, ids: Collection[str]) -> dict[str, Snapshot]:
+        if not ids:
+            return {}
+        stmt = sa.select(instances).where(instances.c.id.in_(sorted(ids)))
+        return {r.id: _snapshot(r) for r in conn.execute(stmt)}
 
     def instance_versions(self, instance_ids: Collection[str]) -> dict[str, tuple[str, int]]:
         """(process, version) of each instance: what a task list needs to name its tasks."""
@@ -473,7 +652,25 @@ class Store:
         status: str | None = None,
         limit: int = 1000,
     ) -> list[Snapshot]:
-        """Snapshots without their tasks, oldest first."""
+        """The first ``limit`` instances of :meth:`instance_page`."""
+        return self.instance_page(process=process, state=state, status=status, limit=limit).items
+
+    def instance_page(
+        self,
+        *,
+        process: str | None = None,
+        state: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> Page[Snapshot]:
+        """Snapshots without their tasks, oldest first (then by id), after the cursor.
+
+        Each filter combination has an index ending in (created_at, id), so a page is
+        one range scan whatever the number of stored instances.
+        """
+        _check_limit(limit)
+        key = paging.decode("instances", after) if after is not None else None
         stmt = sa.select(instances)
         if process is not None:
             stmt = stmt.where(instances.c.process == process)
@@ -481,9 +678,16 @@ class Store:
             stmt = stmt.where(instances.c.state == state)
         if status is not None:
             stmt = stmt.where(instances.c.status == status)
-        stmt = stmt.order_by(instances.c.created_at, instances.c.id).limit(limit)
+        start = _after_created(key)
+        if start is not None:
+            stmt = stmt.where(start)
+        stmt = stmt.order_by(instances.c.created_at, instances.c.id).limit(limit + 1)
         with self._read() as conn:
-            return [_snapshot(r) for r in conn.execute(stmt)]
+            found = [_snapshot(r) for r in conn.execute(stmt)]
+        page = found[:limit]
+        more = len(found) > limit
+        nxt = paging.encode("instances", page[-1].created_at, page[-1].id) if more else None
+        return Page(page, nxt)
 
     # ------------------------------------------------------------------ definitions
 
