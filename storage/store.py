@@ -481,15 +481,28 @@ class Store:
 
     # ------------------------------------------------------------------ timers
 
-    def due_timers(self, now: datetime, limit: int = 500) -> list[TimerRecord]:
-        """Pending timers due by ``now``, oldest first. Several workers may see the same
-        timer; ``apply(..., fired_timer=id)`` lets exactly one of them fire it."""
-        stmt = (
-            sa.select(timers)
-            .where(timers.c.status == "pending", timers.c.due_at <= aware(now, "now"))
-            .order_by(timers.c.due_at, timers.c.id)
-            .limit(limit)
+    def due_timers(
+        self, now: datetime, limit: int = 500, after: tuple[datetime, str] | None = None
+    ) -> list[TimerRecord]:
+        """Pending timers due by ``now``, oldest first, at most ``limit`` of them.
+
+        ``after`` is a keyset cursor, the ``(due_at, id)`` of the last timer a caller has
+        dealt with: the page starts behind it, so a caller can walk a backlog of any size
+        in pages of a fixed size, past timers that failed and stay pending, without
+        re-reading them. Several workers may see the same timer;
+        ``apply(..., fired_timer=id)`` lets exactly one of them fire it.
+        """
+        stmt = sa.select(timers).where(
+            timers.c.status == "pending", timers.c.due_at <= aware(now, "now")
         )
+        if after is not None:
+            due_at, timer_id = after
+            # due_at >= :due_at is the index range; the tie on due_at is broken by id
+            stmt = stmt.where(
+                timers.c.due_at >= aware(due_at, "after"),
+                sa.or_(timers.c.due_at > due_at, timers.c.id > timer_id),
+            )
+        stmt = stmt.order_by(timers.c.due_at, timers.c.id).limit(limit)
         with self._read() as conn:
             return [_timer_record(r) for r in conn.execute(stmt)]
 
