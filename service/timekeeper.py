@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.errors import Conflict, ShenpiError
+from engine.errors import Conflict, NotFound, ShenpiError
 from engine.model import ScheduleSpec
 from engine.org import Actor
 from engine.process import CompiledProcess
-from engine.records import Outcome
+from engine.records import Outcome, TimerRecord
 from engine.runtime import Start, TimerFired, fire
 from service.workflow import Workflow, new_id
 
@@ -73,7 +73,7 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
         page = wf.store.due_timers(now, limit=batch, after=after)
         if not page:
             return
-        steps: list[tuple[Outcome, str]] = []
+        chosen: list[TimerRecord] = []
         seen: set[str] = set()
         deferred = False
         for timer in page:
@@ -84,20 +84,23 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
                 continue
             else:
                 seen.add(timer.instance_id)
-                try:
-                    snapshot = wf.store.load_snapshot(timer.instance_id)
-                    proc = wf.process(snapshot.process, snapshot.version)
-                    outcome = fire(proc, snapshot, TimerFired(timer), SYSTEM, {}, now)
-                    steps.append((outcome, timer.id))
-                except ShenpiError as exc:
-                    # a broken expression in an escalation must not stop every other timer
-                    stuck.add(timer.id)
-                    report.failed += 1
-                    log.error(
-                        "timer %s on instance %s failed: %s", timer.id, timer.instance_id, exc
-                    )
+                chosen.append(timer)
             if not deferred:
                 after = (timer.due_at, timer.id)
+        snapshots = wf.store.load_snapshots([t.instance_id for t in chosen])
+        steps: list[tuple[Outcome, str]] = []
+        for timer in chosen:
+            try:
+                snapshot = snapshots.get(timer.instance_id)
+                if snapshot is None:
+                    raise NotFound("instance", timer.instance_id)
+                proc = wf.process(snapshot.process, snapshot.version)
+                steps.append((fire(proc, snapshot, TimerFired(timer), SYSTEM, {}, now), timer.id))
+            except ShenpiError as exc:
+                # a broken expression in an escalation must not stop every other timer
+                stuck.add(timer.id)
+                report.failed += 1
+                log.error("timer %s on instance %s failed: %s", timer.id, timer.instance_id, exc)
         results = wf.store.apply_batch(steps, wf.clock())
         rewind = False
         for (outcome, timer_id), result in zip(steps, results, strict=True):

@@ -339,6 +339,12 @@ class Store:
             raise NotFound("instance", instance_id, "list instances with 'instances'")
         return snap
 
+    def load_snapshots(self, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """Several instances with their open tasks, read in one consistent transaction;
+        ids that name no instance are absent from the result."""
+        with self._hot.transaction(write=False) as cur:
+            return self._hot.load_snapshots(cur, instance_ids)
+
     def get_task(self, task_id: str) -> TaskRecord:
         with self._hot.transaction(write=False) as cur:
             task = self._hot.get_task(cur, task_id)
