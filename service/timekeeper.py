@@ -56,16 +56,16 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
 
     Every page read and every batch written holds at most ``batch`` timers, however large
     the backlog: a batch is one transaction, and on PostgreSQL each of its timers holds a
-    lock (an advisory lock on the instance's audit chain, a subtransaction id) until the
-    commit, so an unbounded batch runs the server out of lock slots and, on SQLite, holds
-    the single write lock for seconds. The pages walk the backlog with a keyset cursor
-    over ``(due_at, id)``, so timers that failed or lost a race stay behind the cursor
-    instead of widening the next page.
+    lock slot (the advisory lock on its instance's audit chain) until the commit, so an
+    unbounded batch runs the server out of them ("increase max_locks_per_transaction")
+    and, on SQLite, holds the single write lock for seconds. The pages walk the backlog
+    with a keyset cursor over ``(due_at, id)``, so timers that failed or lost a race stay
+    behind the cursor instead of widening the next page.
 
-    Each timer is still all-or-nothing on its own (``apply_batch`` gives each step a
-    savepoint). Two timers of one instance never share a batch: the second one's outcome
-    must be computed from the snapshot the first one leaves, so the cursor stops in front
-    of it and the next page starts there.
+    Each timer is still all-or-nothing on its own (``apply_batch`` applies each step
+    completely or not at all). Two timers of one instance never share a batch: the second
+    one's outcome must be computed from the snapshot the first one leaves, so the cursor
+    stops in front of it and the next page starts there.
     """
     after: tuple[datetime, str] | None = None
     stuck: set[str] = set()  # tried in this tick but still pending: failed, or lost a race

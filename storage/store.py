@@ -250,9 +250,11 @@ class Store:
         """Many independent steps (outcome, fired_timer) in one transaction: one fsync.
 
         For ``tick`` and bulk starts, where a commit per step would make the disk, not
-        the work, the limit. Each step still applies completely or not at all (a
-        savepoint each): a step that loses its race gets its Conflict in the result
-        list, in order, and the others go ahead. Any other error aborts the whole batch.
+        the work, the limit. Each step still applies completely or not at all (see
+        ``Hot.execute_batch``): a step that loses its race gets its Conflict in the
+        result list, in order, and the others go ahead. Any other error aborts the whole
+        batch. The caller bounds the batch: on PostgreSQL each step holds a lock slot (its
+        audit chain's advisory lock) until the commit.
         """
         plans = [self._hot.plan(outcome, recorded_at, fired) for outcome, fired in steps]
         if not plans:
@@ -503,10 +505,9 @@ class Store:
         )
         if after is not None:
             due_at, timer_id = after
-            # due_at >= :due_at is the index range; the tie on due_at is broken by id
+            # a row-value comparison: both databases seek to it in (status, due_at, id)
             stmt = stmt.where(
-                timers.c.due_at >= aware(due_at, "after"),
-                sa.or_(timers.c.due_at > due_at, timers.c.id > timer_id),
+                sa.tuple_(timers.c.due_at, timers.c.id) > (aware(due_at, "after"), timer_id)
             )
         stmt = stmt.order_by(timers.c.due_at, timers.c.id).limit(limit)
         with self._read() as conn:
