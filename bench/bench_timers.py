@@ -107,10 +107,13 @@ def run(label: str, url: str, n: int, batch: int) -> dict:
     idle_large = idle_tick_ms(wf, T0 + timedelta(minutes=30))
     pages: list[int] = []
     batches: list[int] = []
+    reading = [0.0]
     read, write = wf.store.due_timers, wf.store.apply_batch
 
     def due_timers(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
         page = read(*args, **kwargs)
+        reading[0] += time.perf_counter() - began
         pages.append(len(page))
         return page
 
@@ -135,6 +138,7 @@ def run(label: str, url: str, n: int, batch: int) -> dict:
         "largest_page": max(pages),
         "largest_batch": max(batches),
         "commits": len(batches),
+        "seconds_reading_pages": round(reading[0], 2),
         "idle_tick_ms_1000_waiting": round(idle_small, 3),
         f"idle_tick_ms_{n + n}_waiting": round(idle_large, 3),
     }

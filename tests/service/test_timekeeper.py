@@ -285,3 +285,36 @@ def test_a_backlog_of_30000_timers_fires_once_each_with_default_lock_slots(
     assert tuple(counts) == (n, n)  # one entry per instance: each timer fired exactly once
     assert pending == 0
     assert tick(wf, at("2026-09-30T12:00")).fired == 0
+
+
+RELAY = """\
+process: relay
+title: Relay
+variables:
+  since: {type: date}
+start: {to: first, accept: [since]}
+states:
+  first:
+    deadline: {hours: 1, escalations: [{goto: second}]}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  second:
+    deadline: {hours: 1, from: since}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  end: {final: true}
+"""
+
+
+def test_a_timer_set_already_due_behind_the_cursor_fires_in_the_same_tick(
+    db_url: str, procs: Path
+) -> None:
+    """The escalation enters a state whose deadline counts from a date weeks back: its
+    timer is due at once but sorts before the page cursor, so the tick goes back for it."""
+    (procs / "relay.yaml").write_text(RELAY, encoding="utf-8")
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snap = wf.start("relay", "wang.fang", {"since": "2026-09-01"}, now=at("2026-09-30T10:00"))
+    report = tick(wf, at("2026-10-12T00:00"), batch=1)
+    assert (report.fired, report.failed) == (3, 0)
+    actions = [e["action"] for e in wf.store.query_audit(instance_id=snap.id, actor="system")]
+    assert sorted(actions) == ["deadline", "deadline", "escalation"]
+    assert tick(wf, at("2026-10-12T00:00")).fired == 0
