@@ -78,7 +78,7 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
         deferred = False
         for timer in page:
             if timer.id in stuck:
-                pass  # behind a deferred timer last page; tried once, not again this tick
+                pass  # re-read after a deferral or a rewind: tried once, not again this tick
             elif timer.instance_id in seen:
                 deferred = True
                 continue
