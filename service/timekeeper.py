@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.errors import Conflict, ShenpiError
+from engine.errors import Conflict, NotFound, ShenpiError
 from engine.model import ScheduleSpec
 from engine.org import Actor
 from engine.process import CompiledProcess
-from engine.records import AuditRecord, Notice
+from engine.records import AuditRecord, Notice, Outcome, TimerRecord
 from engine.runtime import Start, TimerFired, fire
 from service.workflow import Workflow, new_id
 
@@ -54,39 +54,69 @@ def tick(wf: Workflow, now: datetime, batch: int = 500) -> TickReport:
 def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) -> None:
     """Fire due timers in batches, one commit per batch (one fsync for many timers).
 
-    Each timer is still all-or-nothing on its own (``apply_batch`` gives each step a
-    savepoint). Two timers of one instance never share a batch: the second one's outcome
-    must be computed from the snapshot the first one leaves, so it waits for the next
-    round of the loop.
+    Every page read and every batch written holds at most ``batch`` timers, however large
+    the backlog: a batch is one transaction, and on PostgreSQL each of its timers holds a
+    lock slot (the advisory lock on its instance's audit chain) until the commit, so an
+    unbounded batch runs the server out of them ("increase max_locks_per_transaction")
+    and, on SQLite, holds the single write lock for seconds. The pages walk the backlog
+    with a keyset cursor over ``(due_at, id)``, so timers that failed or lost a race stay
+    behind the cursor instead of widening the next page.
+
+    Each timer is still all-or-nothing on its own (``apply_batch`` applies each step
+    completely or not at all). Two timers of one instance never share a batch: the second
+    one's outcome must be computed from the snapshot the first one leaves, so the cursor
+    stops in front of it and the next page starts there.
     """
-    tried: set[str] = set()
+    after: tuple[datetime, str] | None = None
+    stuck: set[str] = set()  # tried in this tick but still pending: failed, or lost a race
     while True:
-        # timers tried in this tick stay pending when they failed or lost a race; read
-        # past them, or a run of broken ones would hide every timer due after them
-        page = wf.store.due_timers(now, limit=batch + len(tried))
-        due = [t for t in page if t.id not in tried]
-        if not due:
+        page = wf.store.due_timers(now, limit=batch, after=after)
+        if not page:
             return
-        steps = []
+        chosen: list[TimerRecord] = []
         seen: set[str] = set()
-        for timer in due:
-            if timer.instance_id in seen:
+        deferred = False
+        for timer in page:
+            if timer.id in stuck:
+                pass  # re-read after a deferral or a rewind: tried once, not again this tick
+            elif timer.instance_id in seen:
+                deferred = True
                 continue
-            seen.add(timer.instance_id)
-            tried.add(timer.id)
+            else:
+                seen.add(timer.instance_id)
+                chosen.append(timer)
+            if not deferred:
+                after = (timer.due_at, timer.id)
+        snapshots = wf.store.load_snapshots([t.instance_id for t in chosen])
+        steps: list[tuple[Outcome, str]] = []
+        for timer in chosen:
             try:
-                snapshot = wf.store.load_snapshot(timer.instance_id)
+                snapshot = snapshots.get(timer.instance_id)
+                if snapshot is None:
+                    raise NotFound("instance", timer.instance_id)
                 proc = wf.process(snapshot.process, snapshot.version)
                 steps.append((fire(proc, snapshot, TimerFired(timer), SYSTEM, {}, now), timer.id))
             except ShenpiError as exc:
                 # a broken expression in an escalation must not stop every other timer
+                stuck.add(timer.id)
                 report.failed += 1
                 log.error("timer %s on instance %s failed: %s", timer.id, timer.instance_id, exc)
-        for result in wf.store.apply_batch(steps, wf.clock()):
+        results = wf.store.apply_batch(steps, wf.clock())
+        rewind = False
+        for (outcome, timer_id), result in zip(steps, results, strict=True):
             if isinstance(result, Conflict):
                 report.contested += 1
-            else:
-                report.fired += 1
+                stuck.add(timer_id)
+                continue
+            report.fired += 1
+            # a step may set a timer that is already due (a deadline counted from a past
+            # date); if it sorts behind the cursor, go back for it rather than wait a tick
+            rewind = rewind or any(
+                t.due_at <= now and (after is None or t.due_at <= after[0])
+                for t in outcome.timers_set
+            )
+        if rewind:
+            after = None
 
 
 def _run_schedules(wf: Workflow, now: datetime, report: TickReport) -> None:

@@ -332,9 +332,11 @@ class Store:
         """Many independent steps (outcome, fired_timer) in one transaction: one fsync.
 
         For ``tick`` and bulk starts, where a commit per step would make the disk, not
-        the work, the limit. Each step still applies completely or not at all (a
-        savepoint each): a step that loses its race gets its Conflict in the result
-        list, in order, and the others go ahead. Any other error aborts the whole batch.
+        the work, the limit. Each step still applies completely or not at all (see
+        ``Hot.execute_batch``): a step that loses its race gets its Conflict in the
+        result list, in order, and the others go ahead. Any other error aborts the whole
+        batch. The caller bounds the batch: on PostgreSQL each step holds a lock slot (its
+        audit chain's advisory lock) until the commit.
         """
         plans = [self._hot.plan(outcome, recorded_at, fired) for outcome, fired in steps]
         if not plans:
@@ -487,6 +489,12 @@ class Store:
         if snap is None:
             raise NotFound("instance", instance_id, "list instances with 'instances'")
         return snap
+
+    def load_snapshots(self, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """Several instances with their open tasks, read in one consistent transaction;
+        ids that name no instance are absent from the result."""
+        with self._hot.transaction(write=False) as cur:
+            return self._hot.load_snapshots(cur, instance_ids)
 
     def get_task(self, task_id: str) -> TaskRecord:
         with self._hot.transaction(write=False) as cur:
@@ -772,15 +780,27 @@ class Store:
 
     # ------------------------------------------------------------------ timers
 
-    def due_timers(self, now: datetime, limit: int = 500) -> list[TimerRecord]:
-        """Pending timers due by ``now``, oldest first. Several workers may see the same
-        timer; ``apply(..., fired_timer=id)`` lets exactly one of them fire it."""
-        stmt = (
-            sa.select(timers)
-            .where(timers.c.status == "pending", timers.c.due_at <= aware(now, "now"))
-            .order_by(timers.c.due_at, timers.c.id)
-            .limit(limit)
+    def due_timers(
+        self, now: datetime, limit: int = 500, after: tuple[datetime, str] | None = None
+    ) -> list[TimerRecord]:
+        """Pending timers due by ``now``, oldest first, at most ``limit`` of them.
+
+        ``after`` is a keyset cursor, the ``(due_at, id)`` of the last timer a caller has
+        dealt with: the page starts behind it, so a caller can walk a backlog of any size
+        in pages of a fixed size, past timers that failed and stay pending, without
+        re-reading them. Several workers may see the same timer;
+        ``apply(..., fired_timer=id)`` lets exactly one of them fire it.
+        """
+        stmt = sa.select(timers).where(
+            timers.c.status == "pending", timers.c.due_at <= aware(now, "now")
         )
+        if after is not None:
+            due_at, timer_id = after
+            # a row-value comparison: both databases seek to it in (status, due_at, id)
+            stmt = stmt.where(
+                sa.tuple_(timers.c.due_at, timers.c.id) > (aware(due_at, "after"), timer_id)
+            )
+        stmt = stmt.order_by(timers.c.due_at, timers.c.id).limit(limit)
         with self._read() as conn:
             return [_timer_record(r) for r in conn.execute(stmt)]
 

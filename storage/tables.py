@@ -196,7 +196,7 @@ timers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("fired_at", UTCDateTime),
     sa.CheckConstraint("status IN ('pending', 'fired', 'cancelled')", name="status"),
-    sa.Index("ix_timers_status_due_at", "status", "due_at"),
+    sa.Index("ix_timers_status_due_at_id", "status", "due_at", "id"),
     sa.Index("ix_timers_instance_id_status", "instance_id", "status"),
 )
 

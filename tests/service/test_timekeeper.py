@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from engine.errors import Conflict
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
+from storage.tables import instances, task_roles, tasks, timers
 from tests.timeproc import ROOT, WEEKLY, at
 
 
@@ -255,3 +259,158 @@ def test_two_workers_record_a_failed_run_once(db_url: str, procs: Path) -> None:
         )  # fmt: skip
     assert len(second.store.query_audit(action="schedule_failed")) == 1
     assert len(second.store.pending_notices()) == 1
+
+
+PING = """\
+process: ping
+title: Ping
+start: {to: wait}
+states:
+  wait:
+    deadline: {hours: 1}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  end: {final: true}
+"""
+
+
+def test_batches_stay_at_the_configured_size_whatever_the_backlog(
+    db_url: str, procs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages read and batches written never exceed ``batch``: not after timers fired, not
+    after timers failed (they used to widen every following page: 4, 6, 11, 20, ...)."""
+    (procs / "brittle.yaml").write_text(BRITTLE, encoding="utf-8")
+    (procs / "ping.yaml").write_text(PING, encoding="utf-8")
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    # due first: three instances with two timers each at one instant, one of them failing
+    for _ in range(3):
+        wf.start("brittle", "wang.fang", {}, now=at("2026-09-30T08:00"))
+    pings = [wf.start("ping", "wang.fang", {}, now=at("2026-09-30T10:00")).id for _ in range(30)]
+    pages: list[int] = []
+    batches: list[int] = []
+    read, write = wf.store.due_timers, wf.store.apply_batch
+
+    def due_timers(*args: Any, **kwargs: Any) -> Any:
+        page = read(*args, **kwargs)
+        pages.append(len(page))
+        return page
+
+    def apply_batch(steps: Any, recorded_at: Any) -> Any:
+        batches.append(len(steps))
+        return write(steps, recorded_at)
+
+    monkeypatch.setattr(wf.store, "due_timers", due_timers)
+    monkeypatch.setattr(wf.store, "apply_batch", apply_batch)
+    report = tick(wf, at("2026-10-12T00:00"), batch=4)
+    assert (report.fired, report.failed, report.contested) == (3 + 30, 3, 0)
+    assert max(pages) == 4 and max(batches) == 4, (pages, batches)
+    assert sum(batches) == 33  # every fired timer was written once, none retried
+    monkeypatch.undo()
+    for iid in pings:
+        assert len(wf.store.query_audit(instance_id=iid, actor="system")) == 1
+    assert tick(wf, at("2026-10-12T00:00"), batch=4).fired == 0
+
+
+def _clone_instance(url: str, template: str, copies: int) -> None:
+    """``copies`` more instances just like ``template`` (its rows, its open task, its
+    pending timers), made by INSERT ... SELECT in one statement per table: 30,000 engine
+    steps would take minutes on this machine, and only the firing is under test."""
+    engine = sa.create_engine(url)
+
+    def ids(col: str) -> str:
+        return f"replace({col}, :tpl, :tpl || '.' || g)"
+
+    def copy(table: sa.Table, id_cols: set[str], where: str) -> str:
+        names = [c.name for c in table.c]
+        cols = ", ".join(f'"{n}"' for n in names)
+        select = ", ".join(ids(f't."{n}"') if n in id_cols else f't."{n}"' for n in names)
+        return (
+            f"INSERT INTO {table.name} ({cols}) SELECT {select} "
+            f"FROM {table.name} t, generate_series(1, :n) g WHERE {where}"
+        )
+
+    with engine.begin() as conn:
+        params = {"tpl": template, "n": copies}
+        conn.execute(sa.text(copy(instances, {"id"}, "t.id = :tpl")), params)
+        conn.execute(sa.text(copy(tasks, {"id", "instance_id"}, "t.instance_id = :tpl")), params)
+        where = "t.task_id IN (SELECT id FROM tasks WHERE instance_id = :tpl)"
+        conn.execute(sa.text(copy(task_roles, {"task_id"}, where)), params)
+        conn.execute(
+            sa.text(copy(timers, {"id", "instance_id", "task_id"}, "t.instance_id = :tpl")), params
+        )
+        # this server runs without autovacuum: plan the hot statements on real row counts
+        for table in ("instances", "tasks", "task_roles", "timers", "audit_log"):
+            conn.execute(sa.text(f"ANALYZE {table}"))
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_backlog_of_30000_timers_fires_once_each_with_default_lock_slots(
+    pg_url: str, procs: Path
+) -> None:
+    """Each timer of a batch holds PostgreSQL lock slots until the commit; batches that
+    grew with the backlog ran out of them near 6,000 due timers
+    ("out of shared memory ... increase max_locks_per_transaction")."""
+    n = 30_000
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        slots = int(conn.execute(sa.text("SHOW max_locks_per_transaction")).scalar_one())
+    engine.dispose()
+    if slots > 64:
+        pytest.skip(f"max_locks_per_transaction is raised to {slots}; this test needs the default")
+    (procs / "ping.yaml").write_text(PING, encoding="utf-8")
+    wf = workflow(pg_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    template = wf.start("ping", "wang.fang", {}, now=at("2026-09-30T10:00")).id
+    _clone_instance(pg_url, template, n - 1)
+    began = time.perf_counter()
+    report = tick(wf, at("2026-09-30T12:00"))
+    seconds = time.perf_counter() - began
+    assert (report.fired, report.failed, report.contested) == (n, 0, 0), seconds
+    with wf.store.engine.connect() as conn:
+        counts = conn.execute(
+            sa.text(
+                "SELECT count(*), count(DISTINCT instance_id) FROM audit_log "
+                "WHERE actor = 'system' AND action = 'deadline'"
+            )
+        ).one()
+        pending = conn.execute(
+            sa.text("SELECT count(*) FROM timers WHERE status = 'pending' AND due_at <= :now"),
+            {"now": at("2026-09-30T12:00")},
+        ).scalar_one()
+    assert tuple(counts) == (n, n)  # one entry per instance: each timer fired exactly once
+    assert pending == 0
+    assert tick(wf, at("2026-09-30T12:00")).fired == 0
+
+
+RELAY = """\
+process: relay
+title: Relay
+variables:
+  since: {type: date}
+start: {to: first, accept: [since]}
+states:
+  first:
+    deadline: {hours: 1, escalations: [{goto: second}]}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  second:
+    deadline: {hours: 1, from: since}
+    task: {role: complaint_clerk, actions: {done: {to: end}}}
+  end: {final: true}
+"""
+
+
+def test_a_timer_set_already_due_behind_the_cursor_fires_in_the_same_tick(
+    db_url: str, procs: Path
+) -> None:
+    """The escalation enters a state whose deadline counts from a date weeks back: its
+    timer is due at once but sorts before the page cursor, so the tick goes back for it."""
+    (procs / "relay.yaml").write_text(RELAY, encoding="utf-8")
+    wf = workflow(db_url, procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snap = wf.start("relay", "wang.fang", {"since": "2026-09-01"}, now=at("2026-09-30T10:00"))
+    report = tick(wf, at("2026-10-12T00:00"), batch=1)
+    assert (report.fired, report.failed) == (3, 0)
+    actions = [e["action"] for e in wf.store.query_audit(instance_id=snap.id, actor="system")]
+    assert sorted(actions) == ["deadline", "deadline", "escalation"]
+    assert tick(wf, at("2026-10-12T00:00")).fired == 0

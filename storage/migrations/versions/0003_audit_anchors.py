@@ -1,7 +1,7 @@
 """Audit chain anchors, signing key ids, and an append-only audit log.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-27
 
 Adds ``audit_log.key_id`` (NULL for the plain SHA-256 entries written so far) and the
