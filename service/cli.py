@@ -443,10 +443,11 @@ def schema(kind: str) -> None:
 @pass_settings
 def users(settings: Settings, limit: int, after: str | None, output: str) -> None:
     """List the org directory by user id: users, their roles, and who stands in for them."""
+    from service.workflow import org_catalog
     from storage.paging import decode, encode
 
     with refusals():
-        org = settings.workflow().org
+        org = org_catalog(settings.processes).org  # files only: no database needed
     start = decode("users", after)[0] if after is not None else None
     ids = sorted(uid for uid in org.users if start is None or uid > start)
     rows = [
@@ -950,11 +951,13 @@ def tick(settings: Settings, batch: int, output: str) -> None:
 @pass_settings
 def calendar(settings: Settings, year: int | None, calendar_name: str, output: str) -> None:
     """List a year's non-working days and working weekend days (调休) of a calendar."""
+    from service.workflow import org_catalog
+
     with refusals():
-        wf = settings.workflow()
+        catalog = org_catalog(settings.processes)  # files only: no database needed
         year = year or settings.at().astimezone(display_tz()).year
-        cal = wf.catalog.calendar(calendar_name)
-        if calendar_name != "cn" and calendar_name not in wf.catalog.calendars:
+        cal = catalog.calendar(calendar_name)
+        if calendar_name != "cn" and calendar_name not in catalog.calendars:
             from engine.errors import NotFound
 
             raise NotFound("calendar", calendar_name)

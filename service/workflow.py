@@ -44,6 +44,16 @@ class Deployed:
     file: str
 
 
+def org_catalog(processes_dir: Path) -> Catalog:
+    """The org and calendars of a processes folder: all that `calendar` and `users` read,
+    so they work before any database exists."""
+    cal_dir = processes_dir / "calendars"
+    paths: list[Path] = [processes_dir / "org.yaml"]
+    if cal_dir.is_dir():
+        paths.append(cal_dir)
+    return load_catalog(paths)
+
+
 class Workflow:
     """Start, act, query; deploy definitions. Safe to share within one thread."""
 
@@ -74,11 +84,7 @@ class Workflow:
     def catalog(self) -> Catalog:
         """Org and calendars for compiling stored versions (processes are compiled on demand)."""
         if self._catalog is None:
-            cal_dir = self.processes_dir / "calendars"
-            paths: list[Path] = [self.processes_dir / "org.yaml"]
-            if cal_dir.is_dir():
-                paths.append(cal_dir)
-            self._catalog = load_catalog(paths)
+            self._catalog = org_catalog(self.processes_dir)
             self._org = self._catalog.org
         return self._catalog
 

@@ -221,9 +221,9 @@ class Hot:
         self.ADVISORY_LOCKS = self._sql(
             "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
         )
-        self.LAST_HASHES = self._sql(
-            f"SELECT k, (SELECT {self._quote('hash')} FROM audit_log WHERE chain_key = k "
-            "ORDER BY seq DESC LIMIT 1) FROM unnest(CAST(:keys AS text[])) AS k"
+        self.CHAIN_HEADS = self._sql(
+            "SELECT chain_key, last_hash, entries FROM audit_chains "
+            "WHERE chain_key = ANY(CAST(:keys AS text[]))"
         )
         self.INSTANCE = self._sql(
             f"SELECT {self._names(self.instance_cols)} FROM instances WHERE id = :id"
@@ -609,24 +609,29 @@ class Hot:
                         "an instance with this id already exists" if plans[i].insert else "",
                     )
             keys = sorted({doc["chain_key"] for i in won for _, doc in plans[i].audit})
-            heads: dict[str, str] = {}
+            tips: dict[str, tuple[str, int, int]] = {}
             if keys:
                 locks = sorted({lock_key(k) for k in keys})
                 cur.execute(self.ADVISORY_LOCKS, {"keys": locks})
-                cur.execute(self.LAST_HASHES, {"keys": keys})
-                heads = {key: tip or GENESIS for key, tip in cur.fetchall()}
+                cur.execute(self.CHAIN_HEADS, {"keys": keys})
+                found = {key: (last, entries) for key, last, entries in cur.fetchall()}
+                tips = {key: (*found.get(key, (GENESIS, 0)), 0) for key in keys}
             audit: list[dict[str, Any]] = []
             owners: list[int] = []
             for i in won:
-                linked = self._link(plans[i].audit, heads)
+                linked = self._link(plans[i].audit, tips)
                 audit.extend(linked)
                 owners.extend([i] * len(linked))
             seqs: dict[int, list[int]] = {i: [] for i in won}
             for statement, rows in self._stage_two(plans, won):
                 if statement == self.INSERT_AUDIT:
                     returned = self._each(cur, self.INSERT_AUDIT, audit, value=True)
-                    for i, seq in zip(owners, returned, strict=True):
+                    for i, row, seq in zip(owners, audit, returned, strict=True):
                         seqs[i].append(seq)
+                        last, entries, _ = tips[row["chain_key"]]
+                        tips[row["chain_key"]] = (last, entries, seq)
+                    if tips:
+                        cur.executemany(self.UPSERT_CHAIN, self._anchors(tips))
                 elif rows:
                     cur.executemany(statement, rows)
             for i, mine in seqs.items():
@@ -672,20 +677,37 @@ class Hot:
             (self.INSERT_OUTBOX, rows("notices")),
         ]
 
-    @staticmethod
     def _link(
-        rows: Sequence[tuple[dict[str, Any], dict[str, Any]]], tips: dict[str, str]
+        self,
+        rows: Sequence[tuple[dict[str, Any], dict[str, Any]]],
+        tips: dict[str, tuple[str, int, int]],
     ) -> list[dict[str, Any]]:
-        """Audit rows chained onto ``tips`` (updated in place), as ``append_audit`` does."""
+        """Audit rows chained onto ``tips`` (chain -> last hash, entries, last seq), which
+        move in place; the caller sets the seq once the rows are inserted."""
+        kid, secret = self.keys.current, self.keys.signing
         out = []
         for row, doc in rows:
             key = doc["chain_key"]
-            prev = tips[key]
-            doc = dict(doc, prev_hash=prev)
-            digest = hashlib.sha256((prev + _canonical(doc)).encode("utf-8")).hexdigest()
-            tips[key] = digest
-            out.append(dict(row, prev_hash=prev, hash=digest))
+            prev, entries, seq = tips[key]
+            digest = chain_digest(prev, dict(doc, prev_hash=prev), secret)
+            tips[key] = (digest, entries + 1, seq)
+            out.append(dict(row, prev_hash=prev, hash=digest, key_id=kid))
         return out
+
+    def _anchors(self, tips: Mapping[str, tuple[str, int, int]]) -> list[dict[str, Any]]:
+        """The anchor rows of the chains in ``tips``, each with its MAC."""
+        kid, secret = self.keys.current, self.keys.signing
+        return [
+            {
+                "chain_key": key,
+                "last_seq": seq,
+                "last_hash": last,
+                "entries": entries,
+                "key_id": kid,
+                "mac": anchor_mac(key, seq, last, entries, secret),
+            }
+            for key, (last, entries, seq) in sorted(tips.items())
+        ]
 
     def append_audit(
         self, cur: Any, rows: Sequence[tuple[dict[str, Any], dict[str, Any]]]
@@ -705,33 +727,18 @@ class Hot:
             # chain so unrelated instances proceed in parallel. Sorted: no deadlocks.
             for key in sorted({lock_key(k) for k in keys}):
                 self.run(cur, self.ADVISORY_LOCK, {"key": key})
-        kid, secret = self.keys.current, self.keys.signing
-        tips: dict[str, tuple[str, int, int]] = {}  # chain -> hash, entries, seq
+        tips: dict[str, tuple[str, int, int]] = {}  # chain -> last hash, entries, last seq
         for key in keys:
             found = self.run(cur, self.CHAIN_HEAD, {"chain_key": key}).fetchone()
             tips[key] = (found[0], found[1], 0) if found else (GENESIS, 0, 0)
         seqs = []
-        for row, doc in rows:
-            key = doc["chain_key"]
-            prev, entries, _ = tips[key]
-            digest = chain_digest(prev, dict(doc, prev_hash=prev), secret)
-            params = dict(row, prev_hash=prev, hash=digest, key_id=kid)
+        for params in self._link(rows, tips):
             self.run(cur, self.INSERT_AUDIT, params)
             seq = cur.fetchone()[0] if self.pg else cur.lastrowid
-            tips[key] = (digest, entries + 1, seq)
+            last, entries, _ = tips[params["chain_key"]]
+            tips[params["chain_key"]] = (last, entries, seq)
             seqs.append(seq)
-        for key in keys:
-            last, entries, seq = tips[key]
-            mac = anchor_mac(key, seq, last, entries, secret)
-            anchor = {
-                "chain_key": key,
-                "last_seq": seq,
-                "last_hash": last,
-                "entries": entries,
-                "key_id": kid,
-                "mac": mac,
-            }
-            self.run(cur, self.UPSERT_CHAIN, anchor)
+        self.many(cur, self.UPSERT_CHAIN, self._anchors(tips))
         return seqs
 
     def load_snapshot(self, cur: Any, instance_id: str) -> Snapshot | None:

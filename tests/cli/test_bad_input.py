@@ -142,7 +142,7 @@ def test_unknown_database_schemes_are_refused(
 
 @pytest.mark.parametrize(
     "command",
-    ["tasks", "show abc", "instances", "audit", "audit --verify", "users", "calendar 2026", "tick",
+    ["tasks", "show abc", "instances", "audit", "audit --verify", "tick",
      "start complaint --as wang.fang", "act abc-1 accept --as zhao.lei"],
 )  # fmt: skip
 def test_commands_other_than_deploy_do_not_create_a_database(tmp_path: Path, command: str) -> None:
@@ -163,6 +163,14 @@ def test_read_only_commands_leave_an_empty_postgresql_schema_empty(pg_url: str) 
         engine.dispose()
     Shell(pg_url).ok("deploy")
     assert Shell(pg_url).js("tasks") == []
+
+
+@pytest.mark.parametrize("command", ["users", "calendar 2026"])
+def test_commands_that_read_only_files_need_no_database(tmp_path: Path, command: str) -> None:
+    """The org directory and the calendars are files: a newcomer may look before deploying."""
+    sh = Shell(f"sqlite:///{tmp_path / 'new' / 'x.db'}")
+    assert sh.ok(command).out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_graph_still_reads_the_file_before_any_deploy(tmp_path: Path) -> None:
