@@ -11,6 +11,7 @@ a usage error for that teaches nothing. After the subcommand they win over befor
 from __future__ import annotations
 
 import json
+import os
 import sys
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -82,6 +83,8 @@ def refusals() -> Iterator[None]:
     except SQLAlchemyError as exc:
         first = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()
         fail(f"database: {first[0] if first else type(exc).__name__}")
+    except BrokenPipeError:
+        _reader_gone()
     except OSError as exc:  # e.g. a --db file in a folder that cannot be created
         fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except UnicodeError:
@@ -811,6 +814,18 @@ def audit(
     from service.views import audit_json
 
     if ctx.invoked_subcommand is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ctx.params
+            if name != "output"
+            and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} cannot go with 'audit {ctx.invoked_subcommand}'", ctx
+            )
+        if ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT:
+            settings.output = output  # 'audit -o json head': the subcommand's default
         return
     if (kept_head or require_key) and not verify:
         raise click.UsageError("--head and --require-key go with --verify")
@@ -1018,4 +1033,15 @@ def serve(settings: Settings, every: float, once: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="run.py")
+    try:
+        cli(prog_name="run.py")
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> NoReturn:
+    """The reader of stdout stopped early (``run.py show X | head``): exit 1 without a
+    message, as click does for the commands that print outside ``refusals``, and keep
+    Python's own flush at exit from raising again on the closed pipe."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(1)

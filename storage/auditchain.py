@@ -40,8 +40,12 @@ class AuditHead:
 
     @classmethod
     def parse(cls, text: str) -> AuditHead:
-        """A token (``shenpi-audit-head/1:...``) or the JSON ``audit head -o json`` printed."""
+        """A token (``shenpi-audit-head/1:...``), the text ``audit head`` printed (its
+        token line is found among the others), or the JSON ``audit head -o json`` printed."""
         text = text.strip()
+        if not text.startswith("{"):
+            tokens = [line for line in text.splitlines() if line.startswith(HEAD_PREFIX)]
+            text = tokens[0].strip() if len(tokens) == 1 else text
         if text.startswith("{"):
             try:
                 doc = json.loads(text)

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from engine.errors import InvalidData
+from engine.values import check_name
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "users": ("str",),  # user id
 }
 MAX_CURSOR = 400
+MAX_INT64 = 2**63 - 1
+MIN_YEAR, MAX_YEAR = 1900, 9000  # the documented range of times
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def decode(kind: str, cursor: str) -> tuple[Any, ...]:
                 moment = datetime.fromisoformat(value)
             except ValueError:
                 raise refused from None
-            if moment.tzinfo is None:
+            if moment.tzinfo is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
                 raise refused
             key.append(moment)
         elif _plain(want, value):
@@ -85,6 +88,11 @@ def decode(kind: str, cursor: str) -> tuple[Any, ...]:
 
 
 def _plain(want: str, value: Any) -> bool:
+    """Only values every backend can compare: a forged cursor must not reach SQL as a
+    64-bit overflow or a NUL that PostgreSQL rejects (a database error, not a refusal)."""
     if want == "str":
-        return isinstance(value, str) and value != ""
-    return want == "int" and type(value) is int and value >= 0
+        try:
+            return value != "" and check_name("--after", value) == value
+        except InvalidData:
+            return False
+    return want == "int" and type(value) is int and 0 <= value <= MAX_INT64

@@ -119,3 +119,19 @@ def test_bad_head_and_bad_key_are_refused(sh: Shell, monkeypatch: pytest.MonkeyP
         "error: SHENPI_AUDIT_KEY has 5 bytes; use at least 16 random bytes "
         "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
     )
+
+
+def test_the_printed_head_is_what_verify_takes(sh: Shell, tmp_path: Path) -> None:
+    """'audit head > kept.txt' then '--verify --head kept.txt': the text form as printed."""
+    closed_complaint(sh)
+    kept = tmp_path / "kept.txt"
+    kept.write_text(sh.ok("audit head").out, encoding="utf-8")
+    assert "ok: matches the kept head" in sh.ok(f"audit --verify --head {kept}").out
+    assert sh.js("audit head")["head"] == sh.ok("audit -o json head").json()["head"]
+
+
+def test_listing_options_do_not_go_with_audit_head(sh: Shell) -> None:
+    for options in ("--verify", "--limit 5", "--actor wang.fang"):
+        res = sh(f"audit {options} head")
+        assert res.code == 2 and res.out == "", (options, res.out)
+        assert f"{options.split()[0]} cannot go with 'audit head'" in res.err

@@ -189,3 +189,24 @@ def test_bad_cursor_is_one_line_and_exit_2(sh: Shell) -> None:
         assert res.code == 2 and res.out == "", (command, cursor)
         (line,) = res.err.strip().splitlines()
         assert line.startswith(f"error: --after: not a cursor of the {command} listing"), line
+
+
+def test_forged_cursors_that_sql_cannot_hold_are_refused_not_crashed(sh: Shell) -> None:
+    """A cursor is only base64 JSON: one made by hand must still be a refusal, exit 2."""
+    import base64
+    import json
+
+    def forge(*key: object) -> str:
+        raw = json.dumps(list(key)).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    for command, cursor in [
+        ("audit", forge("audit", 10**23)),  # past 64 bits: OverflowError / bigint range
+        ("instances", forge("instances", "0001-01-01T00:00:00+00:00", "x")),
+        ("tasks", forge("tasks", None, "a\u0000b")),  # NUL: PostgreSQL refuses text with it
+        ("users", forge("users", "a\nb")),
+    ]:
+        res = sh([command, "--after", cursor])
+        assert res.code == 2 and res.out == "" and "Traceback" not in res.err, (command, res.err)
+        (line,) = res.err.strip().splitlines()
+        assert line.startswith(f"error: --after: not a cursor of the {command} listing"), line
