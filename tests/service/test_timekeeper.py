@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from engine.errors import Conflict
 from service.timekeeper import tick
 from service.workflow import Workflow
+from storage.auditkeys import AuditKeys
 from storage.store import Store
 from storage.tables import instances, task_roles, tasks, timers
 from tests.timeproc import ROOT, WEEKLY, at
@@ -50,6 +51,23 @@ def test_deadline_reminder_and_escalations_fire_once_each(db_url: str, procs: Pa
     assert reassigned.roles == ("service_director",)
     late = trail[-1]["data"]
     assert late["planned_at"] == at("2026-10-10T00:00").isoformat()
+
+
+@pytest.mark.parametrize("key", [None, "k" * 32], ids=["plain", "keyed"])
+def test_timers_fired_in_a_batch_keep_the_audit_chains_whole(
+    db_url: str, procs: Path, key: str | None
+) -> None:
+    """A tick writes its batch its own way (pipelined on PostgreSQL): the entries it adds
+    must link, carry the key and move the anchors exactly as a single step does."""
+    keys = AuditKeys.of(key) if key else AuditKeys()
+    wf = Workflow(Store.open(db_url, audit_keys=keys), procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    snaps = [wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00")) for _ in range(3)]
+    assert tick(wf, at("2026-10-09T00:00")).fired == 9  # reminder, overdue, level 1 each
+    wf.act(snaps[0].tasks[0].id, "done", "zhao.lei", now=at("2026-10-09T01:00"))
+    check = wf.store.check_audit(require_key=key is not None)
+    assert check.problems == []
+    assert check.entries == 1 + 3 * 4 + 1  # deploy, start + three timers each, one act
 
 
 def test_timers_that_fell_due_while_stopped_fire_once_on_restart(db_url: str, procs: Path) -> None:
