@@ -911,5 +911,8 @@ def serve(settings: Settings, every: float, once: bool, channels_file: str | Non
         run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)
 
 
+from service import notices_cli  # noqa: E402, F401  (registers notices and channels)
+
+
 def main() -> None:
     cli(prog_name="run.py")

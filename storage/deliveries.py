@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from engine.errors import NotFound
 from storage.hot import aware
 from storage.tables import deliveries, outbox
 
@@ -181,13 +182,23 @@ class DeliveryQueue:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def retry(self, ids: Collection[int], now: datetime) -> list[int]:
-        """Put dead deliveries back with fresh attempts; returns the ids that were dead."""
+        """Put dead deliveries back with fresh attempts, all or none.
+
+        NotFound (and nothing changed) if any id is not a dead delivery: retrying a row that
+        is pending or sent could send it twice.
+        """
         now = aware(now, "now")
+        wanted = sorted(set(ids))
         found = sa.select(deliveries.c.id).where(
-            deliveries.c.id.in_(list(ids)), deliveries.c.status == "dead"
+            deliveries.c.id.in_(wanted), deliveries.c.status == "dead"
         )
         with self._store._write() as conn:
-            dead = [row[0] for row in conn.execute(found)]
+            dead = sorted(row[0] for row in conn.execute(found))
+            missing = [i for i in wanted if i not in dead]
+            if missing:
+                raise NotFound(
+                    "dead delivery", missing[0], "see `notices --status dead` for retryable ids"
+                )
             if dead:
                 conn.execute(
                     sa.update(deliveries)
