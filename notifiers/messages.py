@@ -30,6 +30,8 @@ _DEFAULTS: dict[str, Any] = {
     "reassigned_to": None,
     "outcome": "",
     "task_id": None,
+    "comment": None,
+    "by": "",
 }
 
 
