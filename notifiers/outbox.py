@@ -128,7 +128,8 @@ def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: da
                     "channel": name,
                 }
             )
-    return int(store.deliveries.expand(notice["id"], rows, now))
+    again = notice.get("status") == "sent"
+    return int(store.deliveries.expand(notice["id"], rows, now, reexpand=again))
 
 
 def _data(row: dict[str, Any]) -> dict[str, Any]:

@@ -47,14 +47,28 @@ class DeliveryQueue:
             .execution_options(preserve_rowcount=True)
         )
 
-    def expand(self, notice_id: int, rows: Sequence[dict[str, Any]], now: datetime) -> int:
+    def expand(
+        self,
+        notice_id: int,
+        rows: Sequence[dict[str, Any]],
+        now: datetime,
+        reexpand: bool = False,
+    ) -> int:
         """Queue ``rows`` for a notice and close the notice's claim, in one transaction.
 
         Rows whose dedupe key is already queued are skipped, so expanding again (another
         worker, or a recipient added since) never queues a second copy. Returns how many
-        rows were new.
+        rows were new. ``reexpand`` (a notice expanded before) first reads what is queued,
+        so checking an open notice for new recipients costs a read, not a write.
         """
         now = aware(now, "now")
+        if reexpand:
+            known = sa.select(deliveries.c.dedupe_key).where(deliveries.c.notice_id == notice_id)
+            with self._store._read() as conn:
+                queued = {r[0] for r in conn.execute(known)}
+            rows = [r for r in rows if r["dedupe_key"] not in queued]
+            if not rows:  # the usual case: no write transaction at all
+                return 0
         added = 0
         with self._store._write() as conn:
             for row in rows:
