@@ -49,7 +49,15 @@ _HTML_PAGE = _HTML.from_string(
 )
 
 
-# One subject line per event: plain text, values inserted with str.format as data.
+# One subject line per event and language: plain text, values inserted with str.format.
+SUBJECTS_ZH = {
+    "task_assigned": "【{process}】新待办：{what}",
+    "reminder": "【{process}】提醒：{what} 将于 {due_at} 到期",
+    "overdue": "【{process}】已超期：{what}",
+    "escalated": "【{process}】第 {level} 级升级：{what}",
+    "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
+    "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
+}
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
     "reminder": "[{process}] Reminder: {what} is due {due_at}",
@@ -60,18 +68,21 @@ SUBJECTS = {
 }
 
 
-def render_text(event: str, data: dict[str, Any]) -> str:
+def render_text(event: str, data: dict[str, Any], lang: str = "en") -> str:
+    """``{event}.zh.txt.j2`` for Chinese when there is one, else ``{event}.txt.j2``."""
+    names = [f"{event}.{lang}.txt.j2", f"{event}.txt.j2"] if lang != "en" else [f"{event}.txt.j2"]
     try:
-        template = _TEXT.get_template(f"{event}.txt.j2")
+        template = _TEXT.select_template(names)
     except TemplateNotFound:
         template = _TEXT.from_string("[{{ process }}] {{ event }} on instance {{ instance_id }}.")
     return template.render(**(_DEFAULTS | {"event": event} | data)).strip()
 
 
-def render_subject(event: str, data: dict[str, Any]) -> str:
+def render_subject(event: str, data: dict[str, Any], lang: str = "en") -> str:
     values = _DEFAULTS | data
     values["what"] = values.get("title") or values.get("state") or values.get("instance_id")
-    pattern = SUBJECTS.get(event, "[{process}] {event}")
+    table = SUBJECTS_ZH if lang == "zh" else SUBJECTS
+    pattern = table.get(event) or SUBJECTS.get(event, "[{process}] {event}")
 
     class _Plain(dict[str, Any]):
         def __missing__(self, key: str) -> str:
@@ -109,8 +120,9 @@ def build_message(
 ) -> Message:
     """Every format at once: the channel picks the one it sends (they are cheap to make)."""
     values = data | {"recipient_name": user.name}
-    text = render_text(event, values)
-    subject = render_subject(event, values)
+    lang = user.contacts.lang or "en"
+    text = render_text(event, values, lang)
+    subject = render_subject(event, values, lang)
     body = markdown_escape(text)
     return Message(
         delivery_id=delivery_id,

@@ -55,3 +55,13 @@ def test_the_deadline_is_shown_in_the_display_zone_and_the_comment_travels(
     wf.act(snap.tasks[0].id, "done", "wang.fang", comment="客户已回电", now=at("2026-09-30T11:00"))
     dispatch(wf.store, wf.org, Outlet.console(lines.append), at("2026-09-30T11:01"))
     assert "wang.fang wrote: 客户已回电" in lines[-1]
+
+
+def test_a_person_with_lang_zh_gets_chinese_text_and_subject() -> None:
+    zh = UserSpec(name="陈军", contacts=Contacts(email="chen.jun@example.com", lang="zh"))
+    data = {"process": "chase", "instance_id": "i-1", "task_id": "i-1-1", "state": "work"}
+    m = build_message("d-2", "escalated", data | {"level": 1}, "chen.jun", zh)
+    assert m.subject == "【chase】第 1 级升级：work"
+    assert m.text.startswith("【chase】第 1 级升级，陈军：实例 i-1")
+    en = build_message("d-3", "escalated", data | {"level": 1}, "zhao.lei", USER)
+    assert en.subject == "[chase] Escalation level 1: work"
