@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -23,6 +24,9 @@ class Contacts(Frozen):
     phone: str | None = None
     wecom: str | None = None
     dingtalk: str | None = None
+    lang: Literal["en", "zh"] | None = Field(
+        default=None, description="Language of this person's notifications (default: en)."
+    )
 
 
 class UserSpec(Frozen):

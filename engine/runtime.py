@@ -350,7 +350,8 @@ class _Step:
                 tuple(f"role:{r}" for r in task.pending_roles),
                 self.base.id,
                 task.id,
-                {"state": sname, "title": tspec.title or self.process.spec.states[sname].title},
+                {"state": sname, "title": tspec.title or self.process.spec.states[sname].title}
+                | ({"due_at": due_at.isoformat()} if due_at is not None else {}),
             )
         )
         return task
@@ -829,6 +830,9 @@ def _act(
     step._changed(closed)
     step.cancel_states.append(task.state)
     step.enter(target, record)
+    # whoever is told about this step (next task, completion) learns who did it and why
+    told = {"by": actor.user, "action": event.action} | ({"comment": comment} if comment else {})
+    step.notices = [replace(n, data=n.data | told) for n in step.notices]
     return step.outcome(snapshot.row_version)
 
 

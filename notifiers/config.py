@@ -9,6 +9,7 @@ once as ``file:line:col``; no message or repr ever contains a secret's value.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,6 +131,10 @@ SECRET_FIELDS = ("password", "token", "secret", "key")
 
 class _File(Frozen):
     channels: dict[str, dict[str, Any]]
+    route: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Per event, the channels that carry it (default: every channel).",
+    )
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ class ChannelsConfig:
 
     file: str
     channels: dict[str, ChannelSpec]
+    route: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def rate_limit(self, name: str) -> RateLimit | None:
         spec = self.channels[name]
@@ -304,9 +310,19 @@ def load_channels(doc: Document, env: Mapping[str, str]) -> ChannelsConfig:
         problems += found
         if spec is not None:
             channels[name] = spec
+    for event, names in top.route.items():
+        for i, name in enumerate(names):
+            if name not in top.channels:
+                known = ", ".join(top.channels) or "none"
+                problems.append(
+                    doc.problem(
+                        ("route", event, i),
+                        f"route {event!r} names unknown channel {name!r}; channels: {known}",
+                    )
+                )
     if problems:
         raise DefinitionError(problems)
-    return ChannelsConfig(doc.file, channels)
+    return ChannelsConfig(doc.file, channels, dict(top.route))
 
 
 def load_channels_text(text: str, file: str, env: Mapping[str, str]) -> ChannelsConfig:

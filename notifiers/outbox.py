@@ -1,81 +1,53 @@
-"""Deliver outbox notices after commit: resolve recipients, render, send, mark.
+"""Deliver outbox notices after commit: per recipient and channel, never lost, never doubled.
 
 Notices are written in the same transaction as the step that caused them, so none is lost
-and none is sent for a step that rolled back. Rendering uses a sandboxed Jinja2
-environment whose templates are files we ship; values from users are passed as data and
-never compiled as templates.
+and none is sent for a step that rolled back. Dispatch then works in two phases:
+
+1. **Expand**: a claimed notice becomes one delivery row per (notice, recipient, channel),
+   all in one transaction, before anything is sent. Routing needs org.yaml and
+   channels.yaml, which the step's transaction (the engine's hot path) does not know, so
+   it is done here. Each row's unique dedupe key means expanding again (a second
+   dispatcher; a recipient added while others are still being retried) queues only what
+   is missing.
+2. **Send**: due rows are claimed with a lease, sent one at a time and marked right after
+   each send, so a crash between a send and its mark repeats that one delivery (with the
+   same delivery id) and nothing else.
+
+Transient failures come back with exponential backoff and jitter; a server's own request
+to wait (Retry-After, throttling codes) and the channel's rate limit hold a row back
+without using up an attempt; permanent failures and the last attempt go to ``dead`` with
+the error, and never hold up other rows.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
-
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
-from jinja2.sandbox import SandboxedEnvironment
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from engine.org import Org
-from notifiers.channels.base import Delivery, Message, Recipient
-from notifiers.channels.console import ConsoleChannel as _ConsoleChannel
+from notifiers.channels.base import Channel, Delivery
+from notifiers.channels.console import ConsoleChannel
+from notifiers.channels.ratelimit import RateLimiter
+from notifiers.config import ChannelsConfig
+from notifiers.messages import RenderError, build_message, render_text
+from notifiers.routing import Router
 
-TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger("shenpi.notify")
-_CONTACT_FIELDS = ("email", "phone", "wecom", "dingtalk")
 
-
-class Channel(Protocol):
-    name: str
-
-    def send(self, user_id: str, address: dict[str, Any], message: str) -> None: ...
-
-
-class ConsoleChannel(_ConsoleChannel):
-    """The console channel of notifiers.channels, still callable the old way by dispatch.
-
-    ``send(message)`` is the channel interface; ``send(user_id, address, text)`` is what
-    dispatch calls until it sends per-recipient Messages.
-    """
-
-    def send(  # type: ignore[override]
-        self, message: Message | str, address: dict[str, Any] | None = None, text: str = ""
-    ) -> Delivery:
-        if isinstance(message, Message):
-            return super().send(message)
-        contacts = {k: v for k, v in (address or {}).items() if k in _CONTACT_FIELDS}
-        who = Recipient(user_id=message, **contacts)
-        return super().send(Message(delivery_id="", recipient=who, text=text))
-
-
-def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        undefined=StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=False,
-    )
-
-
-_ENV = _env()
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+LEASE = timedelta(minutes=5)
 
 
 def render(event: str, data: dict[str, Any]) -> str:
-    try:
-        template = _ENV.get_template(f"{event}.txt.j2")
-    except TemplateNotFound:
-        template = _ENV.from_string("[{{ process }}] {{ event }} on instance {{ instance_id }}.")
-    defaults = {
-        "title": "",
-        "state": "",
-        "due_at": None,
-        "level": "",
-        "reassigned_to": None,
-        "outcome": "",
-        "task_id": None,
-        "event": event,
-    }
-    return template.render(**(defaults | data)).strip()
+    """The plain text of a notice (kept for callers that only want the text)."""
+    return render_text(event, data)
 
 
 def recipients(org: Org, targets: list[str]) -> list[str]:
@@ -91,34 +63,184 @@ def recipients(org: Org, targets: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-MAX_ATTEMPTS = 5
+def backoff(attempts: int, rng: random.Random) -> timedelta:
+    """30 s, 60 s, 120 s ... capped at an hour, each scaled by a random 50-100 % so that
+    rows that failed together do not all come back in the same second."""
+    step = min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+    return step * (0.5 + rng.random() / 2)
 
 
-def dispatch(store: Any, org: Org, channels: list[Channel], now: datetime, limit: int = 100) -> int:
-    """Send the pending notices this worker claims; returns how many were handled.
+@dataclass
+class Outlet:
+    """The configured channels by name, their routing and their rate limiters."""
 
-    A notice whose channel fails goes back to pending and is tried again on the next
-    dispatch, up to MAX_ATTEMPTS; then it is marked failed with the last error.
-    """
-    handled = 0
-    for notice in store.claim_notices(now, limit=limit):
-        data = dict(notice.get("data") or {})
-        data.update(
-            instance_id=notice["instance_id"],
-            task_id=notice.get("task_id"),
-            process=data.get("process") or notice.get("process") or "",
-        )
+    channels: dict[str, Channel]
+    router: Router
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+
+    @classmethod
+    def console(cls, write: Callable[[str], None] | None = None) -> Outlet:
+        """What Shenpi uses without channels.yaml: everything to the console."""
+        return cls({"console": ConsoleChannel(write)}, Router({"console": "console"}))
+
+    @classmethod
+    def of(
+        cls, config: ChannelsConfig | None, write: Callable[[str], None] | None = None
+    ) -> Outlet:
+        if config is None:
+            return cls.console(write)
+        return cls(config.build(), Router.of(config), config.limiters())
+
+
+@dataclass
+class Report:
+    expanded: int = 0
+    sent: int = 0
+    retried: int = 0
+    held: int = 0
+    dead: int = 0
+    lost_claims: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retried + self.held + self.dead
+
+
+def dedupe_key(notice_id: int, user_id: str, channel: str) -> str:
+    return f"{notice_id}/{user_id}/{channel}"
+
+
+def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: datetime) -> int:
+    """Queue the deliveries of one notice that are not queued yet; returns how many."""
+    rows = []
+    for user_id in recipients(org, list(notice["recipients"])):
+        contacts = org.users[user_id].contacts
+        names = outlet.router.channels_for(notice["event"], contacts)
+        if not names:
+            log.warning("notice %s: no channel reaches %s", notice["id"], user_id)
+        for name in names:
+            rows.append(
+                {
+                    "delivery_id": uuid.uuid4().hex,
+                    "dedupe_key": dedupe_key(notice["id"], user_id, name),
+                    "notice_id": notice["id"],
+                    "user_id": user_id,
+                    "channel": name,
+                }
+            )
+    again = notice.get("status") == "sent"
+    return int(store.deliveries.expand(notice["id"], rows, now, reexpand=again))
+
+
+def _data(row: dict[str, Any]) -> dict[str, Any]:
+    from service.display import iso_text  # display zone; service imports us, not at load
+
+    data = {k: iso_text(v) for k, v in dict(row.get("data") or {}).items()}
+    return data | {
+        "instance_id": row["instance_id"],
+        "task_id": row.get("task_id"),
+        "process": data.get("process") or "",
+    }
+
+
+class Dispatcher:
+    """Sends what is due through an :class:`Outlet`; safe to run in several processes."""
+
+    def __init__(
+        self,
+        store: Any,
+        org: Org,
+        outlet: Outlet,
+        rng: random.Random | None = None,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self.store = store
+        self.org = org
+        self.outlet = outlet
+        self.rng = rng or random.Random()
+        self.lease = lease
+
+    def run(self, now: datetime, limit: int = 100) -> Report:
+        report = Report()
+        for notice in self.store.claim_notices(now, limit=limit, lease=self.lease):
+            report.expanded += expand(self.store, self.org, self.outlet, notice, now)
+        for notice in self.store.deliveries.open_notices(limit=limit):
+            report.expanded += expand(self.store, self.org, self.outlet, notice, now)
+        for row in self.store.deliveries.claim(now, limit=limit, lease=self.lease):
+            self._one(row, now, report)
+        return report
+
+    def _one(self, row: dict[str, Any], now: datetime, report: Report) -> None:
+        q = self.store.deliveries
+        channel = self.outlet.channels.get(row["channel"])
+        user = self.org.users.get(row["user_id"])
+        if channel is None or user is None:
+            what = "channel" if channel is None else "user"
+            ident = row["channel"] if channel is None else row["user_id"]
+            self._finish(row, "dead", now, report, f"{what} {ident!r} is no longer configured")
+            return
+        limiter = self.outlet.limiters.get(row["channel"])
+        if limiter is not None:
+            not_before = limiter.acquire(now)
+            if not_before is not None:
+                report.held += 1
+                q.finish(row, "pending", now, next_attempt_at=not_before, counted=False)
+                return
         try:
-            for user_id in recipients(org, list(notice["recipients"])):
-                user = org.users[user_id]
-                message = render(notice["event"], data | {"recipient_name": user.name})
-                for channel in channels:
-                    channel.send(user_id, user.contacts.model_dump(), message)
-            store.mark_notice(notice["id"], "sent", at=now)
-        except Exception as exc:  # a failing channel must not block the rest of the outbox
-            final = int(notice.get("attempts") or 0) + 1 >= MAX_ATTEMPTS
-            log.error("notice %s failed (final: %s): %s", notice["id"], final, exc)
-            status = "failed" if final else "pending"
-            store.mark_notice(notice["id"], status, error=str(exc)[:500], at=now)
-        handled += 1
-    return handled
+            message = build_message(
+                row["delivery_id"], row["event"], _data(row), row["user_id"], user
+            )
+        except (RenderError, ValueError, KeyError, TypeError) as exc:
+            self._finish(row, "dead", now, report, f"cannot render: {exc}")
+            return
+        try:
+            delivery = channel.send(message)
+        except Exception as exc:  # a channel must not raise; if one does, retry it
+            delivery = Delivery("transient", f"{type(exc).__name__}: {exc}"[:300])
+        if limiter is not None:
+            limiter.observe(delivery, now)
+        self._outcome(row, delivery, now, report)
+
+    def _outcome(self, row: dict[str, Any], d: Delivery, now: datetime, report: Report) -> None:
+        where = f"{row['channel']}: {d.detail}" if d.detail else row["channel"]
+        if d.status == "ok":
+            self._finish(row, "sent", now, report)
+        elif d.status == "permanent":
+            self._finish(row, "dead", now, report, where)
+        elif d.retry_after is not None:
+            report.held += 1
+            until = now + timedelta(seconds=d.retry_after)
+            self.store.deliveries.finish(
+                row, "pending", now, where, next_attempt_at=until, counted=False
+            )
+        elif int(row["attempts"]) >= MAX_ATTEMPTS:
+            self._finish(row, "dead", now, report, f"{where} (after {row['attempts']} attempts)")
+        else:
+            report.retried += 1
+            again = now + backoff(int(row["attempts"]), self.rng)
+            self.store.deliveries.finish(row, "pending", now, where, next_attempt_at=again)
+
+    def _finish(
+        self, row: dict[str, Any], status: str, now: datetime, report: Report, error: str = ""
+    ) -> None:
+        if not self.store.deliveries.finish(row, status, now, error or None):
+            report.lost_claims += 1
+            log.warning("delivery %s: claim lost before it was marked", row["delivery_id"])
+            return
+        if status == "sent":
+            report.sent += 1
+        else:
+            report.dead += 1
+            log.error("delivery %s to %s dead: %s", row["delivery_id"], row["user_id"], error)
+
+
+def dispatch(
+    store: Any,
+    org: Org,
+    outlet: Outlet,
+    now: datetime,
+    limit: int = 100,
+    rng: random.Random | None = None,
+) -> Report:
+    """Expand pending notices and send the deliveries due at ``now``."""
+    return Dispatcher(store, org, outlet, rng).run(now, limit)

@@ -938,24 +938,49 @@ def audit_head(settings: Settings, output: str) -> None:
     emit(output, data, render)
 
 
+CHANNELS_HELP = (
+    "channels.yaml to send through (env SHENPI_CHANNELS; default: channels.yaml in "
+    "--processes if present, else the console only)."
+)
+channels_option = click.option(
+    "--channels", "channels_file", default=None, metavar="FILE", help=CHANNELS_HELP
+)
+
+
+def outlet_for(
+    settings: Settings, channels_file: str | None, write: Callable[[str], None] | None = None
+) -> Any:
+    """The configured channels, loaded (secrets resolved) before anything runs."""
+    from notifiers.outbox import Outlet
+    from notifiers.routing import load
+
+    console = write or (lambda m: click.echo(m, err=True))
+    return Outlet.of(load(channels_file, settings.processes), console)
+
+
 @cli.command()
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@channels_option
 @output_option
 @pass_settings
-def tick(settings: Settings, batch: int, output: str) -> None:
+def tick(settings: Settings, batch: int, channels_file: str | None, output: str) -> None:
     """Fire every due timer and scheduled run once, as of --now (or the clock), then send
     the outbox. Safe to run from several processes at once."""
-    from notifiers.outbox import ConsoleChannel, dispatch
+    from notifiers.outbox import dispatch
     from service.timekeeper import tick as run_tick
 
     with refusals():
+        outlet = outlet_for(settings, channels_file)
         wf = settings.workflow()
         now = settings.at()
         report = run_tick(wf, now, batch=batch)
-        sent = dispatch(
-            wf.store, wf.org, [ConsoleChannel(lambda m: click.echo(m, err=True))], now, 10_000
-        )
-    data = report.as_dict() | {"notices_sent": sent}
+        sent = dispatch(wf.store, wf.org, outlet, now, 10_000)
+    data = report.as_dict() | {
+        "notices_sent": sent.sent,
+        "deliveries_retry": sent.retried,
+        "deliveries_held": sent.held,
+        "deliveries_dead": sent.dead,
+    }
     emit(output, data, lambda: click.echo(" ".join(f"{k}={_cell(v)}" for k, v in data.items())))
 
 
@@ -1016,20 +1041,25 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
     help="Seconds between ticks.",
 )
 @click.option("--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron).")
+@channels_option
 @pass_settings
-def serve(settings: Settings, every: float, once: bool) -> None:
+def serve(settings: Settings, every: float, once: bool, channels_file: str | None) -> None:
     """Deploy the processes in --processes, then run the scheduler: every few seconds fire
     due timers and scheduled runs and send the outbox. Several serve processes may share a
     PostgreSQL database; each timer and scheduled run still happens once."""
     from service.scheduler import run_scheduler
 
     with refusals():
+        outlet = outlet_for(settings, channels_file, print)
         wf = settings.workflow(create=True)
         result = wf.deploy([], by="system", now=settings.at())
         for d in result:
             status = "deployed" if d.created else "unchanged"
             click.echo(f"{d.process} v{d.version} {status}", err=True)
-        run_scheduler(wf, every=every, once=once, fixed_now=settings.now)
+        run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)
+
+
+from service import notices_cli  # noqa: E402, F401  (registers notices and channels)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from notifiers.outbox import ConsoleChannel, dispatch
+from notifiers.outbox import Outlet, dispatch
 from service.display import DisplayZoneFormatter, display_tz, iso
 from service.timekeeper import tick
 from service.workflow import Workflow
@@ -41,40 +41,65 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def one_tick(wf: Workflow, fixed_now: datetime | None = None) -> None:
+def one_tick(wf: Workflow, fixed_now: datetime | None = None, outlet: Outlet | None = None) -> None:
     now = fixed_now or wf.clock()
+    outlet = outlet or Outlet.console(print)
     try:
         report = tick(wf, now)
     finally:  # notices already committed go out even if this tick failed
-        sent = dispatch(wf.store, wf.org, [ConsoleChannel(print)], now, limit=10_000)
-    if report.fired or report.started or sent or report.failed:
-        log.info("tick %s: %s, %d notice(s) sent", iso(now), report.as_dict(), sent)
+        sent = dispatch(wf.store, wf.org, outlet, now, limit=10_000)
+    if report.fired or report.started or sent.handled or report.failed:
+        log.info(
+            "tick %s: %s, %d delivered, %d to retry, %d held back, %d dead",
+            iso(now),
+            report.as_dict(),
+            sent.sent,
+            sent.retried,
+            sent.held,
+            sent.dead,
+        )
 
 
 def run_scheduler(
-    wf: Workflow, every: float = 5.0, once: bool = False, fixed_now: datetime | None = None
+    wf: Workflow,
+    every: float = 5.0,
+    once: bool = False,
+    fixed_now: datetime | None = None,
+    outlet: Outlet | None = None,
 ) -> None:
     configure_logging()
-    one_tick(wf, fixed_now)
-    if once:
-        return
+    outlet = outlet or Outlet.console(print)
     zone = display_tz()  # APScheduler's own lines ("next run at ...") use its zone
     scheduler = BlockingScheduler(timezone=zone)
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stopping.set()
+        if scheduler.running:
+            threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}).start()
+
+    if not once:  # a signal during the first tick (it may send a backlog) stops cleanly too
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+    one_tick(wf, fixed_now, outlet)
+    if once or stopping.is_set():
+        return
+
+    def job() -> None:
+        if stopping.is_set():  # the signal came between the first tick and start()
+            scheduler.shutdown(wait=False)
+            return
+        one_tick(wf, fixed_now, outlet)
+
     scheduler.add_job(
-        one_tick,
+        job,
         IntervalTrigger(seconds=every, timezone=zone),
-        args=(wf, fixed_now),
         id="tick",
         max_instances=1,
         coalesce=True,
         misfire_grace_time=None,
     )
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": False}).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("serving: tick every %.1fs", every)
     scheduler.start()

@@ -34,6 +34,7 @@ from storage import paging
 from storage.auditchain import AuditCheck, AuditHead, ChainChecker
 from storage.auditkeys import AuditKeys
 from storage.db import SQLITE_BEGIN, migrate, open_engine
+from storage.deliveries import DeliveryQueue
 from storage.hot import Hot, aware, head_digest
 from storage.paging import Page
 from storage.tables import (
@@ -200,6 +201,7 @@ class Store:
         self.dialect = engine.dialect.name
         self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
         self._hot = Hot(engine, self.audit_keys)
+        self.deliveries = DeliveryQueue(self)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
         # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
         # "0 rows" is how ON CONFLICT DO NOTHING says "someone else got there first".

@@ -219,6 +219,31 @@ outbox = sa.Table(
     sa.Index("ix_outbox_status_id", "status", "id"),
 )
 
+# One row per (notice, recipient, channel): the unit that is sent, retried and marked, so a
+# retry after a partial send reaches only those not yet reached. ``dedupe_key`` is unique,
+# so expanding a notice twice (two dispatchers, or again after a recipient was added)
+# cannot queue a second copy; ``delivery_id`` is the webhook-id / Message-ID, kept on retry.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("dedupe_key", sa.String, nullable=False, unique=True),
+    sa.Column("notice_id", sa.BigInteger, sa.ForeignKey("outbox.id"), nullable=False),
+    sa.Column("user_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'dead')", name="status"),
+    sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_notice_id", "notice_id"),
+)
+
 schedule_runs = sa.Table(
     "schedule_runs",
     metadata,

@@ -164,3 +164,14 @@ def test_the_yaml_loader_guards_apply() -> None:
         load_channels_text(
             "channels:\n  a: {type: console}\n  a: {type: console}\n", "channels.yaml", {}
         )
+
+
+def test_routes_name_configured_channels_with_line_and_column() -> None:
+    text = (
+        "channels:\n  audit: {type: console}\nroute:\n  escalated: [audit, service_group_robot]\n"
+    )
+    with pytest.raises(DefinitionError, match="unknown channel 'service_group_robot'") as caught:
+        load_channels_text(text, "channels.yaml", {})
+    assert str(caught.value.problems[0]).startswith("channels.yaml:4:")
+    ok = load_channels_text(text.replace(", service_group_robot", ""), "channels.yaml", {})
+    assert ok.route == {"escalated": ("audit",)}

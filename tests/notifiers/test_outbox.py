@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from notifiers.outbox import MAX_ATTEMPTS, dispatch, render
+from notifiers.outbox import Outlet, dispatch, render
 from service.workflow import Workflow
 from storage.store import Store
 from tests.timeproc import at
-
-
-class Recorder:
-    name = "recorder"
-
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[tuple[str, str]] = []
-        self.fail = fail
-
-    def send(self, user_id: str, address: dict[str, Any], message: str) -> None:
-        if self.fail:
-            raise ConnectionError("smtp down")
-        self.sent.append((user_id, message))
 
 
 def started(db_url: str, procs: Path, n: int = 1) -> Workflow:
@@ -36,21 +21,13 @@ def started(db_url: str, procs: Path, n: int = 1) -> Workflow:
 
 def test_each_notice_is_sent_once_to_the_role_holders(db_url: str, procs: Path) -> None:
     wf = started(db_url, procs)
-    channel = Recorder()
-    assert dispatch(wf.store, wf.org, [channel], at("2026-09-30T10:01")) == 1
-    assert sorted(u for u, _ in channel.sent) == ["wang.fang", "zhao.lei"]
-    assert "New task" in channel.sent[0][1]
-    assert dispatch(wf.store, wf.org, [channel], at("2026-09-30T10:02")) == 0
-    assert len(channel.sent) == 2
-
-
-def test_failed_sends_are_retried_then_given_up(db_url: str, procs: Path) -> None:
-    wf = started(db_url, procs)
-    broken = Recorder(fail=True)
-    for i in range(MAX_ATTEMPTS):
-        assert dispatch(wf.store, wf.org, [broken], at("2026-09-30T10:01") + timedelta(i)) == 1
-    assert dispatch(wf.store, wf.org, [broken], at("2026-10-30T10:00")) == 0
-    assert wf.store.claim_notices(at("2026-12-01T00:00")) == []  # failed for good
+    lines: list[str] = []
+    outlet = Outlet.console(lines.append)
+    assert dispatch(wf.store, wf.org, outlet, at("2026-09-30T10:01")).sent == 2
+    assert sorted(line.split(":")[0] for line in lines) == ["notify wang.fang", "notify zhao.lei"]
+    assert "New task" in lines[0]
+    assert dispatch(wf.store, wf.org, outlet, at("2026-09-30T10:02")).handled == 0
+    assert len(lines) == 2
 
 
 def test_a_claim_left_by_a_dead_worker_is_taken_over_after_the_lease(

@@ -1,0 +1,335 @@
+"""Delivery per recipient and channel, against a real SMTP server and a real webhook sink.
+
+Every webhook request is checked by a receiver using the official ``standardwebhooks``
+library; every e-mail goes through aiosmtpd. Time is the only fake: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from engine.org import load_org
+from engine.yamlsafe import load_text
+from notifiers.channels.base import Delivery, Message
+from notifiers.config import load_channels_text
+from notifiers.outbox import MAX_ATTEMPTS, Dispatcher, Outlet, backoff, dispatch, expand
+from service.timekeeper import tick
+from service.workflow import Workflow
+from storage.store import Store
+from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request, smtp_server
+from tests.timeproc import at
+
+SECRET = "whsec_" + base64.b64encode(b"hook-secret-hook-secret-").decode()
+T0 = at("2026-09-30T10:01")
+
+
+class Receiver:
+    """A webhook endpoint: verifies each request, then answers per recipient as told."""
+
+    def __init__(self) -> None:
+        self.verified: list[dict[str, Any]] = []
+        self.failed_verification = 0
+        # "user" or "user/instance" -> replies to give first
+        self.answers: dict[str, list[Reply]] = {}
+
+    def __call__(self, request: Request) -> Reply:
+        headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
+        try:
+            body = Webhook(SECRET).verify(request.body, headers)
+        except WebhookVerificationError:
+            self.failed_verification += 1
+            return Reply(401, {"error": "bad signature"})
+        who = body["data"]["recipient"]
+        self.verified.append({"id": headers["webhook-id"], "path": request.path} | body)
+        queued = self.answers.get(f"{who}/{body['data']['instance_id']}") or self.answers.get(who)
+        if queued:
+            return queued.pop(0)
+        return Reply(204, b"")
+
+    def ids(self) -> Counter[str]:
+        return Counter(r["id"] for r in self.verified)
+
+    def per_recipient(self) -> Counter[str]:
+        return Counter(r["data"]["recipient"] for r in self.verified)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[HttpSink, Receiver]]:
+    with HttpSink() as sink:
+        rec = Receiver()
+        sink.default = rec
+        yield sink, rec
+
+
+@pytest.fixture
+def mailbox() -> Mailbox:
+    return Mailbox()
+
+
+@pytest.fixture
+def smtp(mailbox: Mailbox) -> Iterator[Controller]:
+    yield from smtp_server(mailbox)
+
+
+def outlet(sink: HttpSink, smtp: Controller | None = None, extra: str = "") -> Outlet:
+    mail = (
+        f"  mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, mode: plain, "
+        "sender: 'Shenpi <shenpi@example.cn>', timeout: 5}\n"
+        if smtp is not None
+        else ""
+    )
+    text = (
+        "channels:\n"
+        f"{mail}"
+        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
+        " timeout: 5}\n"
+        f"{extra}"
+    )
+    return Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+
+
+def started(db_url: str, procs: Path, n: int = 1) -> Workflow:
+    wf = Workflow(Store.open(db_url), procs)
+    wf.deploy(now=at("2026-09-29T09:00"))
+    for _ in range(n):
+        wf.start("chase", "wang.fang", {}, now=at("2026-09-30T10:00"))
+    return wf
+
+
+def statuses(store: Store) -> Counter[str]:
+    return Counter(r["status"] for r in store.deliveries.list())
+
+
+# ---------------------------------------------------------------------- end to end
+
+
+def test_an_overdue_escalation_reaches_the_director_by_email_and_webhook(
+    db_url: str,
+    procs: Path,
+    receiver: tuple[HttpSink, Receiver],
+    smtp: Controller,
+    mailbox: Mailbox,
+) -> None:
+    sink, rec = receiver
+    out = outlet(sink, smtp, "route:\n  escalated: [mail, service_hook]\n  overdue: [mail]\n")
+    wf = started(db_url, procs)
+    dispatch(wf.store, wf.org, out, T0)  # the task_assigned notices
+    assert tick(wf, at("2026-10-09T00:00")).fired == 3  # reminder, overdue, escalation 1
+    report = dispatch(wf.store, wf.org, out, at("2026-10-09T00:00"))
+    assert report.dead == report.retried == 0
+    assert rec.failed_verification == 0 and len(sink.requests) == len(rec.verified)
+    escalations = [r for r in rec.verified if r["type"] == "shenpi.escalated"]
+    assert "chen.jun" in {r["data"]["recipient"] for r in escalations}
+    mail_to = [(m.rcpt_tos[0], m.content.decode()) for m in mailbox.messages]
+    director = [body for to, body in mail_to if to == "chen.jun@example.com"]
+    assert len(director) == 1 and "Escalation level 1" in director[0]
+    row = next(
+        d
+        for d in wf.store.deliveries.list()
+        if d["user_id"] == "chen.jun" and d["channel"] == "mail"
+    )
+    assert f"shenpi.{row['delivery_id']}@example.cn" in director[0]  # Message-ID = delivery id
+    # overdue is routed to e-mail only: no overdue request reached the webhook
+    assert not [r for r in rec.verified if r["type"] == "shenpi.overdue"]
+    assert statuses(wf.store) == Counter(sent=len(wf.store.deliveries.list()))
+
+
+def test_500_then_200_resends_once_with_the_same_webhook_id(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    rec.answers["wang.fang"] = [Reply(500, {"error": "busy"})]
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    first = dispatch(wf.store, wf.org, out, T0, rng=random.Random(1))
+    assert (first.sent, first.retried) == (1, 1)
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(seconds=10)).handled == 0  # backoff
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(minutes=2)).sent == 1
+    assert sorted(rec.ids().values()) == [1, 2]
+    assert rec.per_recipient() == Counter({"wang.fang": 2, "zhao.lei": 1})
+    assert statuses(wf.store) == Counter(sent=2)
+
+
+def test_a_recipient_added_mid_retry_is_sent_once_and_the_others_not_again(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    rec.answers["wang.fang"] = [Reply(503, {"error": "down"})]
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    dispatch(wf.store, wf.org, out, T0)
+    org_file = procs / "org.yaml"
+    text = org_file.read_text(encoding="utf-8").replace(
+        "  liu.yang:", "  ning.bo: {name: 宁波, roles: [complaint_clerk]}\n  liu.yang:"
+    )
+    grown = load_org(load_text(text, "org.yaml"))
+    later = T0 + timedelta(hours=1)
+    dispatch(wf.store, grown, out, later)
+    dispatch(wf.store, grown, out, later + timedelta(hours=1))
+    assert rec.per_recipient() == Counter({"wang.fang": 2, "zhao.lei": 1, "ning.bo": 1})
+    assert statuses(wf.store) == Counter(sent=3)
+
+
+class DiesAfterSend:
+    """Sends for real, then the process "dies" before the send can be marked."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def send(self, message: Message) -> Delivery:
+        self.inner.send(message)
+        raise KeyboardInterrupt  # not an Exception: nothing in dispatch may swallow it
+
+
+def test_a_dispatcher_killed_between_send_and_mark_resends_only_that_delivery(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    dying = Outlet({"service_hook": DiesAfterSend(out.channels["service_hook"])}, out.router)
+    with pytest.raises(KeyboardInterrupt):
+        dispatch(wf.store, wf.org, dying, T0)
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(minutes=1)).handled == 0  # leased
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(minutes=6)).sent == 2
+    assert sorted(rec.ids().values()) == [1, 2]  # the one sent before the "crash", same id
+    assert statuses(wf.store) == Counter(sent=2)
+
+
+def test_two_dispatchers_in_threads_produce_no_doubles(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    wf = started(db_url, procs, n=15)
+    out = outlet(sink)
+    stores = [Store.open(db_url), Store.open(db_url)]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            d = Dispatcher(stores[i], wf.org, out)
+            while d.run(T0, limit=4).handled:
+                pass
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for s in stores:
+        s.close()
+    assert not errors
+    assert len(rec.verified) == 30 and set(rec.ids().values()) == {1}
+    assert statuses(wf.store) == Counter(sent=30)
+
+
+def test_a_dead_delivery_does_not_block_the_rest(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    wf = started(db_url, procs, n=2)
+    first = wf.store.pending_notices()[0]["instance_id"]
+    rec.answers[f"wang.fang/{first}"] = [Reply(500, {"error": "busy"})] * MAX_ATTEMPTS
+    rec.answers[f"zhao.lei/{first}"] = [Reply(400, {"error": "unknown receiver"})]
+    out = outlet(sink)
+    now = T0
+    for _ in range(MAX_ATTEMPTS + 1):
+        dispatch(wf.store, wf.org, out, now)
+        now += timedelta(hours=2)
+    rows = wf.store.deliveries.list()
+    dead = [r for r in rows if r["status"] == "dead"]
+    assert {r["user_id"] for r in dead} == {"zhao.lei", "wang.fang"}
+    assert all("HTTP" in r["last_error"] or "400" in r["last_error"] for r in dead)
+    wang = [r for r in dead if r["user_id"] == "wang.fang"]
+    assert len(wang) == 1 and wang[0]["attempts"] == MAX_ATTEMPTS
+    assert statuses(wf.store) == Counter(sent=2, dead=2)  # the other instance's two went out
+    assert wf.store.deliveries.retry([wang[0]["id"]], now) == [wang[0]["id"]]
+    assert dispatch(wf.store, wf.org, out, now).sent == 1
+
+
+def test_rate_limit_and_retry_after_hold_back_without_using_attempts(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    text = (
+        "channels:\n"
+        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
+        " rate_limit: {messages: 1, per_seconds: 60}}\n"
+    )
+    out = Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+    wf = started(db_url, procs)
+    first = dispatch(wf.store, wf.org, out, T0)
+    assert (first.sent, first.held) == (1, 1)
+    held = next(r for r in wf.store.deliveries.list() if r["status"] == "pending")
+    assert held["attempts"] == 0 and held["next_attempt_at"] == T0 + timedelta(seconds=60)
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(seconds=30)).handled == 0
+    who = held["user_id"]
+    rec.answers[who] = [Reply(429, {"error": "slow down"}, headers={"Retry-After": "120"})]
+    again = dispatch(wf.store, wf.org, out, T0 + timedelta(seconds=61))
+    assert again.held == 1
+    row = next(r for r in wf.store.deliveries.list() if r["status"] == "pending")
+    assert row["attempts"] == 0
+    assert row["next_attempt_at"] == T0 + timedelta(seconds=181)
+    assert dispatch(wf.store, wf.org, out, T0 + timedelta(seconds=200)).sent == 1
+    assert rec.per_recipient()[who] == 2 and statuses(wf.store) == Counter(sent=2)
+
+
+# ---------------------------------------------------------------------- pieces
+
+
+def test_expanding_a_notice_twice_queues_nothing_new(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, _ = receiver
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    (notice,) = wf.store.claim_notices(T0)
+    assert expand(wf.store, wf.org, out, notice, T0) == 2
+    assert expand(wf.store, wf.org, out, notice, T0) == 0
+    assert len(wf.store.deliveries.list()) == 2
+
+
+def test_contacts_decide_which_channels_reach_a_person(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver], smtp: Controller
+) -> None:
+    sink, _ = receiver
+    org_file = procs / "org.yaml"
+    text = org_file.read_text(encoding="utf-8").replace(
+        "contacts: {email: zhao.lei@example.com}", "contacts: {wecom: zhaolei}"
+    )
+    org = load_org(load_text(text, "org.yaml"))
+    wf = started(db_url, procs)
+    out = outlet(sink, smtp)
+    (notice,) = wf.store.claim_notices(T0)
+    expand(wf.store, org, out, notice, T0)
+    routes = sorted((r["user_id"], r["channel"]) for r in wf.store.deliveries.list())
+    assert routes == [
+        ("wang.fang", "mail"),
+        ("wang.fang", "service_hook"),
+        ("zhao.lei", "service_hook"),
+    ]
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    rng = random.Random(7)
+    waits = [backoff(n, rng) for n in range(1, 12)]
+    assert timedelta(seconds=15) <= waits[0] <= timedelta(seconds=30)
+    assert timedelta(seconds=60) <= waits[2] <= timedelta(seconds=120)
+    assert all(w <= timedelta(hours=1) for w in waits)
+    assert len({backoff(3, rng) for _ in range(5)}) > 1
