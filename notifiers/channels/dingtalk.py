@@ -12,20 +12,19 @@ import base64
 import hashlib
 import hmac
 from datetime import datetime
+from typing import Unpack
 from urllib.parse import quote
 
-import httpx
 from pydantic import SecretStr
 
-from notifiers.channels.base import Delivery, Message, ok, permanent, scrub, transient
-from notifiers.channels.clock import Clock, as_utc, utcnow
-from notifiers.channels.httpsend import dumps, post
+from notifiers.channels.base import Delivery, Message
+from notifiers.channels.clock import as_utc
+from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
 
 DEFAULT_URL = "https://oapi.dingtalk.com/robot/send"
 
 # -1: system busy; 130101: more than 20 messages a minute (then throttled for 10 minutes).
-THROTTLED = {130101: 600.0}
-BUSY = {-1}
+TRANSIENT: dict[int, float | None] = {-1: None, 130101: 600.0}
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -62,40 +61,19 @@ def payload(message: Message) -> dict[str, object]:
 
 
 def check(body: object) -> Delivery:
-    if not isinstance(body, dict) or "errcode" not in body:
-        return permanent(f"unexpected reply: {str(body)[:200]}")
-    code = body.get("errcode")
-    msg = str(body.get("errmsg", ""))
-    if code == 0:
-        return ok()
-    if code in THROTTLED:
-        return transient(f"errcode {code}: {msg}", THROTTLED[code])  # type: ignore[index]
-    if code in BUSY:
-        return transient(f"errcode {code}: {msg}")
-    return permanent(f"errcode {code}: {msg}")
+    return check_code(body, codes=("errcode",), messages=("errmsg",), retry=TRANSIENT)
 
 
-class DingTalkChannel:
+class DingTalkChannel(HttpChannel):
+    default_name = "dingtalk"
+    default_url = DEFAULT_URL
+
     def __init__(
-        self,
-        *,
-        name: str = "dingtalk",
-        token: SecretStr,
-        secret: SecretStr | None = None,
-        url: str = DEFAULT_URL,
-        timeout: float = 10.0,
-        clock: Clock = utcnow,
-        client: httpx.Client | None = None,
+        self, *, token: SecretStr, secret: SecretStr | None = None, **options: Unpack[HttpOptions]
     ) -> None:
-        self.name = name
-        self.url = url
+        super().__init__(**options)
         self._token = token
         self._secret = secret
-        self.clock = clock
-        self.client = client or httpx.Client(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"DingTalkChannel(name={self.name!r}, url={self.url!r})"
 
     def signed_url(self, now: datetime) -> str:
         query = f"access_token={quote(self._token.get_secret_value(), safe='')}"
@@ -107,11 +85,7 @@ class DingTalkChannel:
 
     def send(self, message: Message) -> Delivery:
         now = as_utc(self.clock())
-        headers = {"content-type": "application/json; charset=utf-8"}
-        result = post(
-            self.client, self.signed_url(now), dumps(payload(message)), headers, now, check
-        )
         secrets = [self._token.get_secret_value()]
         if self._secret is not None:
             secrets.append(self._secret.get_secret_value())
-        return scrub(result, secrets)
+        return self.post_json(self.signed_url(now), payload(message), now, check, secrets)

@@ -10,19 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Unpack
 from urllib.parse import quote
 
-import httpx
 from pydantic import SecretStr
 
-from notifiers.channels.base import Delivery, Message, ok, permanent, scrub, transient
-from notifiers.channels.clock import Clock, as_utc, utcnow
-from notifiers.channels.httpsend import dumps, post
+from notifiers.channels.base import Delivery, Message
+from notifiers.channels.clock import as_utc
+from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
 
 DEFAULT_URL = "https://open.feishu.cn/open-apis/bot/v2/hook/"  # Lark: open.larksuite.com
 
 # 9499 / 11232: sending too fast (100 a minute, 5 a second per bot).
-TRANSIENT = {9499, 11232}
+TRANSIENT: dict[int, float | None] = {9499: None, 11232: None}
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -59,40 +59,21 @@ def card(message: Message) -> dict[str, object]:
 
 
 def check(body: object) -> Delivery:
-    if not isinstance(body, dict):
-        return permanent(f"unexpected reply: {str(body)[:200]}")
-    code = body.get("code", body.get("StatusCode"))
-    msg = str(body.get("msg", body.get("StatusMessage", "")))
-    if code == 0:
-        return ok()
-    if code is None:
-        return permanent(f"unexpected reply: {str(body)[:200]}")
-    if code in TRANSIENT:
-        return transient(f"code {code}: {msg}")
-    return permanent(f"code {code}: {msg}")
+    return check_code(
+        body, codes=("code", "StatusCode"), messages=("msg", "StatusMessage"), retry=TRANSIENT
+    )
 
 
-class FeishuChannel:
+class FeishuChannel(HttpChannel):
+    default_name = "feishu"
+    default_url = DEFAULT_URL
+
     def __init__(
-        self,
-        *,
-        name: str = "feishu",
-        token: SecretStr,
-        secret: SecretStr | None = None,
-        url: str = DEFAULT_URL,
-        timeout: float = 10.0,
-        clock: Clock = utcnow,
-        client: httpx.Client | None = None,
+        self, *, token: SecretStr, secret: SecretStr | None = None, **options: Unpack[HttpOptions]
     ) -> None:
-        self.name = name
-        self.url = url
+        super().__init__(**options)
         self._token = token
         self._secret = secret
-        self.clock = clock
-        self.client = client or httpx.Client(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"FeishuChannel(name={self.name!r}, url={self.url!r})"
 
     def send(self, message: Message) -> Delivery:
         now = as_utc(self.clock())
@@ -104,5 +85,4 @@ class FeishuChannel:
             secrets.append(self._secret.get_secret_value())
             payload = {"timestamp": str(ts), "sign": sign(secrets[1], ts)} | payload
         url = self.url.rstrip("/") + "/" + quote(token, safe="")
-        headers = {"content-type": "application/json; charset=utf-8"}
-        return scrub(post(self.client, url, dumps(payload), headers, now, check), secrets)
+        return self.post_json(url, payload, now, check, secrets)

@@ -15,13 +15,13 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Unpack
 
-import httpx
 from pydantic import SecretStr
 
 from notifiers.channels.base import Delivery, Message, has_line_break, permanent, scrub
-from notifiers.channels.clock import Clock, as_utc, utcnow
-from notifiers.channels.httpsend import dumps, post
+from notifiers.channels.clock import as_utc
+from notifiers.channels.httpsend import HttpChannel, HttpOptions, dumps, post
 
 PREFIX = "whsec_"
 
@@ -47,28 +47,17 @@ def signature(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -
     )
 
 
-class WebhookChannel:
+class WebhookChannel(HttpChannel):
+    default_name = "webhook"
+
     def __init__(
-        self,
-        *,
-        name: str = "webhook",
-        url: str,
-        secrets: Sequence[SecretStr],
-        timeout: float = 10.0,
-        clock: Clock = utcnow,
-        client: httpx.Client | None = None,
+        self, *, url: str, secrets: Sequence[SecretStr], **options: Unpack[HttpOptions]
     ) -> None:
         if not secrets or len(secrets) > 2:
             raise ValueError("a webhook channel needs one secret, or two during a rotation")
-        self.name = name
-        self.url = url
+        super().__init__(**options, url=url)
         self._secrets = tuple(secrets)
         self._keys = tuple(secret_key(s.get_secret_value()) for s in secrets)
-        self.clock = clock
-        self.client = client or httpx.Client(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"WebhookChannel(name={self.name!r}, url={self.url!r})"
 
     def payload(self, message: Message, now: datetime) -> dict[str, object]:
         data = dict(message.data)

@@ -7,21 +7,21 @@ marked, rather than losing the whole notice.
 
 from __future__ import annotations
 
+from typing import Unpack
 from urllib.parse import quote
 
-import httpx
 from pydantic import SecretStr
 
-from notifiers.channels.base import Delivery, Message, ok, permanent, scrub, transient
-from notifiers.channels.clock import Clock, as_utc, utcnow
-from notifiers.channels.httpsend import dumps, post
+from notifiers.channels.base import Delivery, Message
+from notifiers.channels.clock import as_utc
+from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
 
 DEFAULT_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send"
 MAX_BYTES = 4096
 MARKER = "\n…(truncated)"
 
 # -1: system busy; 45009: API frequency limit.
-TRANSIENT = {-1, 45009}
+TRANSIENT: dict[int, float | None] = {-1: None, 45009: 60.0}
 
 
 def truncate(text: str, limit: int = MAX_BYTES, marker: str = MARKER) -> str:
@@ -50,41 +50,20 @@ def content(message: Message) -> str:
 
 
 def check(body: object) -> Delivery:
-    if not isinstance(body, dict) or "errcode" not in body:
-        return permanent(f"unexpected reply: {str(body)[:200]}")
-    code = body.get("errcode")
-    msg = str(body.get("errmsg", ""))
-    if code == 0:
-        return ok()
-    if code in TRANSIENT:
-        return transient(f"errcode {code}: {msg}", 60.0 if code == 45009 else None)
-    return permanent(f"errcode {code}: {msg}")
+    return check_code(body, codes=("errcode",), messages=("errmsg",), retry=TRANSIENT)
 
 
-class WeComChannel:
-    def __init__(
-        self,
-        *,
-        name: str = "wecom",
-        key: SecretStr,
-        url: str = DEFAULT_URL,
-        timeout: float = 10.0,
-        clock: Clock = utcnow,
-        client: httpx.Client | None = None,
-    ) -> None:
-        self.name = name
-        self.url = url
+class WeComChannel(HttpChannel):
+    default_name = "wecom"
+    default_url = DEFAULT_URL
+
+    def __init__(self, *, key: SecretStr, **options: Unpack[HttpOptions]) -> None:
+        super().__init__(**options)
         self._key = key
-        self.clock = clock
-        self.client = client or httpx.Client(timeout=timeout)
-
-    def __repr__(self) -> str:
-        return f"WeComChannel(name={self.name!r}, url={self.url!r})"
 
     def send(self, message: Message) -> Delivery:
         now = as_utc(self.clock())
         key = self._key.get_secret_value()
         url = f"{self.url}{'&' if '?' in self.url else '?'}key={quote(key, safe='')}"
-        body = dumps({"msgtype": "markdown", "markdown": {"content": content(message)}})
-        headers = {"content-type": "application/json; charset=utf-8"}
-        return scrub(post(self.client, url, body, headers, now, check), [key])
+        body = {"msgtype": "markdown", "markdown": {"content": content(message)}}
+        return self.post_json(url, body, now, check, [key])
