@@ -74,38 +74,37 @@ class EmailSpec(_Spec):
         return self.port or {"plain": 25, "starttls": 587, "ssl": 465}[self.mode]
 
 
-class WebhookSpec(_Spec):
-    type: Literal["webhook"]
+class _HttpSpec(_Spec):
+    """The webhook and the robots: each posts to an http(s) URL, checked once here."""
+
     url: str
-    secrets: tuple[SecretStr, ...] = Field(min_length=1, max_length=2)
 
     _url = field_validator("url")(_http_url)
 
 
-class DingTalkSpec(_Spec):
+class WebhookSpec(_HttpSpec):
+    type: Literal["webhook"]
+    secrets: tuple[SecretStr, ...] = Field(min_length=1, max_length=2)
+
+
+class DingTalkSpec(_HttpSpec):
     type: Literal["dingtalk"]
     url: str = dingtalk.DEFAULT_URL
     token: SecretStr
     secret: SecretStr | None = None
 
-    _url = field_validator("url")(_http_url)
 
-
-class WeComSpec(_Spec):
+class WeComSpec(_HttpSpec):
     type: Literal["wecom"]
     url: str = wecom.DEFAULT_URL
     key: SecretStr
 
-    _url = field_validator("url")(_http_url)
 
-
-class FeishuSpec(_Spec):
+class FeishuSpec(_HttpSpec):
     type: Literal["feishu"]
     url: str = feishu.DEFAULT_URL
     token: SecretStr
     secret: SecretStr | None = None
-
-    _url = field_validator("url")(_http_url)
 
 
 ChannelSpec = ConsoleSpec | EmailSpec | WebhookSpec | DingTalkSpec | WeComSpec | FeishuSpec
