@@ -79,14 +79,14 @@ def channels_test(settings: Settings, name: str, user: str, channels_file: str |
     from notifiers.messages import build_message
     from notifiers.outbox import Outlet
     from notifiers.routing import load
+    from service.workflow import org_catalog
 
     with refusals():
         outlet = Outlet.of(load(channels_file, settings.processes), click.echo)
         channel = outlet.channels.get(name)
         if channel is None:
             raise NotFound("channel", name, f"configured: {', '.join(outlet.channels)}")
-        wf = settings.workflow()
-        spec = wf.org.users.get(user)
+        spec = org_catalog(settings.processes).org.users.get(user)  # files: no database
         if spec is None:
             raise NotFound("user", user)
         data = {"process": "shenpi", "instance_id": "test", "title": "channel test"}
