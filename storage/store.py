@@ -366,18 +366,29 @@ class Store:
         process: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: int = 10000,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The first ``limit`` entries of :meth:`audit_page`."""
-        return self.audit_page(
-            instance_id=instance_id,
-            actor=actor,
-            action=action,
-            process=process,
-            since=since,
-            until=until,
-            limit=limit,
-        ).items
+        """Every matching entry (or the first ``limit``), read page by page through
+        :meth:`audit_page`: an instance's history in ``show`` must never be cut short."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while limit is None or len(found) < limit:
+            want = _MAX_BATCH if limit is None else min(_MAX_BATCH, limit - len(found))
+            page = self.audit_page(
+                instance_id=instance_id,
+                actor=actor,
+                action=action,
+                process=process,
+                since=since,
+                until=until,
+                limit=want,
+                after=after,
+            )
+            found.extend(page.items)
+            if page.next is None:
+                break
+            after = page.next
+        return found
 
     def audit_page(
         self,

@@ -421,6 +421,16 @@ def test_audit_chains_are_per_instance(store: Store) -> None:
     assert [(k, p) for k, p in rows] == [("i1", ""), ("i2", ""), ("process:leave", "")]
 
 
+def test_a_long_history_comes_back_whole(store: Store) -> None:
+    """show reads an instance's history through query_audit, page by page: it used to stop
+    at 10,000 entries without saying so."""
+    n = 10_050
+    store.append_audit([audit("i1", f"step{k}", actor="alice") for k in range(n)], T0)
+    found = [r["action"] for r in store.query_audit(instance_id="i1")]
+    assert found == [f"step{k}" for k in range(n)]
+    assert len(store.query_audit(instance_id="i1", limit=1_500)) == 1_500
+
+
 def test_query_audit_filters(store: Store) -> None:
     later = T0 + timedelta(days=1)
     store.append_audit(
