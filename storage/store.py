@@ -33,7 +33,7 @@ from engine.records import (
 from storage import paging
 from storage.auditchain import AuditCheck, AuditHead, ChainChecker
 from storage.auditkeys import AuditKeys
-from storage.db import SQLITE_BEGIN, migrate, open_engine
+from storage.db import SQLITE_BEGIN, open_database
 from storage.deliveries import DeliveryQueue
 from storage.hot import Hot, aware, head_digest
 from storage.paging import Page
@@ -214,14 +214,9 @@ class Store:
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:
         """Open (and on first use create or upgrade) the database at ``url``."""
+        # The key first: a bad one must not leave a new database behind.
         keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
-        engine = open_engine(url)
-        try:
-            migrate(engine)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine, keys)
+        return cls(open_database(url), keys)
 
     def close(self) -> None:
         self.engine.dispose()
