@@ -45,24 +45,21 @@ class DefinitionError(ShenpiError):
 class ExpressionError(ShenpiError):
     """A guard or computed value failed to evaluate, or gave a value of the wrong kind."""
 
-    def __init__(self, expression: str, reason: str) -> None:
+    def __init__(self, expression: str, reason: str, where: str = "") -> None:
+        """``where`` is the ``file:line:col`` of the expression when known (at run time), so
+        the owner can find the expression that refused a step."""
         self.expression = expression
         self.reason = reason
-        super().__init__(f"expression {expression!r}: {reason}")
+        self.where = where
+        message = f"expression {expression!r}: {reason}"
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class ExpressionTooBig(ExpressionError):
     """An expression would build a value (text, list, number) over the limits, or do too much work.
 
-    Raised before the value is built, so nothing is allocated and nothing changes. ``where``
-    is the ``file:line:col`` of the expression when known.
+    Raised before the value is built, so nothing is allocated and nothing changes.
     """
-
-    def __init__(self, expression: str, reason: str, where: str = "") -> None:
-        super().__init__(expression, reason)
-        self.where = where
-        if where:
-            self.args = (f"{where}: {self.args[0]}",)
 
 
 # --------------------------------------------------------------------------- runtime

@@ -350,21 +350,24 @@ class Expression:
         except MemoryError:
             raise ExpressionTooBig(self.source, "ran out of memory", self.where) from None
         except UndefinedError as exc:
-            raise ExpressionError(self.source, f"{exc.message}") from None
+            raise ExpressionError(self.source, f"{exc.message}", self.where) from None
         except SecurityError as exc:
-            raise ExpressionError(self.source, f"refused by the sandbox: {exc}") from None
+            reason = f"refused by the sandbox: {exc}"
+            raise ExpressionError(self.source, reason, self.where) from None
         except (ZeroDivisionError, DivisionByZero):
-            raise ExpressionError(self.source, "division by zero") from None
+            raise ExpressionError(self.source, "division by zero", self.where) from None
         except (ArithmeticError, InvalidOperation) as exc:
-            raise ExpressionError(self.source, f"arithmetic error: {type(exc).__name__}") from None
+            raise ExpressionError(
+                self.source, f"arithmetic error: {type(exc).__name__}", self.where
+            ) from None
         except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-            raise ExpressionError(self.source, str(exc) or type(exc).__name__) from None
+            raise ExpressionError(self.source, str(exc) or type(exc).__name__, self.where) from None
         except RecursionError:
-            raise ExpressionError(self.source, "recursion too deep") from None
+            raise ExpressionError(self.source, "recursion too deep", self.where) from None
         result = ctx.vars.get("result")
         if isinstance(result, Undefined):
             hint = result._undefined_hint or f"{result._undefined_name!r} is undefined"
-            raise ExpressionError(self.source, hint)
+            raise ExpressionError(self.source, hint, self.where)
         if isinstance(result, float):
             return Decimal(repr(result))
         return result
@@ -374,7 +377,9 @@ class Expression:
         result = self.evaluate(context)
         if not isinstance(result, bool):
             raise ExpressionError(
-                self.source, f"a guard must give true or false, got {type(result).__name__}"
+                self.source,
+                f"a guard must give true or false, got {type(result).__name__}",
+                self.where,
             )
         return result
 

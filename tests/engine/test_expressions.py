@@ -166,6 +166,26 @@ def test_runtime_refusal_names_where_the_expression_is() -> None:
     assert str(info.value).startswith("p.yaml:12:15: expression 'note * times': would build")
 
 
+@pytest.mark.parametrize(
+    ("source", "values", "reason"),
+    [
+        ("note", {"note": "x"}, "a guard must give true or false, got str"),
+        ("1 / n > 0", {"n": 0}, "division by zero"),
+        ("missing > 0", {}, "is undefined"),
+        ("n in 5", {"n": 1}, "not iterable"),
+    ],
+)
+def test_every_runtime_refusal_names_where_the_expression_is(
+    source: str, values: dict[str, object], reason: str
+) -> None:
+    """Not only the size limits: whatever stops a guard at run time points at its line."""
+    expr = Expression(source)
+    expr.where = "p.yaml:12:15"
+    with pytest.raises(ExpressionError, match=reason) as info:
+        expr.test(values)
+    assert str(info.value).startswith(f"p.yaml:12:15: expression {source!r}: ")
+
+
 def test_chance_is_not_available_to_a_guard() -> None:
     """A replayed or re-checked step must decide the same way, so `random` is not a filter."""
     with pytest.raises(ExpressionError, match="random"):
