@@ -491,7 +491,10 @@ def _definition(settings: Settings, process: str) -> Any:
     except (NotFound, NoDatabase):
         catalog = load_catalog([settings.processes])
         if process not in catalog.processes:
-            raise
+            known = ", ".join(sorted(catalog.processes)) or "none"
+            raise NotFound(
+                "process", process, f"neither deployed nor in {settings.processes} ({known})"
+            ) from None
         return catalog.processes[process]
 
 

@@ -179,6 +179,13 @@ def test_graph_still_reads_the_file_before_any_deploy(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
 
 
+def test_graph_of_an_unknown_process_says_so_before_any_deploy(tmp_path: Path) -> None:
+    sh = Shell(f"sqlite:///{tmp_path / 'x.db'}")
+    res = sh.refused("graph nosuch", "unknown process 'nosuch'; neither deployed nor in")
+    assert "complaint" in res.err and "deploy" not in res.err.split(";")[0]
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_deploy_as_an_unknown_user_is_refused_and_not_audited(db_url: str) -> None:
     sh = Shell(db_url)
     sh.refused("deploy --as nobody.atall", "unknown user 'nobody.atall'")
