@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from engine.errors import DefinitionError, NotFound, WorkflowError
 from engine.validation import Frozen, parse_model
@@ -19,6 +21,10 @@ class RoleSpec(Frozen):
     description: str = ""
 
 
+HHMM = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+QUIET_PATTERN = rf"^{HHMM}-{HHMM}$"
+
+
 class Contacts(Frozen):
     email: str | None = None
     phone: str | None = None
@@ -27,6 +33,64 @@ class Contacts(Frozen):
     lang: Literal["en", "zh"] | None = Field(
         default=None, description="Language of this person's notifications (default: en)."
     )
+    channels: tuple[str, ...] | None = Field(
+        default=None,
+        description="Only these channels (names in channels.yaml) reach this person "
+        "(default: every channel routed to them).",
+    )
+    quiet_hours: str | None = Field(
+        default=None,
+        pattern=QUIET_PATTERN,
+        description="'HH:MM-HH:MM' local time (may wrap midnight, e.g. '22:00-08:00'): "
+        "only escalations are sent then; everything else waits until it ends.",
+    )
+    tz: str | None = Field(
+        default=None,
+        description="IANA time zone of quiet_hours (default: the display zone, SHENPI_TZ).",
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _not_empty_range(cls, value: str | None) -> str | None:
+        if value is not None and value[:5] == value[6:]:
+            raise ValueError("quiet_hours starts and ends at the same time; write e.g. 22:00-08:00")
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ValueError(
+                    f"{value!r} is not a time zone; use an IANA name such as 'Asia/Shanghai'"
+                ) from None
+        return value
+
+    def quiet_until(self, now: datetime, default_tz: tzinfo) -> datetime | None:
+        """When this person's quiet hours around ``now`` end, or None if ``now`` is not quiet.
+
+        ``now`` is passed in (the dispatcher's clock); the range is read in ``tz`` or else
+        ``default_tz`` and may wrap midnight.
+        """
+        if self.quiet_hours is None:
+            return None
+        zone = ZoneInfo(self.tz) if self.tz else default_tz
+        local = now.astimezone(zone)
+        start, end = (time.fromisoformat(part) for part in self.quiet_hours.split("-"))
+        clock = local.time().replace(tzinfo=None)
+        day = local.date()
+        if start < end:
+            quiet = start <= clock < end
+        else:
+            quiet = clock >= start or clock < end
+            if clock >= start:
+                day += timedelta(days=1)
+        if not quiet:
+            return None
+        until = datetime.combine(day, end, tzinfo=zone).astimezone(now.tzinfo)
+        return until if until > now else None
 
 
 class UserSpec(Frozen):

@@ -26,7 +26,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from engine.org import Org
@@ -43,6 +43,8 @@ MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 LEASE = timedelta(minutes=5)
+# Sent even during a person's quiet hours: every escalation level notifies as "escalated".
+URGENT_EVENTS = frozenset({"escalated"})
 
 
 def render(event: str, data: dict[str, Any]) -> str:
@@ -81,7 +83,9 @@ class Outlet:
     @classmethod
     def console(cls, write: Callable[[str], None] | None = None) -> Outlet:
         """What Shenpi uses without channels.yaml: everything to the console."""
-        return cls({"console": ConsoleChannel(write)}, Router({"console": "console"}))
+        return cls(
+            {"console": ConsoleChannel(write)}, Router({"console": "console"}, preferences=False)
+        )
 
     @classmethod
     def of(
@@ -153,12 +157,21 @@ class Dispatcher:
         outlet: Outlet,
         rng: random.Random | None = None,
         lease: timedelta = LEASE,
+        tz: tzinfo | None = None,
     ) -> None:
         self.store = store
         self.org = org
         self.outlet = outlet
         self.rng = rng or random.Random()
         self.lease = lease
+        self.tz = tz  # of quiet hours without a personal tz; None: the display zone
+
+    def _zone(self) -> tzinfo:
+        if self.tz is None:
+            from service.display import display_tz  # the one place SHENPI_TZ is read
+
+            self.tz = display_tz()
+        return self.tz
 
     def run(self, now: datetime, limit: int = 100) -> Report:
         report = Report()
@@ -179,6 +192,12 @@ class Dispatcher:
             ident = row["channel"] if channel is None else row["user_id"]
             self._finish(row, "dead", now, report, f"{what} {ident!r} is no longer configured")
             return
+        if row["event"] not in URGENT_EVENTS:
+            quiet_end = user.contacts.quiet_until(now, self._zone())
+            if quiet_end is not None:  # held like a rate limit: no attempt used
+                report.held += 1
+                q.finish(row, "pending", now, next_attempt_at=quiet_end, counted=False)
+                return
         limiter = self.outlet.limiters.get(row["channel"])
         if limiter is not None:
             not_before = limiter.acquire(now)

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.org import Contacts
+from engine.errors import DefinitionError, Problem
+from engine.org import Contacts, Org
+from engine.yamlsafe import Document
 from notifiers.config import ChannelsConfig, load_channels_file
 
 ENV_VAR = "SHENPI_CHANNELS"
@@ -33,6 +35,8 @@ class Router:
 
     types: Mapping[str, str]
     route: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # False for "console only" (no channels.yaml): personal channel choices do not apply
+    preferences: bool = True
 
     @classmethod
     def of(cls, config: ChannelsConfig) -> Router:
@@ -41,7 +45,34 @@ class Router:
     def channels_for(self, event: str, contacts: Contacts) -> list[str]:
         """The channel names that carry ``event`` to a person with these contacts."""
         names = self.route.get(event, tuple(self.types))
+        if self.preferences and contacts.channels is not None:
+            names = tuple(n for n in names if n in contacts.channels)
         return [n for n in names if _reachable(self.types[n], contacts)]
+
+
+def check_preferences(org: Org, config: ChannelsConfig | None, doc: Document | None) -> None:
+    """Refuse ``contacts.channels`` naming a channel channels.yaml does not define.
+
+    Checked when channels.yaml is loaded (org.yaml alone cannot know the names); ``doc`` is
+    org.yaml, for line:col. Without channels.yaml the console carries everything.
+    """
+    if config is None:
+        return
+    problems: list[Problem] = []
+    for uid, user in org.users.items():
+        for i, name in enumerate(user.contacts.channels or ()):
+            if name in config.channels:
+                continue
+            message = (
+                f"user {uid!r} prefers channel {name!r}, which channels.yaml does not define; "
+                f"use one of: {', '.join(config.channels)}"
+            )
+            where = ("users", uid, "contacts", "channels", i)
+            problems.append(
+                doc.problem(where, message) if doc else Problem(org.file, 1, 1, message)
+            )
+    if problems:
+        raise DefinitionError(problems)
 
 
 def _reachable(kind: str, contacts: Contacts) -> bool:

@@ -953,12 +953,20 @@ channels_option = click.option(
 def outlet_for(
     settings: Settings, channels_file: str | None, write: Callable[[str], None] | None = None
 ) -> Any:
-    """The configured channels, loaded (secrets resolved) before anything runs."""
+    """The configured channels, loaded (secrets resolved) before anything runs, and the
+    channel choices in org.yaml checked against them."""
+    from engine.org import load_org
+    from engine.yamlsafe import load_file
     from notifiers.outbox import Outlet
-    from notifiers.routing import load
+    from notifiers.routing import check_preferences, load
 
     console = write or (lambda m: click.echo(m, err=True))
-    return Outlet.of(load(channels_file, settings.processes), console)
+    config = load(channels_file, settings.processes)
+    org_file = settings.processes / "org.yaml"
+    if config is not None and org_file.is_file():
+        doc = load_file(org_file)
+        check_preferences(load_org(doc), config, doc)
+    return Outlet.of(config, console)
 
 
 @cli.command()

@@ -86,3 +86,26 @@ def test_channels_test_sends_one_message(
     sh.refused(
         ["channels", "test", "erp", "--to", "chen.jun", "--channels", str(path)], "transient"
     )
+
+
+def test_tick_stops_when_org_yaml_prefers_a_channel_channels_yaml_lacks(
+    db_url: str, procs: Path, sink: HttpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHENPI_TEST_HOOK", SECRET)
+    path = channels_yaml(procs, sink)
+    org = procs / "org.yaml"
+    old = "contacts: {email: zhao.lei@example.com}"
+    text = org.read_text(encoding="utf-8")
+    assert old in text
+    org.write_text(text.replace(old, "contacts: {channels: [sms]}"), encoding="utf-8")
+    sh = Shell(db_url, procs)
+    sh.refused(
+        ["tick", "--channels", str(path)],
+        "org.yaml:44:",
+        now="2026-09-30T10:00+08:00",
+    )
+    assert (
+        "user 'zhao.lei' prefers channel 'sms'"
+        in sh.refused(["tick", "--channels", str(path)], "sms", now="2026-09-30T10:00+08:00").err
+    )
+    assert sink.requests == []

@@ -19,11 +19,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from engine.errors import DefinitionError
 from engine.org import load_org
-from engine.yamlsafe import load_text
+from engine.yamlsafe import load_file, load_text
 from notifiers.channels.base import Delivery, Message
 from notifiers.config import load_channels_text
 from notifiers.outbox import MAX_ATTEMPTS, Dispatcher, Outlet, backoff, dispatch, expand
+from notifiers.routing import check_preferences
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
@@ -333,3 +335,85 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert timedelta(seconds=60) <= waits[2] <= timedelta(seconds=120)
     assert all(w <= timedelta(hours=1) for w in waits)
     assert len({backoff(3, rng) for _ in range(5)}) > 1
+
+
+# ---------------------------------------------------------------------- preferences
+
+
+def with_contacts(procs: Path, user: str, contacts: str) -> None:
+    """Give ``user`` these contacts in the processes folder's org.yaml."""
+    org_file = procs / "org.yaml"
+    old = f"contacts: {{email: {user}@example.com}}"
+    text = org_file.read_text(encoding="utf-8")
+    assert old in text
+    org_file.write_text(text.replace(old, f"contacts: {contacts}"), encoding="utf-8")
+
+
+def received(rec: Receiver, user: str) -> list[str]:
+    return [r["type"] for r in rec.verified if r["data"]["recipient"] == user]
+
+
+def test_a_reminder_in_quiet_hours_is_held_and_sent_once_they_end(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    with_contacts(procs, "wang.fang", "{email: wang.fang@example.com, quiet_hours: 22:00-08:00}")
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    assert dispatch(wf.store, wf.org, out, T0).sent == 2  # task_assigned, outside quiet hours
+    assert tick(wf, at("2026-10-08T23:00")).fired == 1  # the reminder
+    night = dispatch(wf.store, wf.org, out, at("2026-10-08T23:00"))
+    assert (night.sent, night.held) == (1, 1)
+    assert received(rec, "wang.fang") == ["shenpi.task_assigned"]
+    assert received(rec, "zhao.lei") == ["shenpi.task_assigned", "shenpi.reminder"]
+    held = next(r for r in wf.store.deliveries.list() if r["status"] == "pending")
+    assert held["user_id"] == "wang.fang" and held["attempts"] == 0
+    assert held["next_attempt_at"] == at("2026-10-09T08:00")
+    assert dispatch(wf.store, wf.org, out, at("2026-10-09T07:59")).handled == 0
+    morning = dispatch(wf.store, wf.org, out, at("2026-10-09T08:01"))
+    assert (morning.sent, morning.held) == (1, 0)
+    assert dispatch(wf.store, wf.org, out, at("2026-10-09T08:02")).handled == 0
+    assert received(rec, "wang.fang") == ["shenpi.task_assigned", "shenpi.reminder"]
+    assert statuses(wf.store) == Counter(sent=4)
+
+
+def test_an_escalation_in_quiet_hours_is_sent_at_once(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    with_contacts(procs, "chen.jun", "{email: chen.jun@example.com, quiet_hours: 22:00-08:00}")
+    with_contacts(procs, "zhou.min", "{email: zhou.min@example.com, quiet_hours: 22:00-08:00}")
+    with_contacts(procs, "wang.fang", "{email: wang.fang@example.com, quiet_hours: 22:00-08:00}")
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    dispatch(wf.store, wf.org, out, T0)
+    assert tick(wf, at("2026-10-09T00:00")).fired == 3  # reminder, overdue, escalation 1
+    dispatch(wf.store, wf.org, out, at("2026-10-09T00:00"))
+    assert received(rec, "chen.jun") == ["shenpi.escalated"]
+    assert received(rec, "wang.fang") == ["shenpi.task_assigned", "shenpi.escalated"]
+    pending = {(r["user_id"], r["next_attempt_at"]) for r in wf.store.deliveries.list()}
+    assert ("wang.fang", at("2026-10-09T08:00")) in pending  # reminder and overdue wait
+
+
+def test_a_channel_preference_excludes_a_routed_channel(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver], smtp: Controller
+) -> None:
+    sink, _ = receiver
+    with_contacts(procs, "zhao.lei", "{email: zhao.lei@example.com, channels: [mail]}")
+    wf = started(db_url, procs)
+    out = outlet(sink, smtp)
+    (notice,) = wf.store.claim_notices(T0)
+    expand(wf.store, wf.org, out, notice, T0)
+    routes = sorted((r["user_id"], r["channel"]) for r in wf.store.deliveries.list())
+    assert routes == [("wang.fang", "mail"), ("wang.fang", "service_hook"), ("zhao.lei", "mail")]
+
+
+def test_a_preferred_channel_channels_yaml_lacks_is_refused_with_its_place(procs: Path) -> None:
+    with_contacts(procs, "zhao.lei", "{email: zhao.lei@example.com, channels: [mail, sms]}")
+    doc = load_file(procs / "org.yaml")
+    config = load_channels_text("channels:\n  mail: {type: console}\n", "channels.yaml", {})
+    with pytest.raises(
+        DefinitionError, match=r"org\.yaml:44:\d+: user 'zhao.lei' prefers channel 'sms'"
+    ):
+        check_preferences(load_org(doc), config, doc)
+    check_preferences(load_org(doc), None, doc)  # console only: nothing to check
