@@ -64,7 +64,6 @@ AUDIT_KEYS = (
     "data",
     "hash",
 )
-NOTICE_STATUSES = ("pending", "sending", "sent", "failed")
 _DEFINITION_RETRIES = 5
 
 
@@ -904,24 +903,3 @@ class Store:
             )
             rows = conn.execute(sa.select(outbox).where(outbox.c.id.in_(ids)).order_by(outbox.c.id))
             return [dict(r) for r in rows.mappings()]
-
-    def mark_notice(
-        self, id: int, status: str, error: str | None = None, at: datetime | None = None
-    ) -> None:
-        """Record one delivery attempt. ``pending`` with an error means "retry later"."""
-        if status not in NOTICE_STATUSES:
-            raise ValueError(f"notice status must be one of {NOTICE_STATUSES}, not {status!r}")
-        at = aware(at, "at") if at is not None else datetime.now(UTC)
-        stmt = (
-            sa.update(outbox)
-            .where(outbox.c.id == id)
-            .values(
-                status=status,
-                attempts=outbox.c.attempts + 1,
-                last_error=error,
-                sent_at=at if status == "sent" else None,
-            )
-        )
-        with self._write() as conn:
-            if conn.execute(stmt).rowcount != 1:
-                raise NotFound("notice", id)

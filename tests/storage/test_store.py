@@ -559,21 +559,6 @@ def test_claim_schedule_run_once(store: Store) -> None:
         store.set_schedule_instance("never", planned, "i9")
 
 
-def test_outbox_marking(store: Store) -> None:
-    store.apply(start(), T0)
-    [notice] = store.pending_notices()
-    assert notice["status"] == "pending" and notice["attempts"] == 0
-    store.mark_notice(notice["id"], "pending", error="smtp down", at=T0)
-    [retry] = store.pending_notices()
-    assert retry["attempts"] == 1 and retry["last_error"] == "smtp down"
-    store.mark_notice(notice["id"], "sent", at=T0 + timedelta(minutes=1))
-    assert store.pending_notices() == []
-    with pytest.raises(ValueError, match="notice status"):
-        store.mark_notice(notice["id"], "lost")
-    with pytest.raises(NotFound):
-        store.mark_notice(10**9, "sent")
-
-
 # ---------------------------------------------------------------------- concurrency
 
 
