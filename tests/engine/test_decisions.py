@@ -13,16 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic_core import PydanticCustomError
 
-from engine.decisions import (
-    MAX_CHECKS,
-    MAX_OVERLAPS_LISTED,
-    DecisionTable,
-    check_table,
-    evaluate,
-    load_decisions,
-    parse_cell,
-)
+from engine.cells import parse_cell
+from engine.decisions import DecisionTable, evaluate, load_decisions
 from engine.errors import DefinitionError, ExpressionError
+from engine.tablecheck import MAX_CHECKS, MAX_OVERLAPS_LISTED, check_table
 from engine.yamlsafe import load_text
 
 D = Decimal
