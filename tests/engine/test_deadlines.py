@@ -1,9 +1,9 @@
-"""Deadlines, reminders, escalations, extensions and pauses, in the pure engine.
+"""Deadlines, reminders, escalations, extensions and pauses, as the engine plans them.
 
-Every instant is passed in: ``Run`` plays the part of storage and ``tick`` (it keeps the
-pending timers, cancels those of a state that was left, and fires the due ones in the
-order storage gives them: due time, then id). The processes are the shipped YAML files,
-so the worked examples of POLICIES.md are checked on what process owners run.
+Every instant is passed in: ``Run`` applies each step to a real (in-memory SQLite) Store
+and plays the part of ``tick``, firing the due timers storage holds in the order it gives
+them (due time, then id), each at its planned time. The processes are the shipped YAML
+files, so the worked examples of POLICIES.md are checked on what process owners run.
 Expected due times are worked out by hand from the calendar (see the comments), never
 taken from the engine.
 """
@@ -20,17 +20,17 @@ import pytest
 
 from engine.catalog import Catalog, load_catalog
 from engine.errors import ActionNotAllowed, InvalidData
-from engine.org import Actor, Org
+from engine.org import Org
 from engine.process import SLA, CompiledProcess
-from engine.records import AuditRecord, Notice, Outcome, Snapshot, TimerRecord
-from engine.runtime import Act, Start, TimerFired, fire
+from engine.records import AuditRecord, Notice, Outcome, Snapshot, TaskRecord, TimerRecord
+from engine.runtime import Act, TimerFired, fire
 from service.timekeeper import latest_slot
+from tests.scenario import SYSTEM, Stored
 
 from .conftest import build
 
 SH = ZoneInfo("Asia/Shanghai")
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
-SYSTEM = Actor("system", frozenset())
 
 
 def at(text: str) -> datetime:
@@ -45,66 +45,63 @@ def catalog() -> Catalog:
 
 @dataclass
 class Run:
-    """One instance driven through the engine, with storage's part played in memory."""
+    """One instance driven through the engine, each step kept by a real in-memory Store."""
 
     proc: CompiledProcess
     org: Org
-    snap: Snapshot | None = None
-    timers: dict[str, TimerRecord] = field(default_factory=dict)
-    audit: list[AuditRecord] = field(default_factory=list)
-    notices: list[Notice] = field(default_factory=list)
-    last: Outcome | None = None
+    stored: Stored = field(init=False)
 
-    def apply(self, out: Outcome) -> Outcome:
-        for state in out.timers_cancel_states:
-            self.timers = {k: t for k, t in self.timers.items() if t.state != state}
-        for tid in out.timers_cancelled:
-            self.timers.pop(tid, None)
-        for timer in out.timers_set:
-            self.timers.setdefault(timer.id, timer)
-        self.snap = replace(out.snapshot, row_version=(out.expected_row_version or 0) + 1)
-        self.audit.extend(out.audit)
-        self.notices.extend(out.notices)
-        self.last = out
-        return out
+    def __post_init__(self) -> None:
+        self.stored = Stored(self.proc)
+
+    @property
+    def snap(self) -> Snapshot:
+        assert self.stored.snap is not None, "not started"
+        return self.stored.snap
+
+    @property
+    def last(self) -> Outcome | None:
+        return self.stored.outcomes[-1] if self.stored.outcomes else None
+
+    @property
+    def audit(self) -> list[AuditRecord]:
+        return [a for out in self.stored.outcomes for a in out.audit]
+
+    @property
+    def notices(self) -> list[Notice]:
+        return [n for out in self.stored.outcomes for n in out.notices]
+
+    @property
+    def timers(self) -> dict[str, TimerRecord]:
+        return {t.id: t for t in self.stored.pending()}
 
     def start(self, user: str, now: datetime, **data: Any) -> Outcome:
-        return self.apply(fire(self.proc, None, Start("i1"), self.org.actor(user), data, now))
+        return self.stored.start(self.org.actor(user), data, now)
 
     def act(
         self, user: str, action: str, now: datetime, comment: str | None = None, **data: Any
     ) -> Outcome:
-        assert self.snap is not None and self.snap.tasks, "no open task"
-        event = Act(self.snap.tasks[0].id, action, comment)
-        return self.apply(fire(self.proc, self.snap, event, self.org.actor(user), data, now))
+        return self.stored.act(self.org.actor(user), action, data, now, comment)
 
     def advance(self, to: datetime) -> list[TimerRecord]:
         """Fire every timer due by ``to``, each at its planned time (a running ``serve``)."""
         fired: list[TimerRecord] = []
-        while True:
-            due = sorted(
-                (t for t in self.timers.values() if t.due_at <= to), key=lambda t: (t.due_at, t.id)
-            )
-            if not due:
-                return fired
-            timer = due[0]
-            del self.timers[timer.id]
-            self.apply(fire(self.proc, self.snap, TimerFired(timer), SYSTEM, {}, timer.due_at))
+        while (timer := self.stored.next_due(to)) is not None:
+            self.stored.fire_timer(timer, timer.due_at)
             fired.append(timer)
+        return fired
 
     @property
-    def task(self):
-        assert self.snap is not None
+    def task(self) -> TaskRecord:
         return self.snap.tasks[0]
 
     @property
     def sla(self) -> dict[str, Any]:
-        assert self.snap is not None
         return self.snap.meta["sla"]
 
     def pending(self, state: str | None = None) -> list[tuple[str, datetime]]:
         return sorted(
-            (t.kind, t.due_at) for t in self.timers.values() if state is None or t.state == state
+            (t.kind, t.due_at) for t in self.stored.pending() if state is None or t.state == state
         )
 
 

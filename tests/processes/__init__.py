@@ -2,14 +2,14 @@
 
 Helpers shared by the test modules live here (this package has no conftest of its own):
 ``definition`` compiles a shipped file against the shipped org directory, ``Run`` drives one
-instance through the pure engine (``fire``) with the timers a store would keep, and
+instance through the pure engine (``fire``), each step kept by a real in-memory Store, and
 ``cli`` gives a deployed ``Shell`` for scenarios through ``python run.py``.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
 from engine.records import Outcome, Snapshot, TaskRecord, TimerRecord
-from engine.runtime import Act, Start, TimerFired, decode_variables, fire, live_values
+from engine.runtime import decode_variables, live_values
 from engine.yamlsafe import load_file, load_text
+from tests.scenario import Stored
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SH = ZoneInfo("Asia/Shanghai")
-SYSTEM = Actor("system", frozenset())
 
 
 def at(text: str) -> datetime:
@@ -53,37 +53,30 @@ def source(name: str) -> str:
 
 @dataclass
 class Run:
-    """One instance driven through ``fire``; keeps the pending timers as storage would."""
+    """One instance driven through ``fire`` and kept by a real store (``tests.scenario``);
+    ``now`` is the instant the next step happens unless it names one."""
 
     proc: CompiledProcess
-    snap: Snapshot
     now: datetime
-    timers: dict[str, TimerRecord] = field(default_factory=dict)
-    outcomes: list[Outcome] = field(default_factory=list)
+    stored: Stored
 
     @classmethod
     def start(cls, name: str, user: str | Actor, now: datetime, **data: Any) -> Run:
         proc = definition(name)
-        actor = user if isinstance(user, Actor) else org().actor(user)
-        out = fire(proc, None, Start("i1", 1), actor, data, now)
-        run = cls(proc, out.snapshot, now)
-        run._apply(out)
-        return run
-
-    def _apply(self, out: Outcome) -> Outcome:
-        for state in out.timers_cancel_states:
-            self.timers = {k: t for k, t in self.timers.items() if t.state != state}
-        for tid in out.timers_cancelled:
-            self.timers.pop(tid, None)
-        for timer in out.timers_set:
-            self.timers[timer.id] = timer
-        if out.snapshot.status != "active":
-            self.timers.clear()
-        self.snap = out.snapshot
-        self.outcomes.append(out)
-        return out
+        stored = Stored(proc)
+        stored.start(user if isinstance(user, Actor) else org().actor(user), data, now)
+        return cls(proc, now, stored)
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def snap(self) -> Snapshot:
+        assert self.stored.snap is not None
+        return self.stored.snap
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return self.stored.outcomes
 
     @property
     def state(self) -> str:
@@ -119,8 +112,7 @@ class Run:
         return self.outcomes[-1]
 
     def pending(self, kind: str | None = None) -> list[TimerRecord]:
-        found = sorted(self.timers.values(), key=lambda t: (t.due_at, t.id))
-        return [t for t in found if kind is None or t.kind == kind]
+        return [t for t in self.stored.pending() if kind is None or t.kind == kind]
 
     # ------------------------------------------------------------------ acting
 
@@ -133,29 +125,17 @@ class Run:
         **data: Any,
     ) -> Run:
         self.now = now or self.now
-        out = fire(
-            self.proc,
-            self.snap,
-            Act(self.task.id, action, comment),
-            user if isinstance(user, Actor) else org().actor(user),
-            data,
-            self.now,
-        )
-        self._apply(out)
+        actor = user if isinstance(user, Actor) else org().actor(user)
+        self.stored.act(actor, action, data, self.now, comment)
         return self
 
     def advance(self, to: datetime) -> list[Outcome]:
-        """Fire, in order, every pending timer due by ``to``, each at its due time."""
+        """Fire, in storage's order, every timer due by ``to``, each at its due time
+        (or at ``now`` if that is later: a step is never dated before the last one)."""
         fired = []
-        while True:
-            due = [t for t in self.pending() if t.due_at <= to]
-            if not due:
-                break
-            timer = due[0]
-            del self.timers[timer.id]
+        while (timer := self.stored.next_due(to)) is not None:
             self.now = max(self.now, timer.due_at)
-            out = fire(self.proc, self.snap, TimerFired(timer), SYSTEM, {}, self.now)
-            fired.append(self._apply(out))
+            fired.append(self.stored.fire_timer(timer, self.now))
         self.now = max(self.now, to)
         return fired
 
