@@ -6,6 +6,7 @@ All problems in a file are gathered and raised together as one DefinitionError, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -80,6 +81,7 @@ def source_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass
 class _Checker:
     """Checks one process document against the org and calendars, collecting every
     problem (each at its file:line:col) instead of stopping at the first.
@@ -89,24 +91,22 @@ class _Checker:
     tables) is kept for the process, so nothing is parsed twice.
     """
 
-    def __init__(
-        self,
-        doc: Document,
-        spec: ProcessSpec,
-        org: Org,
-        calendars: Mapping[str, WorkingCalendar],
-        people: bool,
-    ) -> None:
-        self.doc = doc
-        self.spec = spec
-        self.org = org
-        self.calendars = calendars
-        self.people = people
-        self.roles = frozenset(org.roles)
-        self.var_names = set(spec.variables)
-        self.problems: list[Problem] = []
-        self.exprs: dict[str, Expression] = {}
-        self.decisions: dict[str, DecisionTable] = {}
+    doc: Document
+    spec: ProcessSpec
+    org: Org
+    calendars: Mapping[str, WorkingCalendar]
+    people: bool
+    problems: list[Problem] = field(default_factory=list)
+    exprs: dict[str, Expression] = field(default_factory=dict)
+    decisions: dict[str, DecisionTable] = field(default_factory=dict)
+
+    @functools.cached_property
+    def roles(self) -> frozenset[str]:
+        return frozenset(self.org.roles)
+
+    @functools.cached_property
+    def var_names(self) -> set[str]:
+        return set(self.spec.variables)
 
     def add(self, path: PathKey, message: str) -> None:
         self.problems.append(self.doc.problem(path, message))
