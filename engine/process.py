@@ -34,7 +34,7 @@ from engine.model import (
     TaskSpec,
 )
 from engine.org import Org
-from engine.validation import pydantic_problems
+from engine.validation import parse_model
 from engine.values import VarType, coerce
 from engine.yamlsafe import Document, PathKey
 
@@ -437,12 +437,7 @@ def compile_process(
     person is active is never a definition question: a schedule resolves its user when
     the slot fires (see ``service.timekeeper``).
     """
-    from pydantic import ValidationError
-
-    try:
-        spec = ProcessSpec.model_validate(doc.data)
-    except ValidationError as exc:
-        raise DefinitionError(pydantic_problems(doc, exc)) from None
+    spec = parse_model(ProcessSpec, doc)
     calendars = dict(calendars or {})
     calendars.setdefault("cn", default_calendar())
     ck = _Checker(doc, spec, org, calendars, people)
