@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.sla import SlaClock
+
 JSON = dict[str, Any]
 
 
@@ -103,7 +105,13 @@ class Snapshot:
     task_seq: int = 0  # how many tasks this instance has ever opened (task ids are derived)
     approvers: tuple[str, ...] = ()  # users who acted on an earlier task (four-eyes)
     outcome: str | None = None  # the final state's outcome once completed
-    meta: JSON = field(default_factory=dict)  # engine bookkeeping: the SLA clock, extensions
+    meta: JSON = field(default_factory=dict)  # engine bookkeeping: {"sla": SlaClock JSON}
+
+    @property
+    def sla(self) -> SlaClock | None:
+        """The instance deadline clock, if the process has one."""
+        data = self.meta.get("sla")
+        return SlaClock.from_json(data) if data else None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ can apply the result in one transaction or not at all.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -44,6 +43,7 @@ from engine.records import (
     TaskRecord,
     TimerRecord,
 )
+from engine.sla import Extension, SlaClock
 from engine.values import VarType, coerce, decode, encode
 
 MAX_HOPS = 50
@@ -181,9 +181,9 @@ class _Step:
         self.notices: list[Notice] = []
         self.cancel_states: list[str] = []
         self.timers: list[TimerRecord] = []
-        # a deep copy: the SLA clock holds lists (extensions, pauses) that a step extends,
-        # and fire() must never change the snapshot it was given
-        self.meta: dict[str, Any] = copy.deepcopy(dict(snapshot.meta))
+        # frozen: a step replaces the clock, never changes the snapshot's
+        self.sla: SlaClock | None = snapshot.sla
+        self.base_sla = self.sla
 
     def ctx(self) -> dict[str, Any]:
         return context(
@@ -436,10 +436,7 @@ class _Step:
         raise ExpressionError(expr.source, f"'from' must give a date or time, got {value!r}")
 
     def sla_due(self) -> datetime | None:
-        sla = self.meta.get("sla")
-        if not sla or sla.get("stopped_at") or sla.get("paused_at"):
-            return None
-        return datetime.fromisoformat(sla["due_at"])
+        return self.sla.due_at if self.sla is not None and self.sla.running else None
 
     def sla_start(self, record: dict[str, Any]) -> None:
         dl = self.process.spec.deadline
@@ -449,28 +446,25 @@ class _Step:
         amount = self.amount(dl, "sla")
         due = self.process.calendar.add(begin, amount, dl.unit)  # type: ignore[arg-type]
         self.plan(dl, begin, SLA, f"{self.base.id}:sla0", "sla", None, due)
-        self.meta["sla"] = {
-            "started_at": self.now.isoformat(),
-            "counted_from": begin.isoformat(),
-            "amount": str(amount),
-            "unit": dl.unit,
-            "due_at": due.isoformat(),
-            "generation": 0,
-            "extensions": [],
-        }
+        self.sla = SlaClock(
+            started_at=self.now,
+            counted_from=begin,
+            amount=Decimal(amount),
+            unit=dl.unit,
+            due_at=due,
+        )
         record.setdefault("data", {})["due_at"] = due.isoformat()
 
-    def sla_replan(self, due: datetime, only_future: bool = False) -> None:
+    def sla_replan(self, sla: SlaClock, due: datetime, only_future: bool = False) -> None:
+        """Set ``sla`` moved to ``due``: new timers, and the tasks that follow it."""
         dl = self.process.spec.deadline
         assert dl is not None
-        sla = self.meta["sla"]
-        sla["generation"] = int(sla.get("generation", 0)) + 1
+        self.sla = sla = sla.replanned(due)
         self.cancel_states.append(SLA)
         first = len(self.timers)
-        self.plan(dl, self.now, SLA, f"{self.base.id}:sla{sla['generation']}", "sla", None, due)
+        self.plan(dl, self.now, SLA, f"{self.base.id}:sla{sla.generation}", "sla", None, due)
         if only_future:
             self.timers[first:] = [t for t in self.timers[first:] if t.due_at > self.now]
-        sla["due_at"] = due.isoformat()
         for tid, task in list(self.open_tasks.items()):
             state_dl = self.process.spec.states[task.state].deadline
             if task.status == "open" and state_dl is None and task.due_at != due:
@@ -480,38 +474,29 @@ class _Step:
 
     def sla_on_enter(self, target: str, record: dict[str, Any]) -> None:
         dl = self.process.spec.deadline
-        sla = self.meta.get("sla")
-        if dl is None or not sla or sla.get("stopped_at"):
+        sla = self.sla
+        if dl is None or sla is None or sla.stopped_at is not None:
             return
         state = self.process.spec.states[target]
         if target in dl.until or state.final:
-            due = datetime.fromisoformat(sla["due_at"])
-            sla["stopped_at"] = self.now.isoformat()
-            stopped = datetime.fromisoformat(sla["paused_at"]) if sla.get("paused_at") else self.now
-            sla["met"] = stopped <= due
-            sla.pop("paused_at", None)
+            self.sla = sla.stop(self.now)
             self.cancel_states.append(SLA)
-            record.setdefault("data", {})["deadline_met"] = sla["met"]
-        elif target in dl.paused_in and not sla.get("paused_at"):
-            due = datetime.fromisoformat(sla["due_at"])
-            sla["paused_at"] = self.now.isoformat()
-            sla["remaining_s"] = max(0, int((due - self.now).total_seconds()))
+            record.setdefault("data", {})["deadline_met"] = self.sla.met
+        elif target in dl.paused_in and sla.paused_at is None:
+            self.sla = sla.pause(self.now)
             self.cancel_states.append(SLA)
-        elif target not in dl.paused_in and sla.get("paused_at"):
+        elif target not in dl.paused_in and sla.paused_at is not None:
             # the clock stood still while paused: the deadline moves by the pause's length;
             # timers already behind us (an overdue notice fired before the pause) stay fired
-            sla.pop("remaining_s", None)
-            paused_at = datetime.fromisoformat(sla.pop("paused_at"))
-            sla.setdefault("pauses", []).append([paused_at.isoformat(), self.now.isoformat()])
-            due = datetime.fromisoformat(sla["due_at"])
-            self.sla_replan(due + (self.now - paused_at), only_future=True)
+            due = sla.resumed_due(self.now)
+            self.sla_replan(sla.resume(self.now), due, only_future=True)
 
     def extend(self, spec: Any, record: dict[str, Any], task: TaskRecord, action: str) -> None:
         """An approved extension moves the instance deadline, within its caps."""
-        sla = self.meta.get("sla")
-        if not sla or sla.get("stopped_at"):
+        sla = self.sla
+        if sla is None or sla.stopped_at is not None:
             raise ActionNotAllowed(task.id, action, "there is no running deadline to extend")
-        done = sla.get("extensions", [])
+        done = sla.extensions
         if len(done) >= spec.max_times:
             raise ActionNotAllowed(
                 task.id,
@@ -519,8 +504,8 @@ class _Step:
                 f"the deadline was already extended {len(done)} time(s); at most "
                 f"{spec.max_times} allowed",
             )
-        amount = self.amount(spec.by, f"{task.state}.{action}.extend")
-        total = sum(Decimal(e["amount"]) for e in done) + Decimal(amount)
+        amount = Decimal(self.amount(spec.by, f"{task.state}.{action}.extend"))
+        total = sum(e.amount for e in done) + amount
         if spec.max_total is not None and total > Decimal(spec.max_total):
             raise ActionNotAllowed(
                 task.id,
@@ -528,53 +513,19 @@ class _Step:
                 f"extensions may add at most {spec.max_total} {spec.by.unit} in total; "
                 f"this would make {total}",
             )
-        if sla.get("paused_at"):
+        if sla.paused_at is not None:
             raise ActionNotAllowed(
                 task.id, action, "the deadline is paused; extend it after resuming"
             )
-        old = datetime.fromisoformat(sla["due_at"])
-        new = self.extended_due(sla, old, Decimal(amount), spec.by.unit, done)
-        sla["extensions"] = [
-            *done,
-            {
-                "amount": str(amount),
-                "unit": spec.by.unit,
-                "at": self.now.isoformat(),
-                "by": self.actor,
-            },
-        ]
-        self.sla_replan(new)
+        old = sla.due_at
+        new = sla.extended_due(self.process.calendar, amount, spec.by.unit)
+        self.sla_replan(sla.extended(Extension(amount, spec.by.unit, self.now, self.actor)), new)
         record.setdefault("data", {})["extended"] = {
             "from": old.isoformat(),
             "to": new.isoformat(),
             "amount": str(amount),
             "unit": spec.by.unit,
         }
-
-    def extended_due(
-        self, sla: dict[str, Any], old: datetime, amount: Decimal, unit: str, done: list[Any]
-    ) -> datetime:
-        """Where an extension puts the deadline.
-
-        In the deadline's own unit the whole period is counted again from its start:
-        60 days plus 30 is day 90, even when day 60 fell on a holiday and the first
-        deadline had moved to the next working day (Civil Code art. 203 moves only the
-        last day of the period actually counted). Pauses push it back by their length.
-        In another unit it is counted on from the current deadline.
-        """
-        cal = self.process.calendar
-        if unit != sla.get("unit") or any(e["unit"] != unit for e in done):
-            return cal.add(old, amount, unit)  # type: ignore[arg-type]
-        total = Decimal(sla["amount"]) + sum(Decimal(e["amount"]) for e in done) + amount
-        begin = datetime.fromisoformat(sla["counted_from"])
-        paused = sum(
-            (
-                datetime.fromisoformat(b) - datetime.fromisoformat(a)
-                for a, b in sla.get("pauses", [])
-            ),
-            timedelta(),
-        )
-        return cal.add(begin, total, unit) + paused  # type: ignore[arg-type]
 
     def _changed(self, task: TaskRecord) -> None:
         self.changed = [t for t in self.changed if t.id != task.id] + [task]
@@ -593,6 +544,12 @@ class _Step:
             data=record.get("data", {}),
         )
 
+    def meta(self) -> dict[str, Any]:
+        """The snapshot's meta, copied only if this step changed the clock."""
+        if self.sla is self.base_sla or self.sla is None:
+            return self.base.meta
+        return {**self.base.meta, "sla": self.sla.to_json()}
+
     def outcome(self, expected: int | None) -> Outcome:
         snapshot = replace(
             self.base,
@@ -604,7 +561,7 @@ class _Step:
             tasks=tuple(t for t in self.open_tasks.values() if t.status == "open"),
             task_seq=self.task_seq,
             approvers=tuple(self.approvers),
-            meta=self.meta,
+            meta=self.meta(),
         )
         return Outcome(
             snapshot=snapshot,
@@ -861,8 +818,7 @@ def _timer(
         and (timer.state != snapshot.state or open_task is None or open_task.id != timer.task_id)
     )
     if timer.state == SLA:
-        sla = snapshot.meta.get("sla") or {}
-        stale = stale or bool(sla.get("stopped_at") or sla.get("paused_at"))
+        stale = stale or (step.sla is not None and not step.sla.running)
     if stale:
         record["action"] = f"{timer.kind}_skipped"
         step.audit.append(step.finish(record))
