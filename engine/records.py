@@ -164,6 +164,5 @@ class Outcome:
     changed: tuple[TaskRecord, ...] = ()  # existing tasks, as they are after the step
     audit: tuple[AuditRecord, ...] = ()
     timers_set: tuple[TimerRecord, ...] = ()
-    timers_cancelled: tuple[str, ...] = ()  # timer ids
     timers_cancel_states: tuple[str, ...] = ()  # cancel every pending timer of these states
     notices: tuple[Notice, ...] = ()

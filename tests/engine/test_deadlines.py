@@ -58,8 +58,6 @@ class Run:
     def apply(self, out: Outcome) -> Outcome:
         for state in out.timers_cancel_states:
             self.timers = {k: t for k, t in self.timers.items() if t.state != state}
-        for tid in out.timers_cancelled:
-            self.timers.pop(tid, None)
         for timer in out.timers_set:
             self.timers.setdefault(timer.id, timer)
         self.snap = replace(out.snapshot, row_version=(out.expected_row_version or 0) + 1)

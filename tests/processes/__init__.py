@@ -73,8 +73,6 @@ class Run:
     def _apply(self, out: Outcome) -> Outcome:
         for state in out.timers_cancel_states:
             self.timers = {k: t for k, t in self.timers.items() if t.state != state}
-        for tid in out.timers_cancelled:
-            self.timers.pop(tid, None)
         for timer in out.timers_set:
             self.timers[timer.id] = timer
         if out.snapshot.status != "active":
