@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import ActionNotAllowed, ExpressionError
 from engine.model import DeadlineSpec, Duration, ExtendSpec
 from engine.process import MAX_DURATION, SLA
-from engine.records import TaskRecord, TimerRecord
+from engine.records import TaskRecord, TaskStatus, TimerKind, TimerRecord
 from engine.sla import Extension, SlaClock
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def plan(
     due = due or later(step, start, dl, key)
     instance = step.base.id
     base = {"title": dl.title, "state": state, "due_at": due.isoformat()}
-    timers = [TimerRecord(f"{prefix}:due", instance, "deadline", due, state, task_id, base)]
+    timers = [TimerRecord(f"{prefix}:due", instance, TimerKind.deadline, due, state, task_id, base)]
     for i, rem in enumerate(dl.reminders):
         length = amount(step, rem.before, f"{key}.rem.{i}")
         delta = (
@@ -88,7 +88,9 @@ def plan(
         at = due - delta
         if at > step.now:
             timers.append(
-                TimerRecord(f"{prefix}:remind:{i}", instance, "reminder", at, state, task_id, base)
+                TimerRecord(
+                    f"{prefix}:remind:{i}", instance, TimerKind.reminder, at, state, task_id, base
+                )
             )
     for i, esc in enumerate(dl.escalations):
         at = due if esc.after is None else later(step, due, esc.after, f"{key}.esc.{i}")
@@ -96,7 +98,7 @@ def plan(
             TimerRecord(
                 f"{prefix}:escalate:{i + 1}",
                 instance,
-                "escalation",
+                TimerKind.escalation,
                 at,
                 state,
                 task_id,
@@ -201,5 +203,5 @@ def _replan(step: Step, sla: SlaClock, due: datetime, only_future: bool = False)
     plan(step, dl, step.now, SLA, prefix, "sla", None, due, only_future=only_future)
     for task in step.tasks():
         state_dl = step.process.spec.states[task.state].deadline
-        if task.status == "open" and state_dl is None and task.due_at != due:
+        if task.status == TaskStatus.open and state_dl is None and task.due_at != due:
             step.update_task(replace(task, due_at=due))

@@ -21,7 +21,16 @@ from engine.errors import ActionNotAllowed, NotFound, WorkflowError
 from engine.model import TaskMode
 from engine.org import Actor
 from engine.process import GOTO_PREFIX, NEW, SLA, START_TRIGGER, CompiledProcess
-from engine.records import Outcome, Signoff, Snapshot, TimerRecord
+from engine.records import (
+    InstanceStatus,
+    NoticeEvent,
+    Outcome,
+    Signoff,
+    Snapshot,
+    TaskStatus,
+    TimerKind,
+    TimerRecord,
+)
 from engine.steps import SYSTEM, Step
 from engine.values import coerce, encode
 
@@ -120,7 +129,7 @@ def _start(
         process=spec.process,
         version=event.version,
         state=NEW,
-        status="active",
+        status=InstanceStatus.active,
         variables={},
         requester=requester,
         created_at=now,
@@ -161,7 +170,7 @@ def _act(
     task = next((t for t in snapshot.tasks if t.id == event.task_id), None)
     if task is None:
         raise NotFound("task", event.task_id, "list open tasks with 'tasks'")
-    if snapshot.status != "active":
+    if snapshot.status != InstanceStatus.active:
         raise ActionNotAllowed(task.id, event.action, f"the instance is {snapshot.status}")
     tspec = process.spec.states[task.state].task
     assert tspec is not None
@@ -221,7 +230,7 @@ def _act(
         deadlines.extend(step, aspec.extend, record, task, event.action)
     closed = replace(
         signed,
-        status="done",
+        status=TaskStatus.done,
         decision=event.action,
         decided_by=actor.user,
         closed_at=now,
@@ -256,7 +265,7 @@ def _timer(
         | ({"level": timer.data["level"]} if "level" in timer.data else {}),
     }
     open_task = next(iter(snapshot.tasks), None)
-    stale = snapshot.status != "active" or (
+    stale = snapshot.status != InstanceStatus.active or (
         timer.state != SLA
         and (timer.state != snapshot.state or open_task is None or open_task.id != timer.task_id)
     )
@@ -270,11 +279,11 @@ def _timer(
     recipients = tuple(f"role:{r}" for r in roles)
     task_id = timer.task_id or (open_task.id if open_task else None)
     notice_data = dict(timer.data) | {"state": snapshot.state}
-    if timer.kind == "reminder":
-        step.notify("reminder", recipients, task_id, notice_data)
-    elif timer.kind == "deadline":
-        step.notify("overdue", recipients, task_id, notice_data)
-    elif timer.kind == "escalation":
+    if timer.kind == TimerKind.reminder:
+        step.notify(NoticeEvent.reminder, recipients, task_id, notice_data)
+    elif timer.kind == TimerKind.deadline:
+        step.notify(NoticeEvent.overdue, recipients, task_id, notice_data)
+    elif timer.kind == TimerKind.escalation:
         dl = (
             process.spec.deadline
             if timer.state == SLA
@@ -289,11 +298,16 @@ def _timer(
             record["data"]["reassigned_to"] = esc.reassign
             notice_data["reassigned_to"] = esc.reassign
             notify += (f"role:{esc.reassign}",)
-        step.notify("escalated", tuple(dict.fromkeys(notify + recipients)), task_id, notice_data)
+        step.notify(
+            NoticeEvent.escalated, tuple(dict.fromkeys(notify + recipients)), task_id, notice_data
+        )
         if esc.goto:
             if open_task is not None:
                 cancelled = replace(
-                    step.task(open_task.id), status="cancelled", decision="escalated", closed_at=now
+                    step.task(open_task.id),
+                    status=TaskStatus.cancelled,
+                    decision="escalated",
+                    closed_at=now,
                 )
                 step.update_task(cancelled)
             step.cancel_timers(snapshot.state)

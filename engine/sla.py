@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 TimeText = Callable[[datetime], Any]
 NumberText = Callable[[Decimal], Any]
+
+
+class SlaPhase(StrEnum):
+    """Where the clock stands, in one word for people."""
+
+    running = "running"
+    paused = "paused"
+    met = "met"  # stopped by its due time
+    stopped = "stopped"  # stopped after its due time
 
 
 def _iso(moment: datetime) -> str:
@@ -86,13 +96,12 @@ class SlaClock:
         return self.stopped_at is None and self.paused_at is None
 
     @property
-    def phase(self) -> str:
-        """One word for people: running, paused, met or stopped (missed)."""
+    def phase(self) -> SlaPhase:
         if self.paused_at is not None:
-            return "paused"
+            return SlaPhase.paused
         if self.met:
-            return "met"
-        return "stopped" if self.stopped_at is not None else "running"
+            return SlaPhase.met
+        return SlaPhase.stopped if self.stopped_at is not None else SlaPhase.running
 
     # ------------------------------------------------------------------ changes
 

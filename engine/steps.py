@@ -18,7 +18,17 @@ from engine.decisions import evaluate as evaluate_table
 from engine.errors import ExpressionError, InvalidData
 from engine.model import Inputs
 from engine.process import ROUTE_TRIGGER, CompiledProcess
-from engine.records import AuditRecord, Notice, Outcome, Snapshot, TaskRecord, TimerRecord
+from engine.records import (
+    AuditRecord,
+    InstanceStatus,
+    Notice,
+    NoticeEvent,
+    Outcome,
+    Snapshot,
+    TaskRecord,
+    TaskStatus,
+    TimerRecord,
+)
 from engine.sla import SlaClock
 from engine.values import VarType, coerce, encode
 
@@ -164,11 +174,11 @@ class Step:
             if entry:
                 record.setdefault("data", {}).update(entry)
             if state.final:
-                self.status = "completed"
+                self.status = InstanceStatus.completed
                 self.outcome_name = state.outcome or target
                 record.setdefault("data", {})["outcome"] = self.outcome_name
                 self.notify(
-                    "completed",
+                    NoticeEvent.completed,
                     (f"user:{self.base.requester}",),
                     None,
                     {"outcome": self.outcome_name, "state": target},
@@ -213,14 +223,14 @@ class Step:
             roles=roles,
             mode=tspec.mode.value,
             actions=tuple(tspec.actions),
-            status="open",
+            status=TaskStatus.open,
             created_at=self.now,
             due_at=due_at,
         )
         self._opened.append(task)
         self._tasks[task.id] = task
         self.notify(
-            "task_assigned",
+            NoticeEvent.task_assigned,
             tuple(f"role:{r}" for r in task.pending_roles),
             task.id,
             {"state": sname, "title": tspec.title or self.process.spec.states[sname].title}
@@ -260,7 +270,7 @@ class Step:
 
     def notify(
         self,
-        event: str,
+        event: NoticeEvent,
         recipients: tuple[str, ...],
         task_id: str | None,
         data: dict[str, Any],
@@ -302,7 +312,7 @@ class Step:
             outcome=self.outcome_name,
             variables=encode_variables(self.values),
             updated_at=self.now,
-            tasks=tuple(t for t in self._tasks.values() if t.status == "open"),
+            tasks=tuple(t for t in self._tasks.values() if t.status == TaskStatus.open),
             task_seq=self._task_seq,
             approvers=tuple(self._approvers),
             meta=self._meta(),
