@@ -16,10 +16,15 @@ from engine.values import decode, encode
 
 
 def decode_variables(process: CompiledProcess, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """Stored JSON -> typed Python values, every declared variable present (None if unset)."""
-    return {
-        name: decode(spec.type, stored.get(name)) for name, spec in process.spec.variables.items()
-    }
+    """Stored JSON -> typed Python values, every declared variable present (None if unset),
+    in declaration order."""
+    variables = process.spec.variables
+    values: dict[str, Any] = dict.fromkeys(variables)
+    for name, raw in stored.items():
+        spec = variables.get(name)
+        if spec is not None and raw is not None:
+            values[name] = decode(spec.type, raw)
+    return values
 
 
 def encode_variables(values: Mapping[str, Any]) -> dict[str, Any]:

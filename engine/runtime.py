@@ -204,12 +204,13 @@ def _act(
         | ({"comment": comment} if comment else {}),
     }
     step.signed_by(actor.user, on_behalf_of)
-    signed = replace(task, signoffs=(*task.signoffs, signoff))
-    if (
-        tspec.mode is not TaskMode.any
-        and event.action == tspec.countersign
-        and signed.pending_roles
-    ):
+    signoffs = (*task.signoffs, signoff)
+    signed = (
+        replace(task, signoffs=signoffs)
+        if tspec.mode is not TaskMode.any and event.action == tspec.countersign
+        else None
+    )
+    if signed is not None and signed.pending_roles:
         # 会签 / 依次: not everyone has signed yet, the task stays open; every signature
         # must meet the guard, not only the last one
         if aspec.when is not None:
@@ -229,7 +230,8 @@ def _act(
     if aspec.extend is not None:
         deadlines.extend(step, aspec.extend, record, task, event.action)
     closed = replace(
-        signed,
+        task,
+        signoffs=signoffs,
         status=TaskStatus.done,
         decision=event.action,
         decided_by=actor.user,

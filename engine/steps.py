@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from transitions import EventData, MachineError
+
 from engine import deadlines
 from engine.context import context, encode_variables
 from engine.decisions import evaluate as evaluate_table
@@ -67,20 +69,30 @@ class Step:
         self._opened: list[TaskRecord] = []
         self._changed: dict[str, TaskRecord] = {}
         self._audit: list[AuditRecord] = []
-        self._notices: list[Notice] = []
+        self._notices: list[tuple[NoticeEvent, tuple[str, ...], str | None, dict[str, Any]]] = []
         self._told: dict[str, Any] = {}
         self._cancel_states: list[str] = []
         self._timers: list[TimerRecord] = []
+        self._ctx: dict[str, Any] | None = None  # what expressions see; None once values change
 
     # ---------------------------------------------------------------- values
 
     def ctx(self) -> dict[str, Any]:
-        return context(
-            self.values, self.now, self.actor, self.base.requester, calendar=self.process.calendar
-        )
+        """What an expression sees now; built again only after a variable changed
+        (expressions read their context, never change it)."""
+        if self._ctx is None:
+            self._ctx = context(
+                self.values,
+                self.now,
+                self.actor,
+                self.base.requester,
+                calendar=self.process.calendar,
+            )
+        return self._ctx
 
     def assign(self, name: str, value: Any, source: str) -> None:
         spec = self.process.spec.variables[name]
+        self._ctx = None
         try:
             self.values[name] = coerce(
                 name, spec.type, value, values=spec.values, minimum=spec.min, maximum=spec.max
@@ -113,6 +125,7 @@ class Step:
             if spec.type is VarType.user and given[name] not in self.process.known_users:
                 raise InvalidData(name, f"unknown user {given[name]!r}; see 'run.py users'")
         self.values.update(given)
+        self._ctx = None
         for name in step.require:
             if self.values.get(name) is None:
                 raise InvalidData(name, f"required by {where}: give it with --set {name}=VALUE")
@@ -121,15 +134,27 @@ class Step:
     # ---------------------------------------------------------------- moving
 
     def trigger(self, source: str, trigger: str) -> str | None:
-        """Fire ``trigger`` from ``source`` on the process's machine; None if no guard held."""
+        """Where ``trigger`` leads from ``source``: the destination of the first of the
+        machine's transitions whose guards hold, or None if none holds.
+
+        The machine is read, never moved: no model is attached to it and none is set to a
+        state, so firings need no lock and share nothing (``transitions`` would otherwise
+        keep a model's state and a queue on the shared machine). The guards are checked by
+        ``transitions`` itself, as its ``Event.trigger`` does, with the same event data.
+        """
         machine = self.process.machine
-        cursor = self.process.cursor
         assert machine is not None
-        context = self.ctx()
-        with self.process.lock:
-            machine.set_state(source, model=cursor)
-            moved = machine.events[trigger].trigger(cursor, context=context)
-            return cursor.state if moved else None
+        event = machine.events[trigger]
+        if source not in event.transitions:
+            raise MachineError(f"Can't trigger event {trigger} from state {source}!")
+        data = None
+        for transition in event.transitions[source]:
+            if transition.conditions and data is None:
+                state = machine.get_state(source)
+                data = EventData(state, event, machine, None, (), {"context": self.ctx()})
+            if all(condition.check(data) for condition in transition.conditions):
+                return transition.dest
+        return None
 
     def enter(self, target: str, record: dict[str, Any]) -> None:
         """Enter ``target`` and follow automatic routes; ``record`` is the audit entry to fill."""
@@ -275,7 +300,7 @@ class Step:
         task_id: str | None,
         data: dict[str, Any],
     ) -> None:
-        self._notices.append(Notice(event, recipients, self.base.id, task_id, data))
+        self._notices.append((event, recipients, task_id, data))
 
     def tell(self, data: Mapping[str, Any]) -> None:
         """Add ``data`` to every notice of this step (who acted, and why)."""
@@ -319,6 +344,7 @@ class Step:
         )
         told = self._told
         process = {"process": self.process.name}
+        instance = self.base.id
         return Outcome(
             snapshot=snapshot,
             expected_row_version=expected,
@@ -328,7 +354,7 @@ class Step:
             timers_set=tuple(self._timers),
             timers_cancel_states=tuple(dict.fromkeys(self._cancel_states)),
             notices=tuple(
-                Notice(n.event, n.recipients, n.instance_id, n.task_id, process | n.data | told)
-                for n in self._notices
+                Notice(event, recipients, instance, task_id, process | data | told)
+                for event, recipients, task_id, data in self._notices
             ),
         )
