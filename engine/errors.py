@@ -111,10 +111,6 @@ class Conflict(WorkflowError):
         super().__init__(msg)
 
 
-class InstanceClosed(WorkflowError):
-    """The instance has already reached a final state."""
-
-
 class AuditKeyError(ShenpiError):
     """The audit key named by the environment is missing, unreadable or too weak."""
 

@@ -47,7 +47,6 @@ __all__ = [
     "MAX_SOURCE",
     "MAX_WORK",
     "Expression",
-    "compile_all",
 ]
 
 
@@ -385,10 +384,3 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
-
-
-def compile_all(sources: Mapping[str, str]) -> dict[str, Expression]:
-    return {key: Expression(src) for key, src in sources.items()}
-
-
-Evaluator = Callable[[Mapping[str, Any]], Any]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,9 +64,7 @@ class CompiledProcess:
     calendar: WorkingCalendar = field(default_factory=default_calendar)
     expressions: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
-    machine: Machine | None = None
-    cursor: Any = None  # the one model kept attached to the machine (see runtime.trigger)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    machine: Machine | None = None  # read only, never attached to a model (steps.trigger)
 
     @property
     def name(self) -> str:
@@ -456,21 +453,7 @@ def compile_process(
         decisions=ck.decisions,
     )
     process.machine = _build_machine(process)
-    process.cursor = _Cursor()
-    process.machine.add_model(process.cursor, initial=NEW)
     return process
-
-
-class _Cursor:
-    """The single model attached to a process's machine.
-
-    Instances are snapshots, never machine models: ``transitions`` scans every attached
-    model in ``add_model``, and attaching one per step costs more than the step. A firing
-    sets this cursor to the snapshot's state, triggers, and reads the new state, under
-    the process's lock.
-    """
-
-    state: str
 
 
 def _has_defaults(spec: ProcessSpec, names: Iterable[str]) -> bool:

@@ -11,9 +11,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from engine.sla import SlaClock
+
 JSON = dict[str, Any]
+
+
+# Each member's name is its value: the values are what storage holds and what queries and
+# other layers pass as plain strings, and a StrEnum hashes by name, so only then does
+# "open" find TaskStatus.open in a dict or set.
+
+
+class InstanceStatus(StrEnum):
+    active = "active"
+    completed = "completed"  # a final state was reached
+
+
+class TaskStatus(StrEnum):
+    open = "open"
+    done = "done"  # someone took an action that closed it
+    cancelled = "cancelled"  # an escalation moved the instance away from it
+
+
+class TimerStatus(StrEnum):
+    pending = "pending"
+    fired = "fired"
+    cancelled = "cancelled"  # its state was left, or the SLA clock moved
+
+
+class TimerKind(StrEnum):
+    deadline = "deadline"
+    reminder = "reminder"
+    escalation = "escalation"
+
+
+class NoticeEvent(StrEnum):
+    """What a notice is about (the key of its message template)."""
+
+    task_assigned = "task_assigned"
+    reminder = "reminder"
+    overdue = "overdue"
+    escalated = "escalated"
+    completed = "completed"
+    schedule_failed = "schedule_failed"
 
 
 @dataclass(frozen=True)
@@ -61,7 +103,7 @@ class TaskRecord:
     roles: tuple[str, ...]
     mode: str  # any | all | sequence
     actions: tuple[str, ...]
-    status: str  # open | done | cancelled
+    status: str  # a TaskStatus
     created_at: datetime
     due_at: datetime | None = None
     closed_at: datetime | None = None
@@ -75,7 +117,7 @@ class TaskRecord:
 
         All of them for `any`, the unsigned ones for `all`, the next one for `sequence`.
         """
-        if self.status != "open":
+        if self.status != TaskStatus.open:
             return ()
         if self.mode == "any":
             return self.roles
@@ -93,7 +135,7 @@ class Snapshot:
     process: str
     version: int
     state: str
-    status: str  # active | completed
+    status: str  # an InstanceStatus
     variables: JSON
     requester: str
     created_at: datetime
@@ -103,7 +145,13 @@ class Snapshot:
     task_seq: int = 0  # how many tasks this instance has ever opened (task ids are derived)
     approvers: tuple[str, ...] = ()  # users who acted on an earlier task (four-eyes)
     outcome: str | None = None  # the final state's outcome once completed
-    meta: JSON = field(default_factory=dict)  # engine bookkeeping: the SLA clock, extensions
+    meta: JSON = field(default_factory=dict)  # engine bookkeeping: {"sla": SlaClock JSON}
+
+    @property
+    def sla(self) -> SlaClock | None:
+        """The instance deadline clock, if the process has one."""
+        data = self.meta.get("sla")
+        return SlaClock.from_json(data) if data else None
 
 
 @dataclass(frozen=True)
@@ -128,7 +176,7 @@ class TimerRecord:
 
     id: str
     instance_id: str
-    kind: str  # deadline | reminder | escalation | ...
+    kind: str  # a TimerKind
     due_at: datetime
     state: str
     task_id: str | None = None
@@ -139,7 +187,7 @@ class TimerRecord:
 class Notice:
     """A notification to put in the outbox in the same transaction as the step."""
 
-    event: str  # task_assigned | reminder | overdue | escalated | done ...
+    event: str  # a NoticeEvent
     recipients: tuple[str, ...]  # user:<id> or role:<id>
     instance_id: str | None  # None for a notice about no instance (a scheduled run that failed)
     task_id: str | None = None
@@ -156,6 +204,5 @@ class Outcome:
     changed: tuple[TaskRecord, ...] = ()  # existing tasks, as they are after the step
     audit: tuple[AuditRecord, ...] = ()
     timers_set: tuple[TimerRecord, ...] = ()
-    timers_cancelled: tuple[str, ...] = ()  # timer ids
     timers_cancel_states: tuple[str, ...] = ()  # cancel every pending timer of these states
     notices: tuple[Notice, ...] = ()

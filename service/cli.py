@@ -659,7 +659,7 @@ def show(settings: Settings, instance_id: str, viewer: str | None, output: str) 
 
 def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
     from engine.values import check_name
-    from service.display import iso, iso_text, plain_number_text
+    from service.display import iso, plain_decimal
     from service.views import audit_json, display_variables, instance_json, task_json
 
     check_name("instance id", instance_id)
@@ -675,23 +675,12 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
     variables = display_variables(
         _variable_types(proc), wf.visible_variables(snapshot, viewer, now)
     )
-    deadlines = wf.deadlines(snapshot)
+    # the SLA clock is stored in the calendar's zone; shown in the display zone like every time
+    deadlines = wf.deadlines(snapshot, time=iso, number=plain_decimal)
     for timer in deadlines["timers"]:
         for key in ("due_at", "fired_at"):
             timer[key] = iso(timer[key])
     sla = deadlines["instance_deadline"]
-    if sla:  # stored in the calendar's zone; shown in the display zone like every time
-        for key, value in list(sla.items()):
-            if key.endswith("_at") or key == "counted_from":
-                sla[key] = iso_text(value)
-        if isinstance(sla.get("pauses"), list):
-            sla["pauses"] = [[iso_text(v) for v in pause] for pause in sla["pauses"]]
-        if "amount" in sla:
-            sla["amount"] = plain_number_text(sla["amount"])
-        sla["extensions"] = [
-            e | {"at": iso_text(e.get("at")), "amount": plain_number_text(e.get("amount"))}
-            for e in sla.get("extensions", [])
-        ]
     data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
     if output == "json":
         emit(output, data, lambda: None)
@@ -707,13 +696,13 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
         click.echo(f"  {key}: {_cell(value)}")
     click.echo("open tasks:")
     print_table(tasks, ["id", "title", "role", "actions", "due_at", "overdue"])
-    if sla:
-        state = "met" if sla.get("met") else ("stopped" if sla.get("stopped_at") else "running")
-        if sla.get("paused_at"):
-            state = "paused"
-        extended = len(sla.get("extensions", []))
-        provisional = "; provisional" if sla.get("provisional") else ""
-        click.echo(f"deadline {sla['due_at']} ({state}; extended {extended} time(s){provisional})")
+    clock = snapshot.sla
+    if sla and clock:
+        extended = len(clock.extensions)
+        provisional = "; provisional" if sla["provisional"] else ""
+        click.echo(
+            f"deadline {sla['due_at']} ({clock.phase}; extended {extended} time(s){provisional})"
+        )
     for warning in deadlines["calendar_warnings"]:
         click.echo(f"warning: {warning}")
     if deadlines["timers"]:

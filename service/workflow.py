@@ -22,6 +22,7 @@ from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
 from engine.runtime import SYSTEM, Act, Start, authorize, decode_variables, fire, live_values
+from engine.sla import NumberText, TimeText
 from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
 from storage.paging import Page
@@ -353,8 +354,11 @@ class Workflow:
             out.append(row | {"data": data})
         return out
 
-    def deadlines(self, snapshot: Snapshot) -> dict[str, Any]:
-        """Every timer of the instance, fired, cancelled and planned, and the SLA clock."""
+    def deadlines(
+        self, snapshot: Snapshot, time: TimeText = datetime.isoformat, number: NumberText = str
+    ) -> dict[str, Any]:
+        """Every timer of the instance, fired, cancelled and planned, and the SLA clock
+        (its times and amounts written by ``time`` and ``number``)."""
         proc = self.process(snapshot.process, snapshot.version)
         timers = [
             {
@@ -369,17 +373,18 @@ class Workflow:
             }
             for t in self.store.instance_timers(snapshot.id)
         ]
-        sla = dict(snapshot.meta.get("sla") or {})
+        clock = snapshot.sla
         dues = [t["due_at"] for t in timers] + [snapshot.created_at]
         cal = proc.calendar
         warnings = cal.warnings_for(min(dues), max(dues))
         for timer in timers:
             timer["provisional"] = bool(cal.provisional_years(timer["due_at"], timer["due_at"]))
-        if sla.get("due_at"):
-            due = datetime.fromisoformat(sla["due_at"])
-            sla["provisional"] = bool(cal.provisional_years(due, due))
+        sla = None
+        if clock is not None:
+            provisional = bool(cal.provisional_years(clock.due_at, clock.due_at))
+            sla = clock.to_json(time, number) | {"provisional": provisional}
         return {
-            "instance_deadline": sla or None,
+            "instance_deadline": sla,
             "timers": timers,
             "calendar_warnings": warnings,
             "provisional_years": cal.provisional_years(min(dues), max(dues)),

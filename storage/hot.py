@@ -424,7 +424,6 @@ class Hot:
             for (i, r), due in sorted(pending.items())
         ]
         plan.audit = self.audit_rows(outcome.audit, recorded_at)
-        plan.cancel_ids = [{"id": i} for i in outcome.timers_cancelled]
         plan.cancel_states = [
             {"instance_id": snap.id, "state": s} for s in outcome.timers_cancel_states
         ]

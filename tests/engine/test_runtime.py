@@ -1,4 +1,6 @@
 import copy
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -92,6 +94,24 @@ def test_within_limit_completes_without_tasks(org: Org) -> None:
 def test_fire_is_pure_and_deterministic(org: Org) -> None:
     proc = build(APPROVAL, org)
     assert start(proc, org, amount="12", limit="10") == start(proc, org, amount="12", limit="10")
+
+
+def test_firings_share_nothing_and_run_side_by_side(org: Org) -> None:
+    """No lock and no shared model: threads firing on one compiled process at once get
+    exactly what each would get alone (amounts route three different ways)."""
+    proc = build(APPROVAL, org)
+    amounts = [str(a) for a in (5, 12, 14, 20) * 25]
+    alone = [start(proc, org, amount=a, limit="10") for a in amounts]
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda a: start(proc, org, amount=a, limit="10"), amounts))
+    finally:
+        sys.setswitchinterval(switch)
+    assert together == alone
+    assert {o.snapshot.state for o in alone} == {"approved", "vp_review", "gm_review"}
+    assert proc.machine is not None and proc.machine.models == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,360 @@
+"""One firing's working state: what ``fire`` builds up before it freezes it into an Outcome.
+
+``engine.runtime`` decides what an event does; a :class:`Step` holds what that changes
+(variables, tasks, timers, audit entries, notices) and offers the changes as methods, so
+the rules read as rules and the bookkeeping stays in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from transitions import EventData, MachineError
+
+from engine import deadlines
+from engine.context import context, encode_variables
+from engine.decisions import evaluate as evaluate_table
+from engine.errors import ExpressionError, InvalidData
+from engine.model import Inputs
+from engine.process import ROUTE_TRIGGER, CompiledProcess
+from engine.records import (
+    AuditRecord,
+    InstanceStatus,
+    Notice,
+    NoticeEvent,
+    Outcome,
+    Snapshot,
+    TaskRecord,
+    TaskStatus,
+    TimerRecord,
+)
+from engine.sla import SlaClock
+from engine.values import VarType, coerce, encode
+
+MAX_HOPS = 50
+SYSTEM = "system"
+
+
+class Step:
+    """Mutable working state of one firing; turned into a frozen Outcome at the end.
+
+    The snapshot it starts from is never changed: tasks and the SLA clock are frozen and
+    replaced, lists are the step's own.
+    """
+
+    def __init__(
+        self,
+        process: CompiledProcess,
+        snapshot: Snapshot,
+        values: dict[str, Any],
+        now: datetime,
+        actor: str,
+    ) -> None:
+        self.process = process
+        self.base = snapshot
+        self.values = values
+        self.now = now
+        self.actor = actor
+        self.state = snapshot.state
+        self.status = snapshot.status
+        self.outcome_name = snapshot.outcome
+        self.sla: SlaClock | None = snapshot.sla
+        self._base_sla = self.sla
+        self._task_seq = snapshot.task_seq
+        self._approvers = list(snapshot.approvers)
+        self._tasks = {t.id: t for t in snapshot.tasks}
+        self._opened: list[TaskRecord] = []
+        self._changed: dict[str, TaskRecord] = {}
+        self._audit: list[AuditRecord] = []
+        self._notices: list[tuple[NoticeEvent, tuple[str, ...], str | None, dict[str, Any]]] = []
+        self._told: dict[str, Any] = {}
+        self._cancel_states: list[str] = []
+        self._timers: list[TimerRecord] = []
+        self._ctx: dict[str, Any] | None = None  # what expressions see; None once values change
+
+    # ---------------------------------------------------------------- values
+
+    def ctx(self) -> dict[str, Any]:
+        """What an expression sees now; built again only after a variable changed
+        (expressions read their context, never change it)."""
+        if self._ctx is None:
+            self._ctx = context(
+                self.values,
+                self.now,
+                self.actor,
+                self.base.requester,
+                calendar=self.process.calendar,
+            )
+        return self._ctx
+
+    def assign(self, name: str, value: Any, source: str) -> None:
+        spec = self.process.spec.variables[name]
+        self._ctx = None
+        try:
+            self.values[name] = coerce(
+                name, spec.type, value, values=spec.values, minimum=spec.min, maximum=spec.max
+            )
+        except InvalidData as exc:
+            hint = " (round money with round_fen(...))" if "fen" in exc.reason else ""
+            raise ExpressionError(source, f"result for {name}: {exc.reason}{hint}") from None
+
+    def compute(self, sets: Mapping[str, str], key: str) -> None:
+        for name in sets:
+            expr = self.process.expr(f"{key}.set.{name}")
+            self.assign(name, expr.evaluate(self.ctx()), expr.source)
+
+    def take_inputs(self, step: Inputs, data: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Coerce and check what the person supplied; returns the accepted inputs."""
+        variables = self.process.spec.variables
+        allowed = set(step.require) | set(step.accept)
+        given: dict[str, Any] = {}
+        for name, raw in data.items():
+            if name not in variables:
+                known = ", ".join(sorted(variables)) or "none"
+                raise InvalidData(name, f"unknown variable; this process has: {known}")
+            if name not in allowed:
+                ok = ", ".join(sorted(allowed)) or "nothing"
+                raise InvalidData(name, f"cannot be set by {where}; it accepts: {ok}")
+            spec = variables[name]
+            given[name] = coerce(
+                name, spec.type, raw, values=spec.values, minimum=spec.min, maximum=spec.max
+            )
+            if spec.type is VarType.user and given[name] not in self.process.known_users:
+                raise InvalidData(name, f"unknown user {given[name]!r}; see 'run.py users'")
+        self.values.update(given)
+        self._ctx = None
+        for name in step.require:
+            if self.values.get(name) is None:
+                raise InvalidData(name, f"required by {where}: give it with --set {name}=VALUE")
+        return given
+
+    # ---------------------------------------------------------------- moving
+
+    def trigger(self, source: str, trigger: str) -> str | None:
+        """Where ``trigger`` leads from ``source``: the destination of the first of the
+        machine's transitions whose guards hold, or None if none holds.
+
+        The machine is read, never moved: no model is attached to it and none is set to a
+        state, so firings need no lock and share nothing (``transitions`` would otherwise
+        keep a model's state and a queue on the shared machine). The guards are checked by
+        ``transitions`` itself, as its ``Event.trigger`` does, with the same event data.
+        """
+        machine = self.process.machine
+        assert machine is not None
+        event = machine.events[trigger]
+        if source not in event.transitions:
+            raise MachineError(f"Can't trigger event {trigger} from state {source}!")
+        data = None
+        for transition in event.transitions[source]:
+            if transition.conditions and data is None:
+                state = machine.get_state(source)
+                data = EventData(state, event, machine, None, (), {"context": self.ctx()})
+            if all(condition.check(data) for condition in transition.conditions):
+                return transition.dest
+        return None
+
+    def enter(self, target: str, record: dict[str, Any]) -> None:
+        """Enter ``target`` and follow automatic routes; ``record`` is the audit entry to fill."""
+        records = [record]
+        self._follow(target, records)
+        for r in records:
+            self.log(r)
+
+    def _follow(self, target: str, records: list[dict[str, Any]]) -> None:
+        spec = self.process.spec
+        record = records[-1]
+        for _ in range(MAX_HOPS):
+            state = spec.states[target]
+            self.state = target
+            record["to_state"] = target
+            deadlines.on_enter(self, target, record)
+            entry: dict[str, Any] = {}
+            for i, dec in enumerate(state.decide):
+                table = self.process.decisions[dec.table]
+                inputs = {}
+                for name in table.inputs:
+                    if name in dec.inputs:
+                        inputs[name] = self.process.expr(f"{target}.decide.{i}.{name}").evaluate(
+                            self.ctx()
+                        )
+                    else:
+                        inputs[name] = self.values.get(name)
+                result = evaluate_table(table, inputs)
+                for out, value in result.outputs.items():
+                    self.assign(out, value, f"decision {dec.table}")
+                entry.setdefault("decisions", []).append(
+                    {
+                        "table": dec.table,
+                        "rule": result.rule + 1,
+                        "inputs": encode(result.inputs),
+                        "outputs": encode(result.outputs),
+                    }
+                )
+            if state.set:
+                self.compute(state.set, target)
+                entry["computed"] = {k: encode(self.values.get(k)) for k in state.set}
+            if entry:
+                record.setdefault("data", {}).update(entry)
+            if state.final:
+                self.status = InstanceStatus.completed
+                self.outcome_name = state.outcome or target
+                record.setdefault("data", {})["outcome"] = self.outcome_name
+                self.notify(
+                    NoticeEvent.completed,
+                    (f"user:{self.base.requester}",),
+                    None,
+                    {"outcome": self.outcome_name, "state": target},
+                )
+                return
+            if state.task is not None:
+                task = self.open_task(target)
+                record.setdefault("data", {})["opened_task"] = task.id
+                return
+            nxt = self.trigger(target, ROUTE_TRIGGER)
+            if nxt is None:  # pragma: no cover - validation demands an otherwise branch
+                raise ExpressionError(target, "no route branch matched")
+            record = {"actor": SYSTEM, "action": "route", "from_state": target}
+            records.append(record)
+            target = nxt
+        raise ExpressionError(target, f"more than {MAX_HOPS} automatic steps: a routing loop?")
+
+    # ---------------------------------------------------------------- tasks
+
+    def open_task(self, sname: str) -> TaskRecord:
+        tspec = self.process.spec.states[sname].task
+        assert tspec is not None
+        if tspec.role is not None:
+            roles: tuple[str, ...] = (tspec.role,)
+        elif tspec.role_from is not None:
+            expr = self.process.expr(f"{sname}.role_from")
+            role = expr.evaluate(self.ctx())
+            if not isinstance(role, str) or role not in self.process.known_roles:
+                raise ExpressionError(expr.source, f"gave {role!r}, which is not a known role")
+            roles = (role,)
+        else:
+            roles = tspec.roles
+        self._task_seq += 1
+        task_id = f"{self.base.id}-{self._task_seq}"
+        due_at = deadlines.task_due(self, sname, task_id)
+        task = TaskRecord(
+            id=task_id,
+            instance_id=self.base.id,
+            process=self.process.name,
+            name=sname,
+            state=sname,
+            roles=roles,
+            mode=tspec.mode.value,
+            actions=tuple(tspec.actions),
+            status=TaskStatus.open,
+            created_at=self.now,
+            due_at=due_at,
+        )
+        self._opened.append(task)
+        self._tasks[task.id] = task
+        self.notify(
+            NoticeEvent.task_assigned,
+            tuple(f"role:{r}" for r in task.pending_roles),
+            task.id,
+            {"state": sname, "title": tspec.title or self.process.spec.states[sname].title}
+            | ({"due_at": due_at.isoformat()} if due_at is not None else {}),
+        )
+        return task
+
+    def task(self, task_id: str) -> TaskRecord:
+        """The task as this step has left it so far."""
+        return self._tasks[task_id]
+
+    def tasks(self) -> Iterable[TaskRecord]:
+        """The instance's tasks as this step has left them so far (closed ones included)."""
+        return list(self._tasks.values())
+
+    def update_task(self, task: TaskRecord) -> None:
+        """Record ``task`` (signed, closed, reassigned, re-dated) as it is after the step."""
+        self._tasks[task.id] = task
+        self._changed.pop(task.id, None)
+        self._changed[task.id] = task
+
+    def signed_by(self, user: str, on_behalf_of: str | None) -> None:
+        """``user`` (and whom they stand in for) acted: four-eyes keeps them from the next
+        task."""
+        self._approvers.append(user)
+        if on_behalf_of:
+            self._approvers.append(on_behalf_of)
+
+    # ---------------------------------------------------------------- what it leaves
+
+    def set_timers(self, timers: Iterable[TimerRecord]) -> None:
+        self._timers.extend(timers)
+
+    def cancel_timers(self, state: str) -> None:
+        """Cancel every pending timer of ``state`` (the pseudo-state ``SLA`` included)."""
+        self._cancel_states.append(state)
+
+    def notify(
+        self,
+        event: NoticeEvent,
+        recipients: tuple[str, ...],
+        task_id: str | None,
+        data: dict[str, Any],
+    ) -> None:
+        self._notices.append((event, recipients, task_id, data))
+
+    def tell(self, data: Mapping[str, Any]) -> None:
+        """Add ``data`` to every notice of this step (who acted, and why)."""
+        self._told.update(data)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Add the audit entry ``record`` (actor, action, states, task_id, data)."""
+        self._audit.append(
+            AuditRecord(
+                at=self.now,
+                actor=record["actor"],
+                action=record["action"],
+                process=self.process.name,
+                instance_id=self.base.id,
+                from_state=record.get("from_state"),
+                to_state=record.get("to_state"),
+                on_behalf_of=record.get("on_behalf_of"),
+                task_id=record.get("task_id"),
+                data=record.get("data", {}),
+            )
+        )
+
+    def _meta(self) -> dict[str, Any]:
+        """The snapshot's meta, copied only if this step changed the clock."""
+        if self.sla is self._base_sla or self.sla is None:
+            return self.base.meta
+        return {**self.base.meta, "sla": self.sla.to_json()}
+
+    def outcome(self, expected: int | None) -> Outcome:
+        snapshot = replace(
+            self.base,
+            state=self.state,
+            status=self.status,
+            outcome=self.outcome_name,
+            variables=encode_variables(self.values),
+            updated_at=self.now,
+            tasks=tuple(t for t in self._tasks.values() if t.status == TaskStatus.open),
+            task_seq=self._task_seq,
+            approvers=tuple(self._approvers),
+            meta=self._meta(),
+        )
+        told = self._told
+        process = {"process": self.process.name}
+        instance = self.base.id
+        return Outcome(
+            snapshot=snapshot,
+            expected_row_version=expected,
+            opened=tuple(self._opened),
+            changed=tuple(self._changed.values()),
+            audit=tuple(self._audit),
+            timers_set=tuple(self._timers),
+            timers_cancel_states=tuple(dict.fromkeys(self._cancel_states)),
+            notices=tuple(
+                Notice(event, recipients, instance, task_id, process | data | told)
+                for event, recipients, task_id, data in self._notices
+            ),
+        )
