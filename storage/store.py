@@ -4,7 +4,7 @@ The engine hands over an :class:`~engine.records.Outcome`; :meth:`Store.apply` w
 of it in one transaction guarded by the instance's row version, so a crash or a lost race
 leaves either the whole step or nothing. Reads return the frozen records of
 ``engine.records``, never rows, so nothing above this layer sees SQLAlchemy.
-The per-action statements (apply, snapshot and task reads) live in ``storage.hot`` on
+The per-action statements (apply, snapshot and task reads) live in ``storage.steps`` on
 the DBAPI cursor for speed; everything else is SQLAlchemy Core.
 """
 
@@ -25,18 +25,19 @@ from engine.records import (
     AuditRecord,
     Notice,
     Outcome,
-    Signoff,
     Snapshot,
     TaskRecord,
     TimerRecord,
 )
 from storage import paging
 from storage.auditchain import AuditCheck, AuditHead, ChainChecker
+from storage.audithash import head_digest
 from storage.auditkeys import AuditKeys
 from storage.db import SQLITE_BEGIN, open_database
 from storage.deliveries import DeliveryQueue
-from storage.hot import Hot, aware, head_digest
 from storage.paging import Page
+from storage.rows import aware, snapshot_record, task_record, timer_record
+from storage.steps import StepWriter
 from storage.tables import (
     audit_chains,
     audit_log,
@@ -65,61 +66,6 @@ AUDIT_KEYS = (
     "hash",
 )
 _DEFINITION_RETRIES = 5
-
-
-# ---------------------------------------------------------------------- row <-> record
-
-
-def _task_record(row: Any) -> TaskRecord:
-    return TaskRecord(
-        id=row.id,
-        instance_id=row.instance_id,
-        process=row.process,
-        name=row.name,
-        state=row.state,
-        roles=tuple(row.roles),
-        mode=row.mode,
-        actions=tuple(row.actions),
-        status=row.status,
-        created_at=row.created_at,
-        due_at=row.due_at,
-        closed_at=row.closed_at,
-        decision=row.decision,
-        decided_by=row.decided_by,
-        signoffs=tuple(Signoff.from_json(s) for s in row.signoffs),
-    )
-
-
-def _snapshot(row: Any, open_tasks: Sequence[TaskRecord] = ()) -> Snapshot:
-    return Snapshot(
-        id=row.id,
-        process=row.process,
-        version=row.version,
-        state=row.state,
-        status=row.status,
-        variables=row.variables,
-        requester=row.requester,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        row_version=row.row_version,
-        tasks=tuple(open_tasks),
-        task_seq=row.task_seq,
-        approvers=tuple(row.approvers),
-        outcome=row.outcome,
-        meta=row.meta,
-    )
-
-
-def _timer_record(row: Any) -> TimerRecord:
-    return TimerRecord(
-        id=row.id,
-        instance_id=row.instance_id,
-        kind=row.kind,
-        due_at=row.due_at,
-        state=row.state,
-        task_id=row.task_id,
-        data=row.data,
-    )
 
 
 # Task ids are "<instance>-<n>": within one instant, shorter ids first puts -9 before -10.
@@ -199,7 +145,7 @@ class Store:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
-        self._hot = Hot(engine, self.audit_keys)
+        self._steps = StepWriter(engine, self.audit_keys)
         self.deliveries = DeliveryQueue(self)
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
         # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
@@ -266,19 +212,19 @@ class Store:
         same due timer or slot, and this is where all but one of them find out, in the
         same transaction that would have applied the effect.
         """
-        plan = self._hot.plan(outcome, recorded_at, fired_timer)
-        with self._hot.transaction(write=True) as cur:
+        plan = self._steps.plan(outcome, recorded_at, fired_timer)
+        with self._steps.transaction(write=True) as cur:
             if schedule_run is not None:
                 key, planned = schedule_run
                 params = {
                     "schedule": key,
-                    "planned_at": self._hot.when(aware(planned, "planned_at")),
-                    "started_at": self._hot.when(aware(recorded_at, "recorded_at")),
+                    "planned_at": self._steps.bind.when(aware(planned, "planned_at")),
+                    "started_at": self._steps.bind.when(aware(recorded_at, "recorded_at")),
                     "instance_id": outcome.snapshot.id,
                 }
-                if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+                if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
                     raise Conflict(outcome.snapshot.id, f"schedule {key} at {planned} already ran")
-            return self._hot.execute(cur, plan)
+            return self._steps.execute(cur, plan)
 
     def fail_schedule_run(
         self,
@@ -294,19 +240,21 @@ class Store:
         and the slot is not retried on every tick (the next slot runs as usual). Conflict
         when the slot was already claimed.
         """
-        rows = self._hot.audit_rows([audit], recorded_at)
-        recorded = self._hot.when(aware(recorded_at, "recorded_at"))
+        rows = self._steps.audit_rows([audit], recorded_at)
+        recorded = self._steps.bind.when(aware(recorded_at, "recorded_at"))
         params = {
             "schedule": schedule,
-            "planned_at": self._hot.when(aware(planned_at, "planned_at")),
+            "planned_at": self._steps.bind.when(aware(planned_at, "planned_at")),
             "started_at": recorded,
             "instance_id": None,
         }
-        with self._hot.transaction(write=True) as cur:
-            if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+        with self._steps.transaction(write=True) as cur:
+            if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
                 raise Conflict(schedule, f"schedule {schedule} at {planned_at} already ran")
-            seqs = self._hot.append_audit(cur, rows)
-            self._hot.many(cur, self._hot.INSERT_OUTBOX, self._hot.notice_rows(notices, recorded))
+            seqs = self._steps.append_audit(cur, rows)
+            self._steps.many(
+                cur, self._steps.INSERT_OUTBOX, self._steps.notice_rows(notices, recorded)
+            )
             return seqs
 
     def last_schedule_run(self, schedule: str) -> datetime | None:
@@ -329,16 +277,16 @@ class Store:
 
         For ``tick`` and bulk starts, where a commit per step would make the disk, not
         the work, the limit. Each step still applies completely or not at all (see
-        ``Hot.execute_batch``): a step that loses its race gets its Conflict in the
+        ``StepWriter.execute_batch``): a step that loses its race gets its Conflict in the
         result list, in order, and the others go ahead. Any other error aborts the whole
         batch. The caller bounds the batch: on PostgreSQL each step holds a lock slot (its
         audit chain's advisory lock) until the commit.
         """
-        plans = [self._hot.plan(outcome, recorded_at, fired) for outcome, fired in steps]
+        plans = [self._steps.plan(outcome, recorded_at, fired) for outcome, fired in steps]
         if not plans:
             return []
-        with self._hot.transaction(write=True) as cur:
-            return self._hot.execute_batch(cur, plans)
+        with self._steps.transaction(write=True) as cur:
+            return self._steps.execute_batch(cur, plans)
 
     # ------------------------------------------------------------------ audit
 
@@ -347,9 +295,9 @@ class Store:
         aware(recorded_at, "recorded_at")
         if not records:
             return []
-        rows = self._hot.audit_rows(records, recorded_at)
-        with self._hot.transaction(write=True) as cur:
-            return self._hot.append_audit(cur, rows)
+        rows = self._steps.audit_rows(records, recorded_at)
+        with self._steps.transaction(write=True) as cur:
+            return self._steps.append_audit(cur, rows)
 
     def query_audit(
         self,
@@ -491,8 +439,8 @@ class Store:
 
     def load_snapshot(self, instance_id: str) -> Snapshot:
         """The instance with its open tasks, read in one consistent transaction."""
-        with self._hot.transaction(write=False) as cur:
-            snap = self._hot.load_snapshot(cur, instance_id)
+        with self._steps.transaction(write=False) as cur:
+            snap = self._steps.load_snapshot(cur, instance_id)
         if snap is None:
             raise NotFound("instance", instance_id, "list instances with 'instances'")
         return snap
@@ -500,12 +448,12 @@ class Store:
     def load_snapshots(self, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
         """Several instances with their open tasks, read in one consistent transaction;
         ids that name no instance are absent from the result."""
-        with self._hot.transaction(write=False) as cur:
-            return self._hot.load_snapshots(cur, instance_ids)
+        with self._steps.transaction(write=False) as cur:
+            return self._steps.load_snapshots(cur, instance_ids)
 
     def get_task(self, task_id: str) -> TaskRecord:
-        with self._hot.transaction(write=False) as cur:
-            task = self._hot.get_task(cur, task_id)
+        with self._steps.transaction(write=False) as cur:
+            task = self._steps.get_task(cur, task_id)
         if task is None:
             raise NotFound("task", task_id, "list open tasks with 'tasks'")
         return task
@@ -600,7 +548,7 @@ class Store:
             # An instance has a handful of tasks: filter and order them here, so that
             # SQLite (no statistics) does not walk every open task through (status, due_at).
             stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id)
-            rows = [_task_record(r) for r in conn.execute(stmt)]
+            rows = [task_record(r._mapping) for r in conn.execute(stmt)]
             rows = [
                 t
                 for t in rows
@@ -630,7 +578,7 @@ class Store:
             for cond in _after_due(due, ident, key, dated_only=overdue_at is not None):
                 stmt = scan.where(cond).order_by(due, ident).limit(n - got)
                 for row in conn.execute(stmt):
-                    found.setdefault(row.id, _task_record(row))
+                    found.setdefault(row.id, task_record(row._mapping))
                     got += 1
                 if got >= n:
                     break
@@ -640,7 +588,7 @@ class Store:
         if not ids:
             return {}
         stmt = sa.select(instances).where(instances.c.id.in_(sorted(ids)))
-        return {r.id: _snapshot(r) for r in conn.execute(stmt)}
+        return {r.id: snapshot_record(r._mapping) for r in conn.execute(stmt)}
 
     def instance_versions(self, instance_ids: Collection[str]) -> dict[str, tuple[str, int]]:
         """(process, version) of each instance: what a task list needs to name its tasks."""
@@ -657,7 +605,7 @@ class Store:
         """Every task the instance ever had, open and closed, in the order they opened."""
         stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id).order_by(*_OPENING_ORDER)
         with self._read() as conn:
-            return [_task_record(r) for r in conn.execute(stmt)]
+            return [task_record(r._mapping) for r in conn.execute(stmt)]
 
     def list_instances(
         self,
@@ -698,7 +646,7 @@ class Store:
             stmt = stmt.where(start)
         stmt = stmt.order_by(instances.c.created_at, instances.c.id).limit(limit + 1)
         with self._read() as conn:
-            found = [_snapshot(r) for r in conn.execute(stmt)]
+            found = [snapshot_record(r._mapping) for r in conn.execute(stmt)]
         page = found[:limit]
         more = len(found) > limit
         nxt = paging.encode("instances", page[-1].created_at, page[-1].id) if more else None
@@ -809,7 +757,7 @@ class Store:
             )
         stmt = stmt.order_by(timers.c.due_at, timers.c.id).limit(limit)
         with self._read() as conn:
-            return [_timer_record(r) for r in conn.execute(stmt)]
+            return [timer_record(r._mapping) for r in conn.execute(stmt)]
 
     def instance_timers(self, instance_id: str) -> list[dict[str, Any]]:
         stmt = (

@@ -8,12 +8,14 @@ database; a test checks that they and this module agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+
+from storage.rows import time_out, utc
 
 metadata = sa.MetaData(
     naming_convention={
@@ -41,20 +43,14 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: storage needs timezone-aware times")
-        value = value.astimezone(UTC)
+        value = utc(value)
         if dialect.name == "sqlite":
             # SQLite stores text; fixed-width naive UTC keeps comparisons and ORDER BY right.
             return value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return time_out(value)
 
 
 def json_type() -> sa.types.TypeEngine[Any]:

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from engine.errors import AuditKeyError
 from storage import tables
 from storage.auditchain import AuditHead
+from storage.audithash import GENESIS, HASHED_FIELDS, _canonical, anchor_mac, audit_hash, iso_utc
 from storage.auditkeys import KEY_ENV, KEY_FILE_ENV, AuditKeys, key_id
 from storage.db import alembic_config, migrate, open_engine
-from storage.hot import GENESIS, HASHED_FIELDS, _canonical, anchor_mac, audit_hash, iso_utc
 from storage.store import Store
 from tests.storage.test_store import T0, audit, decide, start
 
