@@ -123,7 +123,6 @@ def _stage_two(
         (w.DELETE_TASK_ROLES, rows("roles_cleared")),
         (w.INSERT_TASK_ROLE, rows("roles")),
         (w.INSERT_AUDIT, []),
-        (w.CANCEL_TIMER, rows("cancel_ids")),
         (w.CANCEL_STATE, rows("cancel_states")),
         (w.INSERT_TIMER, rows("timers")),
         (w.INSERT_OUTBOX, rows("notices")),

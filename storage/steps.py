@@ -52,7 +52,6 @@ class Plan:
     roles_cleared: list[dict[str, Any]] = field(default_factory=list)
     roles: list[dict[str, Any]] = field(default_factory=list)
     audit: list[AuditRow] = field(default_factory=list)
-    cancel_ids: list[dict[str, Any]] = field(default_factory=list)
     cancel_states: list[dict[str, Any]] = field(default_factory=list)
     timers: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
@@ -102,9 +101,6 @@ class StepWriter(RawSQL):
         )
         audit_cols = [c.name for c in audit_log.c if c.name != "seq"]
         self.INSERT_AUDIT = self.insert(audit_log, audit_cols, " RETURNING seq" if self.pg else "")
-        self.CANCEL_TIMER = self.sql(
-            "UPDATE timers SET status = 'cancelled' WHERE id = :id AND status = 'pending'"
-        )
         self.CANCEL_STATE = self.sql(
             "UPDATE timers SET status = 'cancelled' WHERE instance_id = :instance_id "
             "AND state = :state AND status = 'pending'"
@@ -184,7 +180,6 @@ class StepWriter(RawSQL):
             for (i, r), due in sorted(pending.items())
         ]
         plan.audit = self.audit_rows(outcome.audit, recorded_at)
-        plan.cancel_ids = [{"id": i} for i in outcome.timers_cancelled]
         plan.cancel_states = [
             {"instance_id": snap.id, "state": s} for s in outcome.timers_cancel_states
         ]
@@ -249,7 +244,6 @@ class StepWriter(RawSQL):
         self.many(cur, self.DELETE_TASK_ROLES, plan.roles_cleared)
         self.many(cur, self.INSERT_TASK_ROLE, plan.roles)
         seqs = self.append_audit(cur, plan.audit)
-        self.many(cur, self.CANCEL_TIMER, plan.cancel_ids)
         self.many(cur, self.CANCEL_STATE, plan.cancel_states)
         self.many(cur, self.INSERT_TIMER, plan.timers)
         self.many(cur, self.INSERT_OUTBOX, plan.notices)

@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from engine.errors import Conflict, InvalidData, NotFound
 from engine.records import (
@@ -68,8 +66,6 @@ AUDIT_KEYS = (
 _DEFINITION_RETRIES = 5
 
 
-# Task ids are "<instance>-<n>": within one instant, shorter ids first puts -9 before -10.
-_OPENING_ORDER = (tasks.c.created_at, sa.func.length(tasks.c.id), tasks.c.id)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
 # _MIN_BATCH up to _MAX_BATCH while most are dropped.
@@ -147,14 +143,6 @@ class Store:
         self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
         self._steps = StepWriter(engine, self.audit_keys)
         self.deliveries = DeliveryQueue(self)
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
-        # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
-        # "0 rows" is how ON CONFLICT DO NOTHING says "someone else got there first".
-        self._insert_schedule_run = (
-            insert(schedule_runs)
-            .on_conflict_do_nothing(index_elements=["schedule", "planned_at"])
-            .execution_options(preserve_rowcount=True)
-        )
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:
@@ -383,10 +371,6 @@ class Store:
         more = len(rows) > limit
         return Page(page, paging.encode("audit", page[-1]["seq"]) if more else None)
 
-    def verify_audit(self, head: AuditHead | None = None, require_key: bool = False) -> list[str]:
-        """Every problem :meth:`check_audit` finds, one line each; [] when intact."""
-        return self.check_audit(head, require_key).problems
-
     def check_audit(self, head: AuditHead | None = None, require_key: bool = False) -> AuditCheck:
         """Recompute every chain and compare it with its anchor (and ``head``, if kept).
 
@@ -457,26 +441,6 @@ class Store:
         if task is None:
             raise NotFound("task", task_id, "list open tasks with 'tasks'")
         return task
-
-    def list_tasks(
-        self,
-        *,
-        roles: Collection[str] | None = None,
-        process: str | None = None,
-        status: str | None = "open",
-        instance_id: str | None = None,
-        overdue_at: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[TaskRecord]:
-        """The first ``limit`` tasks of :meth:`task_page`."""
-        return self.task_page(
-            roles=roles,
-            process=process,
-            status=status,
-            instance_id=instance_id,
-            overdue_at=overdue_at,
-            limit=limit,
-        ).items
 
     def task_page(
         self,
@@ -600,23 +564,6 @@ class Store:
                 stmt = sa.select(*cols).where(instances.c.id.in_(ids[start : start + 500]))
                 found.update((r.id, (r.process, r.version)) for r in conn.execute(stmt))
         return found
-
-    def instance_tasks(self, instance_id: str) -> list[TaskRecord]:
-        """Every task the instance ever had, open and closed, in the order they opened."""
-        stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id).order_by(*_OPENING_ORDER)
-        with self._read() as conn:
-            return [task_record(r._mapping) for r in conn.execute(stmt)]
-
-    def list_instances(
-        self,
-        *,
-        process: str | None = None,
-        state: str | None = None,
-        status: str | None = None,
-        limit: int = 1000,
-    ) -> list[Snapshot]:
-        """The first ``limit`` instances of :meth:`instance_page`."""
-        return self.instance_page(process=process, state=state, status=status, limit=limit).items
 
     def instance_page(
         self,
@@ -768,60 +715,7 @@ class Store:
         with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def next_timer_due(self) -> datetime | None:
-        stmt = sa.select(sa.func.min(timers.c.due_at)).where(timers.c.status == "pending")
-        with self._read() as conn:
-            return conn.execute(stmt).scalar()
-
-    def cancel_timer(self, timer_id: str) -> bool:
-        """Retire a pending timer that has nothing left to do (e.g. its instance completed);
-        False if it was no longer pending."""
-        stmt = (
-            sa.update(timers)
-            .where(timers.c.id == timer_id, timers.c.status == "pending")
-            .values(status="cancelled")
-        )
-        with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
-
-    # ------------------------------------------------------------------ schedules
-
-    def claim_schedule_run(self, schedule: str, planned_at: datetime, started_at: datetime) -> bool:
-        """True for exactly one caller per (schedule, planned_at), across processes.
-
-        ``ON CONFLICT DO NOTHING`` makes a racing PostgreSQL insert wait for the other
-        transaction and then report no row, instead of raising.
-        """
-        with self._write() as conn:
-            result = conn.execute(
-                self._insert_schedule_run,
-                {
-                    "schedule": schedule,
-                    "planned_at": aware(planned_at, "planned_at"),
-                    "started_at": aware(started_at, "started_at"),
-                    "instance_id": None,
-                },
-            )
-            return result.rowcount == 1
-
-    def set_schedule_instance(self, schedule: str, planned_at: datetime, instance_id: str) -> None:
-        stmt = (
-            sa.update(schedule_runs)
-            .where(schedule_runs.c.schedule == schedule, schedule_runs.c.planned_at == planned_at)
-            .values(instance_id=instance_id)
-        )
-        with self._write() as conn:
-            if conn.execute(stmt).rowcount != 1:
-                raise NotFound("schedule run", f"{schedule} at {planned_at.isoformat()}")
-
     # ------------------------------------------------------------------ outbox
-
-    def pending_notices(self, limit: int = 100) -> list[dict[str, Any]]:
-        stmt = (
-            sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
-        )
-        with self._read() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def claim_notices(
         self, now: datetime, limit: int = 100, lease: timedelta = timedelta(minutes=5)
