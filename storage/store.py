@@ -5,20 +5,19 @@ of it in one transaction guarded by the instance's row version, so a crash or a 
 leaves either the whole step or nothing. Reads return the frozen records of
 ``engine.records``, never rows, so nothing above this layer sees SQLAlchemy.
 The per-action statements (apply, snapshot and task reads) live in ``storage.steps`` on
-the DBAPI cursor for speed; everything else is SQLAlchemy Core.
+the DBAPI cursor for speed; everything else is SQLAlchemy Core. The Store is assembled
+from ``storage.auditlog`` and ``storage.listing``, which share ``storage.base``.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from engine.errors import Conflict, InvalidData, NotFound
+from engine.errors import Conflict, NotFound
 from engine.records import (
     AuditRecord,
     Notice,
@@ -27,121 +26,34 @@ from engine.records import (
     TaskRecord,
     TimerRecord,
 )
-from storage import paging
-from storage.auditchain import AuditCheck, AuditHead, ChainChecker
-from storage.audithash import head_digest
 from storage.auditkeys import AuditKeys
-from storage.db import SQLITE_BEGIN, open_database
+from storage.auditlog import AuditLog
+from storage.db import open_database
 from storage.deliveries import DeliveryQueue
-from storage.paging import Page
-from storage.rows import aware, snapshot_record, task_record, timer_record
-from storage.steps import StepWriter
+from storage.listing import Listings
+from storage.rows import aware, timer_record
 from storage.tables import (
-    audit_chains,
-    audit_log,
     definitions,
-    instances,
     outbox,
     schedule_runs,
-    task_roles,
-    tasks,
     timers,
 )
 
-AUDIT_KEYS = (
-    "seq",
-    "at",
-    "recorded_at",
-    "actor",
-    "on_behalf_of",
-    "instance_id",
-    "process",
-    "task_id",
-    "action",
-    "from_state",
-    "to_state",
-    "data",
-    "hash",
-)
 _DEFINITION_RETRIES = 5
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
-# _MIN_BATCH up to _MAX_BATCH while most are dropped.
-_MIN_BATCH = 32
-_MAX_BATCH = 1000
+class Store(AuditLog, Listings):
+    """The database behind one Shenpi installation. Thread-safe (the engine pools).
 
-Keep = Callable[[TaskRecord, Snapshot], bool]
-
-
-def _due_order(task: TaskRecord) -> tuple[bool, datetime, str]:
-    """The listing order of tasks in Python: by due time, undated last, then by id."""
-    return (task.due_at is None, task.due_at or _EPOCH, task.id)
-
-
-def _after_due(
-    due: sa.ColumnElement[Any],
-    ident: sa.ColumnElement[Any],
-    key: tuple[datetime | None, str] | None,
-    dated_only: bool,
-) -> list[sa.ColumnElement[bool]]:
-    """The index range scans that list (due, ident) after ``key``: dated rows, then undated.
-
-    Two scans rather than one ``ORDER BY due NULLS LAST``: SQLite keeps NULLs first in
-    an index and PostgreSQL last, and each scan alone walks an index in either order.
-    The ``due >= at`` part is what a planner turns into the range start.
+    Steps, snapshots, definitions, timers and the outbox are here; the audit log's
+    queries are in ``storage.auditlog``, the task and instance listings in
+    ``storage.listing``.
     """
-    dated: sa.ColumnElement[bool] = due.is_not(None)
-    undated: sa.ColumnElement[bool] | None = due.is_(None)
-    if key is not None:
-        at, last = key
-        if at is None:
-            return [] if dated_only else [sa.and_(due.is_(None), ident > last)]
-        dated = sa.and_(due >= at, sa.or_(due > at, ident > last))
-    if dated_only:
-        undated = None
-    return [dated] if undated is None else [dated, undated]
-
-
-def _after_created(key: tuple[datetime, str] | None) -> sa.ColumnElement[bool] | None:
-    if key is None:
-        return None
-    at, last = key
-    created = instances.c.created_at
-    return sa.and_(created >= at, sa.or_(created > at, instances.c.id > last))
-
-
-def _task_cursor(task: TaskRecord) -> str:
-    return paging.encode("tasks", task.due_at, task.id)
-
-
-def _task_key(after: str | None) -> tuple[datetime | None, str] | None:
-    if after is None:
-        return None
-    due, ident = paging.decode("tasks", after)
-    return due, ident
-
-
-def _due_order_key(key: tuple[datetime | None, str]) -> tuple[bool, datetime, str]:
-    at, ident = key
-    return (at is None, at or _EPOCH, ident)
-
-
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidData("limit", f"must be a whole number of at least 1, not {limit!r}")
-
-
-class Store:
-    """The database behind one Shenpi installation. Thread-safe (the engine pools)."""
 
     def __init__(self, engine: sa.Engine, audit_keys: AuditKeys | None = None) -> None:
         """``audit_keys`` default to the environment (storage.auditkeys)."""
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
-        self._steps = StepWriter(engine, self.audit_keys)
+        keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
+        super().__init__(engine, keys)
         self.deliveries = DeliveryQueue(self)
 
     @classmethod
@@ -159,30 +71,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction (SQLite: BEGIN IMMEDIATE, so writers queue, not fail)."""
-        with self.engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sa.Connection]:
-        """A read that sees one snapshot across statements (PostgreSQL: REPEATABLE READ)."""
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        """One consistent read (SQLite: deferred BEGIN, so readers never wait for writers)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-            with conn.begin():
-                yield conn
 
     # ------------------------------------------------------------------ writing a step
 
@@ -276,149 +164,6 @@ class Store:
         with self._steps.transaction(write=True) as cur:
             return self._steps.execute_batch(cur, plans)
 
-    # ------------------------------------------------------------------ audit
-
-    def append_audit(self, records: Sequence[AuditRecord], recorded_at: datetime) -> list[int]:
-        """Audit entries that belong to no step (deploys, refused actions), committed alone."""
-        aware(recorded_at, "recorded_at")
-        if not records:
-            return []
-        rows = self._steps.audit_rows(records, recorded_at)
-        with self._steps.transaction(write=True) as cur:
-            return self._steps.append_audit(cur, rows)
-
-    def query_audit(
-        self,
-        *,
-        instance_id: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        process: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every matching entry (or the first ``limit``), read page by page through
-        :meth:`audit_page`: an instance's history in ``show`` must never be cut short."""
-        found: list[dict[str, Any]] = []
-        after: str | None = None
-        while limit is None or len(found) < limit:
-            want = _MAX_BATCH if limit is None else min(_MAX_BATCH, limit - len(found))
-            page = self.audit_page(
-                instance_id=instance_id,
-                actor=actor,
-                action=action,
-                process=process,
-                since=since,
-                until=until,
-                limit=want,
-                after=after,
-            )
-            found.extend(page.items)
-            if page.next is None:
-                break
-            after = page.next
-        return found
-
-    def audit_page(
-        self,
-        *,
-        instance_id: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        process: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> Page[dict[str, Any]]:
-        """Entries in seq order after the cursor; ``since``/``until`` bound the effective
-        time, both inclusive.
-
-        ``actor`` matches the actor or the person acted for. An OR of two columns would
-        defeat both indexes, so it is two index range scans, (actor, seq) and
-        (on_behalf_of, seq), each stopping after a page, merged here.
-        """
-        _check_limit(limit)
-        (last,) = paging.decode("audit", after) if after is not None else (None,)
-        stmt = sa.select(*(audit_log.c[k] for k in AUDIT_KEYS))
-        if instance_id is not None:
-            stmt = stmt.where(audit_log.c.instance_id == instance_id)
-        if action is not None:
-            stmt = stmt.where(audit_log.c.action == action)
-        if process is not None:
-            stmt = stmt.where(audit_log.c.process == process)
-        if since is not None:
-            stmt = stmt.where(audit_log.c.at >= since)
-        if until is not None:
-            stmt = stmt.where(audit_log.c.at <= until)
-        if last is not None:
-            stmt = stmt.where(audit_log.c.seq > last)
-        if actor is None:
-            scans = [stmt]
-        else:
-            scans = [
-                stmt.where(audit_log.c.actor == actor),
-                stmt.where(audit_log.c.on_behalf_of == actor),
-            ]
-        found: dict[int, dict[str, Any]] = {}
-        with self._read() as conn:
-            for scan in scans:
-                for r in conn.execute(scan.order_by(audit_log.c.seq).limit(limit + 1)).mappings():
-                    found[r["seq"]] = dict(r)
-        rows = [found[seq] for seq in sorted(found)][: limit + 1]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return Page(page, paging.encode("audit", page[-1]["seq"]) if more else None)
-
-    def check_audit(self, head: AuditHead | None = None, require_key: bool = False) -> AuditCheck:
-        """Recompute every chain and compare it with its anchor (and ``head``, if kept).
-
-        One snapshot for the whole check (REPEATABLE READ on PostgreSQL), so entries
-        appended meanwhile cannot look like a mismatch between log and anchors. What is
-        and is not detected: storage.auditchain and the README.
-        """
-        checker = ChainChecker(self.audit_keys, head, require_key)
-        log = sa.select(audit_log).order_by(audit_log.c.seq)
-        with self._snapshot() as conn:
-            for row in conn.execution_options(yield_per=2000).execute(log).mappings():
-                checker.entry(row)
-            checker.anchors(conn.execute(sa.select(audit_chains)).mappings())
-            ids = conn.execution_options(yield_per=5000).execute(sa.select(instances.c.id))
-            checker.instances(r[0] for r in ids)
-        return checker.finish()
-
-    def audit_head(self) -> tuple[AuditHead, int]:
-        """The head of the log now (and how many of its entries are unkeyed).
-
-        On PostgreSQL entries can commit out of seq order, so a plain read could see seq
-        101 while 100 is still to commit, and a later check would count 100 in. A SHARE
-        lock waits for every open append and holds new ones (a few ms) while reading.
-        """
-        last = sa.func.max(audit_log.c.seq).label("last")
-        per_chain = (
-            sa.select(audit_log.c.chain_key, last, sa.func.count().label("n"))
-            .group_by(audit_log.c.chain_key)
-            .subquery()
-        )
-        heads = sa.select(
-            audit_log.c.chain_key, audit_log.c.seq, audit_log.c.hash, per_chain.c.n
-        ).join(per_chain, audit_log.c.seq == per_chain.c.last)
-        unkeyed = sa.select(sa.func.count()).where(audit_log.c.key_id.is_(None))
-        with self._read() as conn:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql("LOCK TABLE audit_log IN SHARE MODE")
-            rows = conn.execute(heads).all()
-            plain = conn.execute(unkeyed).scalar_one()
-        tips = {key: (seq, digest) for key, seq, digest, _ in rows}
-        head = AuditHead(
-            seq=max((seq for seq, _ in tips.values()), default=0),
-            entries=sum(n for *_, n in rows),
-            chains=len(tips),
-            digest=head_digest(tips),
-        )
-        return head, plain
-
     # ------------------------------------------------------------------ instances & tasks
 
     def load_snapshot(self, instance_id: str) -> Snapshot:
@@ -441,163 +186,6 @@ class Store:
         if task is None:
             raise NotFound("task", task_id, "list open tasks with 'tasks'")
         return task
-
-    def task_page(
-        self,
-        *,
-        roles: Collection[str] | None = None,
-        process: str | None = None,
-        status: str | None = "open",
-        instance_id: str | None = None,
-        overdue_at: datetime | None = None,
-        limit: int = 100,
-        after: str | None = None,
-        keep: Keep | None = None,
-    ) -> Page[TaskRecord]:
-        """Tasks by due time (undated last), then id; one page after the cursor ``after``.
-
-        ``roles`` selects open tasks awaiting any of them, through ``task_roles`` (the
-        pending roles of open tasks only, with their due time, so each role is one index
-        range scan in listing order): with ``roles`` given, closed tasks never match.
-        ``keep(task, instance)`` is a last filter that SQL cannot express (four-eyes):
-        candidates are read in batches until the page is full, so a page is never short
-        while later tasks would have qualified. Its ``next`` may then lead to an empty page.
-        """
-        _check_limit(limit)
-        key = _task_key(after)
-        if roles is not None and (not roles or status not in (None, "open")):
-            return Page([])
-        batch = limit + 1
-        found: list[TaskRecord] = []
-        with self._read() as conn:
-            for round_ in itertools.count():
-                rows = self._task_batch(
-                    conn, roles, process, status, instance_id, overdue_at, batch, key
-                )
-                if keep is None:
-                    found = rows[: limit + 1]
-                    more = len(found) > limit
-                    break
-                owners = self._instances_by_id(conn, {t.instance_id for t in rows})
-                more = False
-                for i, task in enumerate(rows):
-                    if keep(task, owners[task.instance_id]):
-                        found.append(task)
-                        if len(found) == limit:
-                            more = i + 1 < len(rows) or len(rows) == batch
-                            break
-                if len(found) == limit or len(rows) < batch:
-                    break
-                key = (rows[-1].due_at, rows[-1].id)
-                # Refill what was dropped, with room for more drops; grow quickly when
-                # a long run of candidates is dropped (a requester's own tasks).
-                missing = limit - len(found)
-                batch = min(max(2 * missing + 1, _MIN_BATCH << round_), _MAX_BATCH)
-        page = found[:limit]
-        return Page(page, _task_cursor(page[-1]) if more and page else None)
-
-    def _task_batch(
-        self,
-        conn: sa.Connection,
-        roles: Collection[str] | None,
-        process: str | None,
-        status: str | None,
-        instance_id: str | None,
-        overdue_at: datetime | None,
-        n: int,
-        key: tuple[datetime | None, str] | None,
-    ) -> list[TaskRecord]:
-        """Up to ``n`` tasks in listing order after ``key``."""
-        if instance_id is not None:
-            # An instance has a handful of tasks: filter and order them here, so that
-            # SQLite (no statistics) does not walk every open task through (status, due_at).
-            stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id)
-            rows = [task_record(r._mapping) for r in conn.execute(stmt)]
-            rows = [
-                t
-                for t in rows
-                if (status is None or t.status == status)
-                and (process is None or t.process == process)
-                and (overdue_at is None or (t.due_at is not None and t.due_at < overdue_at))
-                and (roles is None or set(t.pending_roles) & set(roles))
-                and (key is None or _due_order(t) > _due_order_key(key))
-            ]
-            return sorted(rows, key=_due_order)[:n]
-        if roles is not None:
-            due, ident = task_roles.c.due_at, task_roles.c.task_id
-            joined = task_roles.join(tasks, tasks.c.id == task_roles.c.task_id)
-            base = sa.select(tasks).select_from(joined)
-            scans = [base.where(task_roles.c.role == role) for role in sorted(roles)]
-        else:
-            due, ident = tasks.c.due_at, tasks.c.id
-            base = sa.select(tasks)
-            scans = [base.where(tasks.c.status == status) if status is not None else base]
-        if process is not None:
-            scans = [s.where(tasks.c.process == process) for s in scans]
-        if overdue_at is not None:
-            scans = [s.where(due < aware(overdue_at, "overdue_at")) for s in scans]
-        found: dict[str, TaskRecord] = {}
-        for scan in scans:
-            got = 0
-            for cond in _after_due(due, ident, key, dated_only=overdue_at is not None):
-                stmt = scan.where(cond).order_by(due, ident).limit(n - got)
-                for row in conn.execute(stmt):
-                    found.setdefault(row.id, task_record(row._mapping))
-                    got += 1
-                if got >= n:
-                    break
-        return sorted(found.values(), key=_due_order)[:n]
-
-    def _instances_by_id(self, conn: sa.Connection, ids: Collection[str]) -> dict[str, Snapshot]:
-        if not ids:
-            return {}
-        stmt = sa.select(instances).where(instances.c.id.in_(sorted(ids)))
-        return {r.id: snapshot_record(r._mapping) for r in conn.execute(stmt)}
-
-    def instance_versions(self, instance_ids: Collection[str]) -> dict[str, tuple[str, int]]:
-        """(process, version) of each instance: what a task list needs to name its tasks."""
-        found: dict[str, tuple[str, int]] = {}
-        ids = sorted(set(instance_ids))
-        cols = (instances.c.id, instances.c.process, instances.c.version)
-        with self._read() as conn:
-            for start in range(0, len(ids), 500):  # bounded IN lists
-                stmt = sa.select(*cols).where(instances.c.id.in_(ids[start : start + 500]))
-                found.update((r.id, (r.process, r.version)) for r in conn.execute(stmt))
-        return found
-
-    def instance_page(
-        self,
-        *,
-        process: str | None = None,
-        state: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> Page[Snapshot]:
-        """Snapshots without their tasks, oldest first (then by id), after the cursor.
-
-        Each filter combination has an index ending in (created_at, id), so a page is
-        one range scan whatever the number of stored instances.
-        """
-        _check_limit(limit)
-        key = paging.decode("instances", after) if after is not None else None
-        stmt = sa.select(instances)
-        if process is not None:
-            stmt = stmt.where(instances.c.process == process)
-        if state is not None:
-            stmt = stmt.where(instances.c.state == state)
-        if status is not None:
-            stmt = stmt.where(instances.c.status == status)
-        start = _after_created(key)
-        if start is not None:
-            stmt = stmt.where(start)
-        stmt = stmt.order_by(instances.c.created_at, instances.c.id).limit(limit + 1)
-        with self._read() as conn:
-            found = [snapshot_record(r._mapping) for r in conn.execute(stmt)]
-        page = found[:limit]
-        more = len(found) > limit
-        nxt = paging.encode("instances", page[-1].created_at, page[-1].id) if more else None
-        return Page(page, nxt)
 
     # ------------------------------------------------------------------ definitions
 
