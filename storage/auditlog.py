@@ -98,7 +98,10 @@ class AuditLog(Database):
         (last,) = paging.decode("audit", after) if after is not None else (None,)
         stmt = sa.select(*(audit_log.c[k] for k in AUDIT_KEYS))
         if instance_id is not None:
-            stmt = stmt.where(audit_log.c.instance_id == instance_id)
+            # an instance's entries are its chain: (chain_key, seq) lists them in order
+            stmt = stmt.where(
+                audit_log.c.chain_key == instance_id, audit_log.c.instance_id == instance_id
+            )
         if action is not None:
             stmt = stmt.where(audit_log.c.action == action)
         if process is not None:
