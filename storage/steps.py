@@ -35,6 +35,7 @@ from storage.tables import (
     timers,
 )
 
+_BEFORE_MAX = 10_000  # rows whose state and status are remembered for the next step
 # An audit entry ready to link: its row parameters and its hashed document.
 AuditRow = tuple[dict[str, Any], dict[str, Any]]
 
@@ -46,6 +47,7 @@ class Plan:
     instance_id: str
     insert: bool
     instance: dict[str, Any]
+    update_sql: str = ""  # the UPDATE of the instance row (unused for an insert)
     fired: dict[str, Any] | None = None
     opened: list[dict[str, Any]] = field(default_factory=list)
     changed: list[dict[str, Any]] = field(default_factory=list)
@@ -69,11 +71,23 @@ class StepWriter(RawSQL):
         self.INSERT_INSTANCE = self.insert(
             instances, self.instance_cols, " ON CONFLICT (id) DO NOTHING"
         )
-        changing = ("state", "status", "outcome", "variables", "task_seq", "approvers", "meta")
-        self.UPDATE_INSTANCE = self.sql(
-            f"UPDATE instances SET {self.sets(instances, *changing, 'updated_at')}, "
-            "row_version = row_version + 1 WHERE id = :id AND row_version = :expected"
-        )
+        # SQLite rewrites the entry of every index holding a column in the SET list, even
+        # when the value is the same; state and status are in two listing indexes each.
+        # So when the row the step started from is known (``_before``), the UPDATE names
+        # only those of the two that change.
+        self._updates: dict[tuple[bool, bool], str] = {}
+        for new_state in (True, False):
+            for new_status in (True, False):
+                indexed = ("state",) * new_state + ("status",) * new_status
+                changing = (*indexed, "outcome", "variables", "task_seq", "approvers", "meta")
+                self._updates[new_state, new_status] = self.sql(
+                    f"UPDATE instances SET {self.sets(instances, *changing, 'updated_at')}, "
+                    "row_version = row_version + 1 WHERE id = :id AND row_version = :expected"
+                )
+        self.UPDATE_INSTANCE = self._updates[True, True]
+        # (instance id, row version) -> (state, status) of rows read lately: a row at that
+        # version has these values, so they only need writing if the step changes them.
+        self._before: dict[tuple[str, int], tuple[str, str]] = {}
         self.FIRE_TIMER = self.sql(
             "UPDATE timers SET status = 'fired', fired_at = :at "
             "WHERE id = :id AND status = 'pending'"
@@ -165,6 +179,13 @@ class StepWriter(RawSQL):
         else:
             instance = {**common, "id": snap.id, "expected": outcome.expected_row_version}
         plan = Plan(snap.id, outcome.expected_row_version is None, instance)
+        if not plan.insert:
+            before = self._before.pop((snap.id, instance["expected"]), None)
+            plan.update_sql = (
+                self.UPDATE_INSTANCE
+                if before is None
+                else self._updates[before[0] != snap.state, before[1] != snap.status]
+            )
         if fired_timer is not None:
             plan.fired = {"id": fired_timer, "at": recorded}
         plan.opened = [self.bind.task_params(t) for t in outcome.opened]
@@ -232,7 +253,7 @@ class StepWriter(RawSQL):
         if plan.insert:
             if self.run(cur, self.INSERT_INSTANCE, plan.instance).rowcount != 1:
                 raise Conflict(plan.instance_id, "an instance with this id already exists")
-        elif self.run(cur, self.UPDATE_INSTANCE, plan.instance).rowcount != 1:
+        elif self.run(cur, plan.update_sql, plan.instance).rowcount != 1:
             raise Conflict(plan.instance_id)
         fired = plan.fired
         if fired is not None and self.run(cur, self.FIRE_TIMER, fired).rowcount != 1:
@@ -372,4 +393,8 @@ class StepWriter(RawSQL):
         return task_record(dict(zip(self.task_cols, row, strict=True)))
 
     def _snapshot(self, row: Sequence[Any], open_tasks: Sequence[TaskRecord]) -> Snapshot:
-        return snapshot_record(dict(zip(self.instance_cols, row, strict=True)), open_tasks)
+        snap = snapshot_record(dict(zip(self.instance_cols, row, strict=True)), open_tasks)
+        if len(self._before) >= _BEFORE_MAX:
+            self._before.clear()  # steps planned from rows read long ago write both
+        self._before[snap.id, snap.row_version] = (snap.state, snap.status)
+        return snap
