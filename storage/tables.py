@@ -133,6 +133,7 @@ task_roles = sa.Table(
     sa.Column("role", sa.String, primary_key=True),
     sa.Column("due_at", UTCDateTime),
     sa.Index("ix_task_roles_role_due_at_task_id", "role", "due_at", "task_id"),
+    sqlite_with_rowid=False,  # one B-tree for rows and key (migration 0006)
 )
 
 audit_log = sa.Table(
