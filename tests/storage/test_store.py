@@ -273,6 +273,26 @@ def test_apply_insert_then_update(store: Store) -> None:
     ]
 
 
+def test_updates_keep_the_listing_indexes_right(db_url: str) -> None:
+    """An UPDATE names state and status only when they change from the row read (or from
+    nothing known): each way, the listings by state and status find the row as it is."""
+    with Store.open(db_url) as s:
+        s.apply(start("a"), T0)
+        s.apply(start("b"), T0)
+        for iid, state, status in (("a", "review", "completed"), ("b", "done", "active")):
+            snap = s.load_snapshot(iid)
+            after = replace(snap, state=state, status=status, tasks=())
+            s.apply(Outcome(after, snap.row_version), T0)
+        with Store.open(db_url) as other:  # nothing read first: both columns are written
+            snap = other.load_snapshot("b")
+            s.apply(Outcome(replace(snap, state="closed", tasks=()), snap.row_version), T0)
+        assert [i.id for i in s.instance_page(status="completed").items] == ["a"]
+        assert [i.id for i in s.instance_page(state="review").items] == ["a"]
+        assert [i.id for i in s.instance_page(state="closed", status="active").items] == ["b"]
+        assert s.instance_page(state="done").items == []
+        assert s.instance_page(process="leave", state="review", status="active").items == []
+
+
 def test_optimistic_conflict_changes_nothing(store: Store) -> None:
     t = task()
     store.apply(start(tasks=(t,)), T0)
