@@ -50,20 +50,21 @@ class RawSQL:
     # ------------------------------------------------------------------ execution
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[Any]:
+    def transaction(self, *, write: bool, begin: bool = True) -> Iterator[Any]:
         """A DBAPI cursor in a transaction on a pooled connection, committed on success.
 
         This skips SQLAlchemy's Connection (and its "begin" event), so the SQLite BEGIN
         flavour is issued here: IMMEDIATE for writes, so writers queue on busy_timeout
         instead of failing on a lock upgrade; DEFERRED for reads, which then never wait
-        (WAL). psycopg begins implicitly. A connection that cannot even roll back is
-        invalidated rather than returned to the pool.
+        (WAL). Without ``begin`` (a read of one statement, which sees one snapshot on
+        its own) SQLite runs it in autocommit. psycopg begins implicitly. A connection
+        that cannot even roll back is invalidated rather than returned to the pool.
         """
         raw = self.engine.raw_connection()
         try:
             cur = raw.cursor()
             try:
-                if not self.pg:
+                if begin and not self.pg:
                     self.run(cur, "BEGIN IMMEDIATE" if write else "BEGIN DEFERRED", {})
                 yield cur
                 raw.commit()

@@ -124,16 +124,20 @@ class StepWriter(RawSQL):
         )
         self.INSERT_OUTBOX = self.insert(outbox, [c.name for c in outbox.c if c.name != "id"])
         self.ADVISORY_LOCK = self.sql("SELECT pg_advisory_xact_lock(:key)")
-        self.INSTANCE = self.sql(
-            f"SELECT {self.names(self.instance_cols)} FROM instances WHERE id = :id"
-        )
         task_select = f"SELECT {self.names(self.task_cols)} FROM tasks"
         # Without statistics SQLite prefers the (status, due_at) index here, which means
         # scanning every open task of the installation; name the right one.
         by_instance = "" if self.pg else " INDEXED BY ix_tasks_instance_id_status"
-        self.OPEN_TASKS = self.sql(
-            f"{task_select}{by_instance} WHERE instance_id = :id AND status = 'open' "
-            "ORDER BY created_at, length(id), id"
+        # An instance and its open tasks in one statement, so that on SQLite the read
+        # needs no BEGIN/COMMIT around it (one statement reads one snapshot anyway).
+        both = ", ".join(
+            [f"i.{self._quote(c)}" for c in self.instance_cols]
+            + [f"t.{self._quote(c)}" for c in self.task_cols]
+        )
+        self.SNAPSHOT = self.sql(
+            f"SELECT {both} FROM instances AS i LEFT JOIN tasks AS t{by_instance} "
+            "ON t.instance_id = i.id AND t.status = 'open' WHERE i.id = :id "
+            "ORDER BY t.created_at, length(t.id), t.id"
         )
         self.TASK = self.sql(f"{task_select} WHERE id = :id")
         # completed with a parenthesised list of ids by load_snapshots (a page at a time)
@@ -361,11 +365,13 @@ class StepWriter(RawSQL):
         return seqs
 
     def load_snapshot(self, cur: Any, instance_id: str) -> Snapshot | None:
-        row = self.run(cur, self.INSTANCE, {"id": instance_id}).fetchone()
-        if row is None:
+        """The instance with its open tasks (None if there is no such instance)."""
+        rows = self.run(cur, self.SNAPSHOT, {"id": instance_id}).fetchall()
+        if not rows:
             return None
-        open_tasks = [self._task(t) for t in self.run(cur, self.OPEN_TASKS, {"id": instance_id})]
-        return self._snapshot(row, open_tasks)
+        n = len(self.instance_cols)
+        open_tasks = [self._task(r[n:]) for r in rows if r[n] is not None]
+        return self._snapshot(rows[0][:n], open_tasks)
 
     def load_snapshots(self, cur: Any, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
         """Many instances with their open tasks in two statements (a page of due timers):

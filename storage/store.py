@@ -167,8 +167,8 @@ class Store(AuditLog, Listings):
     # ------------------------------------------------------------------ instances & tasks
 
     def load_snapshot(self, instance_id: str) -> Snapshot:
-        """The instance with its open tasks, read in one consistent transaction."""
-        with self._steps.transaction(write=False) as cur:
+        """The instance with its open tasks, read in one statement."""
+        with self._steps.transaction(write=False, begin=False) as cur:
             snap = self._steps.load_snapshot(cur, instance_id)
         if snap is None:
             raise NotFound("instance", instance_id, "list instances with 'instances'")
