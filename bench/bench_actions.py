@@ -90,7 +90,7 @@ def pct(values: list[float], q: float) -> float:
 
 def fill(wf: Workflow, target: int, clock: list[datetime]) -> None:
     """Store `target` instances (half completed, half waiting) so queries face real tables."""
-    have = len(wf.store.list_instances(limit=target + 1))
+    have = len(wf.store.instance_page(limit=target + 1).items)
     for i in range(have, target):
         clock[0] += timedelta(milliseconds=10)
         snap = wf.start("complaint", "wang.fang", START, now=clock[0])

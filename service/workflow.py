@@ -395,6 +395,20 @@ def _mask(values: dict[str, Any], secret: set[str]) -> dict[str, Any]:
     return {k: (HIDDEN if k in secret else v) for k, v in values.items()}
 
 
-def new_id() -> str:
-    """Random, unguessable instance ids (12 hex digits: no collision in practice, short to type)."""
-    return secrets.token_hex(6)
+# Crockford's base32 in lower case: no i, l, o, u to misread, and in ASCII order, so ids
+# sort as their numbers do.
+_ID_DIGITS = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_id(now_ns: int | None = None) -> str:
+    """An instance id: 8 base32 digits of the time in ms, then 8 random ones (40 bits).
+
+    Time first so that new rows append at the end of every index keyed by id (instances,
+    tasks, timers, task roles) instead of landing on a random page: at 100k instances a
+    random id made each insert read and dirty pages all over the B-trees. The random part
+    keeps ids unguessable and apart within one millisecond. 40 bits of ms wrap after
+    about 35 years, which only costs locality once. Opaque: nothing reads the time back.
+    """
+    ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
+    value = (ms % (1 << 40)) << 40 | secrets.randbits(40)
+    return "".join(_ID_DIGITS[(value >> shift) & 31] for shift in range(75, -1, -5))

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.audithash import GENESIS, anchor_mac, audit_hash, head_digest
 from storage.auditkeys import KEY_ENV, KEY_FILE_ENV, AuditKeys
-from storage.hot import GENESIS, anchor_mac, audit_hash, head_digest
 
 HEAD_PREFIX = "shenpi-audit-head/1"
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from engine.errors import NotFound
-from storage.hot import aware
+from storage.rows import aware
 from storage.tables import deliveries, outbox
 
 if TYPE_CHECKING:

@@ -4,211 +4,57 @@ The engine hands over an :class:`~engine.records.Outcome`; :meth:`Store.apply` w
 of it in one transaction guarded by the instance's row version, so a crash or a lost race
 leaves either the whole step or nothing. Reads return the frozen records of
 ``engine.records``, never rows, so nothing above this layer sees SQLAlchemy.
-The per-action statements (apply, snapshot and task reads) live in ``storage.hot`` on
-the DBAPI cursor for speed; everything else is SQLAlchemy Core.
+The per-action statements (apply, snapshot and task reads) live in ``storage.steps`` on
+the DBAPI cursor for speed; everything else is SQLAlchemy Core. The Store is assembled
+from ``storage.auditlog`` and ``storage.listing``, which share ``storage.base``.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from engine.errors import Conflict, InvalidData, NotFound
+from engine.errors import Conflict, NotFound
 from engine.records import (
     AuditRecord,
     Notice,
     Outcome,
-    Signoff,
     Snapshot,
     TaskRecord,
     TimerRecord,
 )
-from storage import paging
-from storage.auditchain import AuditCheck, AuditHead, ChainChecker
 from storage.auditkeys import AuditKeys
-from storage.db import SQLITE_BEGIN, open_database
+from storage.auditlog import AuditLog
+from storage.db import open_database
 from storage.deliveries import DeliveryQueue
-from storage.hot import Hot, aware, head_digest
-from storage.paging import Page
+from storage.listing import Listings
+from storage.rows import aware, timer_record
 from storage.tables import (
-    audit_chains,
-    audit_log,
     definitions,
-    instances,
     outbox,
     schedule_runs,
-    task_roles,
-    tasks,
     timers,
 )
 
-AUDIT_KEYS = (
-    "seq",
-    "at",
-    "recorded_at",
-    "actor",
-    "on_behalf_of",
-    "instance_id",
-    "process",
-    "task_id",
-    "action",
-    "from_state",
-    "to_state",
-    "data",
-    "hash",
-)
 _DEFINITION_RETRIES = 5
 
 
-# ---------------------------------------------------------------------- row <-> record
+class Store(AuditLog, Listings):
+    """The database behind one Shenpi installation. Thread-safe (the engine pools).
 
-
-def _task_record(row: Any) -> TaskRecord:
-    return TaskRecord(
-        id=row.id,
-        instance_id=row.instance_id,
-        process=row.process,
-        name=row.name,
-        state=row.state,
-        roles=tuple(row.roles),
-        mode=row.mode,
-        actions=tuple(row.actions),
-        status=row.status,
-        created_at=row.created_at,
-        due_at=row.due_at,
-        closed_at=row.closed_at,
-        decision=row.decision,
-        decided_by=row.decided_by,
-        signoffs=tuple(Signoff.from_json(s) for s in row.signoffs),
-    )
-
-
-def _snapshot(row: Any, open_tasks: Sequence[TaskRecord] = ()) -> Snapshot:
-    return Snapshot(
-        id=row.id,
-        process=row.process,
-        version=row.version,
-        state=row.state,
-        status=row.status,
-        variables=row.variables,
-        requester=row.requester,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        row_version=row.row_version,
-        tasks=tuple(open_tasks),
-        task_seq=row.task_seq,
-        approvers=tuple(row.approvers),
-        outcome=row.outcome,
-        meta=row.meta,
-    )
-
-
-def _timer_record(row: Any) -> TimerRecord:
-    return TimerRecord(
-        id=row.id,
-        instance_id=row.instance_id,
-        kind=row.kind,
-        due_at=row.due_at,
-        state=row.state,
-        task_id=row.task_id,
-        data=row.data,
-    )
-
-
-# Task ids are "<instance>-<n>": within one instant, shorter ids first puts -9 before -10.
-_OPENING_ORDER = (tasks.c.created_at, sa.func.length(tasks.c.id), tasks.c.id)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
-# _MIN_BATCH up to _MAX_BATCH while most are dropped.
-_MIN_BATCH = 32
-_MAX_BATCH = 1000
-
-Keep = Callable[[TaskRecord, Snapshot], bool]
-
-
-def _due_order(task: TaskRecord) -> tuple[bool, datetime, str]:
-    """The listing order of tasks in Python: by due time, undated last, then by id."""
-    return (task.due_at is None, task.due_at or _EPOCH, task.id)
-
-
-def _after_due(
-    due: sa.ColumnElement[Any],
-    ident: sa.ColumnElement[Any],
-    key: tuple[datetime | None, str] | None,
-    dated_only: bool,
-) -> list[sa.ColumnElement[bool]]:
-    """The index range scans that list (due, ident) after ``key``: dated rows, then undated.
-
-    Two scans rather than one ``ORDER BY due NULLS LAST``: SQLite keeps NULLs first in
-    an index and PostgreSQL last, and each scan alone walks an index in either order.
-    The ``due >= at`` part is what a planner turns into the range start.
+    Steps, snapshots, definitions, timers and the outbox are here; the audit log's
+    queries are in ``storage.auditlog``, the task and instance listings in
+    ``storage.listing``.
     """
-    dated: sa.ColumnElement[bool] = due.is_not(None)
-    undated: sa.ColumnElement[bool] | None = due.is_(None)
-    if key is not None:
-        at, last = key
-        if at is None:
-            return [] if dated_only else [sa.and_(due.is_(None), ident > last)]
-        dated = sa.and_(due >= at, sa.or_(due > at, ident > last))
-    if dated_only:
-        undated = None
-    return [dated] if undated is None else [dated, undated]
-
-
-def _after_created(key: tuple[datetime, str] | None) -> sa.ColumnElement[bool] | None:
-    if key is None:
-        return None
-    at, last = key
-    created = instances.c.created_at
-    return sa.and_(created >= at, sa.or_(created > at, instances.c.id > last))
-
-
-def _task_cursor(task: TaskRecord) -> str:
-    return paging.encode("tasks", task.due_at, task.id)
-
-
-def _task_key(after: str | None) -> tuple[datetime | None, str] | None:
-    if after is None:
-        return None
-    due, ident = paging.decode("tasks", after)
-    return due, ident
-
-
-def _due_order_key(key: tuple[datetime | None, str]) -> tuple[bool, datetime, str]:
-    at, ident = key
-    return (at is None, at or _EPOCH, ident)
-
-
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidData("limit", f"must be a whole number of at least 1, not {limit!r}")
-
-
-class Store:
-    """The database behind one Shenpi installation. Thread-safe (the engine pools)."""
 
     def __init__(self, engine: sa.Engine, audit_keys: AuditKeys | None = None) -> None:
         """``audit_keys`` default to the environment (storage.auditkeys)."""
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        self.audit_keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
-        self._hot = Hot(engine, self.audit_keys)
+        keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
+        super().__init__(engine, keys)
         self.deliveries = DeliveryQueue(self)
-        insert = postgresql.insert if self.dialect == "postgresql" else sqlite_dialect.insert
-        # preserve_rowcount: SQLAlchemy reports INSERT rowcounts only when asked to, and
-        # "0 rows" is how ON CONFLICT DO NOTHING says "someone else got there first".
-        self._insert_schedule_run = (
-            insert(schedule_runs)
-            .on_conflict_do_nothing(index_elements=["schedule", "planned_at"])
-            .execution_options(preserve_rowcount=True)
-        )
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:
@@ -226,30 +72,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction (SQLite: BEGIN IMMEDIATE, so writers queue, not fail)."""
-        with self.engine.begin() as conn:
-            yield conn
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sa.Connection]:
-        """A read that sees one snapshot across statements (PostgreSQL: REPEATABLE READ)."""
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        """One consistent read (SQLite: deferred BEGIN, so readers never wait for writers)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-            with conn.begin():
-                yield conn
-
     # ------------------------------------------------------------------ writing a step
 
     def apply(
@@ -266,19 +88,19 @@ class Store:
         same due timer or slot, and this is where all but one of them find out, in the
         same transaction that would have applied the effect.
         """
-        plan = self._hot.plan(outcome, recorded_at, fired_timer)
-        with self._hot.transaction(write=True) as cur:
+        plan = self._steps.plan(outcome, recorded_at, fired_timer)
+        with self._steps.transaction(write=True) as cur:
             if schedule_run is not None:
                 key, planned = schedule_run
                 params = {
                     "schedule": key,
-                    "planned_at": self._hot.when(aware(planned, "planned_at")),
-                    "started_at": self._hot.when(aware(recorded_at, "recorded_at")),
+                    "planned_at": self._steps.bind.when(aware(planned, "planned_at")),
+                    "started_at": self._steps.bind.when(aware(recorded_at, "recorded_at")),
                     "instance_id": outcome.snapshot.id,
                 }
-                if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+                if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
                     raise Conflict(outcome.snapshot.id, f"schedule {key} at {planned} already ran")
-            return self._hot.execute(cur, plan)
+            return self._steps.execute(cur, plan)
 
     def fail_schedule_run(
         self,
@@ -294,19 +116,21 @@ class Store:
         and the slot is not retried on every tick (the next slot runs as usual). Conflict
         when the slot was already claimed.
         """
-        rows = self._hot.audit_rows([audit], recorded_at)
-        recorded = self._hot.when(aware(recorded_at, "recorded_at"))
+        rows = self._steps.audit_rows([audit], recorded_at)
+        recorded = self._steps.bind.when(aware(recorded_at, "recorded_at"))
         params = {
             "schedule": schedule,
-            "planned_at": self._hot.when(aware(planned_at, "planned_at")),
+            "planned_at": self._steps.bind.when(aware(planned_at, "planned_at")),
             "started_at": recorded,
             "instance_id": None,
         }
-        with self._hot.transaction(write=True) as cur:
-            if self._hot.run(cur, self._hot.CLAIM_SCHEDULE, params).rowcount != 1:
+        with self._steps.transaction(write=True) as cur:
+            if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
                 raise Conflict(schedule, f"schedule {schedule} at {planned_at} already ran")
-            seqs = self._hot.append_audit(cur, rows)
-            self._hot.many(cur, self._hot.INSERT_OUTBOX, self._hot.notice_rows(notices, recorded))
+            seqs = self._steps.append_audit(cur, rows)
+            self._steps.many(
+                cur, self._steps.INSERT_OUTBOX, self._steps.notice_rows(notices, recorded)
+            )
             return seqs
 
     def last_schedule_run(self, schedule: str) -> datetime | None:
@@ -329,170 +153,23 @@ class Store:
 
         For ``tick`` and bulk starts, where a commit per step would make the disk, not
         the work, the limit. Each step still applies completely or not at all (see
-        ``Hot.execute_batch``): a step that loses its race gets its Conflict in the
+        ``StepWriter.execute_batch``): a step that loses its race gets its Conflict in the
         result list, in order, and the others go ahead. Any other error aborts the whole
         batch. The caller bounds the batch: on PostgreSQL each step holds a lock slot (its
         audit chain's advisory lock) until the commit.
         """
-        plans = [self._hot.plan(outcome, recorded_at, fired) for outcome, fired in steps]
+        plans = [self._steps.plan(outcome, recorded_at, fired) for outcome, fired in steps]
         if not plans:
             return []
-        with self._hot.transaction(write=True) as cur:
-            return self._hot.execute_batch(cur, plans)
-
-    # ------------------------------------------------------------------ audit
-
-    def append_audit(self, records: Sequence[AuditRecord], recorded_at: datetime) -> list[int]:
-        """Audit entries that belong to no step (deploys, refused actions), committed alone."""
-        aware(recorded_at, "recorded_at")
-        if not records:
-            return []
-        rows = self._hot.audit_rows(records, recorded_at)
-        with self._hot.transaction(write=True) as cur:
-            return self._hot.append_audit(cur, rows)
-
-    def query_audit(
-        self,
-        *,
-        instance_id: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        process: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Every matching entry (or the first ``limit``), read page by page through
-        :meth:`audit_page`: an instance's history in ``show`` must never be cut short."""
-        found: list[dict[str, Any]] = []
-        after: str | None = None
-        while limit is None or len(found) < limit:
-            want = _MAX_BATCH if limit is None else min(_MAX_BATCH, limit - len(found))
-            page = self.audit_page(
-                instance_id=instance_id,
-                actor=actor,
-                action=action,
-                process=process,
-                since=since,
-                until=until,
-                limit=want,
-                after=after,
-            )
-            found.extend(page.items)
-            if page.next is None:
-                break
-            after = page.next
-        return found
-
-    def audit_page(
-        self,
-        *,
-        instance_id: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        process: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> Page[dict[str, Any]]:
-        """Entries in seq order after the cursor; ``since``/``until`` bound the effective
-        time, both inclusive.
-
-        ``actor`` matches the actor or the person acted for. An OR of two columns would
-        defeat both indexes, so it is two index range scans, (actor, seq) and
-        (on_behalf_of, seq), each stopping after a page, merged here.
-        """
-        _check_limit(limit)
-        (last,) = paging.decode("audit", after) if after is not None else (None,)
-        stmt = sa.select(*(audit_log.c[k] for k in AUDIT_KEYS))
-        if instance_id is not None:
-            stmt = stmt.where(audit_log.c.instance_id == instance_id)
-        if action is not None:
-            stmt = stmt.where(audit_log.c.action == action)
-        if process is not None:
-            stmt = stmt.where(audit_log.c.process == process)
-        if since is not None:
-            stmt = stmt.where(audit_log.c.at >= since)
-        if until is not None:
-            stmt = stmt.where(audit_log.c.at <= until)
-        if last is not None:
-            stmt = stmt.where(audit_log.c.seq > last)
-        if actor is None:
-            scans = [stmt]
-        else:
-            scans = [
-                stmt.where(audit_log.c.actor == actor),
-                stmt.where(audit_log.c.on_behalf_of == actor),
-            ]
-        found: dict[int, dict[str, Any]] = {}
-        with self._read() as conn:
-            for scan in scans:
-                for r in conn.execute(scan.order_by(audit_log.c.seq).limit(limit + 1)).mappings():
-                    found[r["seq"]] = dict(r)
-        rows = [found[seq] for seq in sorted(found)][: limit + 1]
-        page = rows[:limit]
-        more = len(rows) > limit
-        return Page(page, paging.encode("audit", page[-1]["seq"]) if more else None)
-
-    def verify_audit(self, head: AuditHead | None = None, require_key: bool = False) -> list[str]:
-        """Every problem :meth:`check_audit` finds, one line each; [] when intact."""
-        return self.check_audit(head, require_key).problems
-
-    def check_audit(self, head: AuditHead | None = None, require_key: bool = False) -> AuditCheck:
-        """Recompute every chain and compare it with its anchor (and ``head``, if kept).
-
-        One snapshot for the whole check (REPEATABLE READ on PostgreSQL), so entries
-        appended meanwhile cannot look like a mismatch between log and anchors. What is
-        and is not detected: storage.auditchain and the README.
-        """
-        checker = ChainChecker(self.audit_keys, head, require_key)
-        log = sa.select(audit_log).order_by(audit_log.c.seq)
-        with self._snapshot() as conn:
-            for row in conn.execution_options(yield_per=2000).execute(log).mappings():
-                checker.entry(row)
-            checker.anchors(conn.execute(sa.select(audit_chains)).mappings())
-            ids = conn.execution_options(yield_per=5000).execute(sa.select(instances.c.id))
-            checker.instances(r[0] for r in ids)
-        return checker.finish()
-
-    def audit_head(self) -> tuple[AuditHead, int]:
-        """The head of the log now (and how many of its entries are unkeyed).
-
-        On PostgreSQL entries can commit out of seq order, so a plain read could see seq
-        101 while 100 is still to commit, and a later check would count 100 in. A SHARE
-        lock waits for every open append and holds new ones (a few ms) while reading.
-        """
-        last = sa.func.max(audit_log.c.seq).label("last")
-        per_chain = (
-            sa.select(audit_log.c.chain_key, last, sa.func.count().label("n"))
-            .group_by(audit_log.c.chain_key)
-            .subquery()
-        )
-        heads = sa.select(
-            audit_log.c.chain_key, audit_log.c.seq, audit_log.c.hash, per_chain.c.n
-        ).join(per_chain, audit_log.c.seq == per_chain.c.last)
-        unkeyed = sa.select(sa.func.count()).where(audit_log.c.key_id.is_(None))
-        with self._read() as conn:
-            if self.dialect == "postgresql":
-                conn.exec_driver_sql("LOCK TABLE audit_log IN SHARE MODE")
-            rows = conn.execute(heads).all()
-            plain = conn.execute(unkeyed).scalar_one()
-        tips = {key: (seq, digest) for key, seq, digest, _ in rows}
-        head = AuditHead(
-            seq=max((seq for seq, _ in tips.values()), default=0),
-            entries=sum(n for *_, n in rows),
-            chains=len(tips),
-            digest=head_digest(tips),
-        )
-        return head, plain
+        with self._steps.transaction(write=True) as cur:
+            return self._steps.execute_batch(cur, plans)
 
     # ------------------------------------------------------------------ instances & tasks
 
     def load_snapshot(self, instance_id: str) -> Snapshot:
-        """The instance with its open tasks, read in one consistent transaction."""
-        with self._hot.transaction(write=False) as cur:
-            snap = self._hot.load_snapshot(cur, instance_id)
+        """The instance with its open tasks, read in one statement."""
+        with self._steps.transaction(write=False, begin=False) as cur:
+            snap = self._steps.load_snapshot(cur, instance_id)
         if snap is None:
             raise NotFound("instance", instance_id, "list instances with 'instances'")
         return snap
@@ -500,209 +177,15 @@ class Store:
     def load_snapshots(self, instance_ids: Sequence[str]) -> dict[str, Snapshot]:
         """Several instances with their open tasks, read in one consistent transaction;
         ids that name no instance are absent from the result."""
-        with self._hot.transaction(write=False) as cur:
-            return self._hot.load_snapshots(cur, instance_ids)
+        with self._steps.transaction(write=False) as cur:
+            return self._steps.load_snapshots(cur, instance_ids)
 
     def get_task(self, task_id: str) -> TaskRecord:
-        with self._hot.transaction(write=False) as cur:
-            task = self._hot.get_task(cur, task_id)
+        with self._steps.transaction(write=False) as cur:
+            task = self._steps.get_task(cur, task_id)
         if task is None:
             raise NotFound("task", task_id, "list open tasks with 'tasks'")
         return task
-
-    def list_tasks(
-        self,
-        *,
-        roles: Collection[str] | None = None,
-        process: str | None = None,
-        status: str | None = "open",
-        instance_id: str | None = None,
-        overdue_at: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[TaskRecord]:
-        """The first ``limit`` tasks of :meth:`task_page`."""
-        return self.task_page(
-            roles=roles,
-            process=process,
-            status=status,
-            instance_id=instance_id,
-            overdue_at=overdue_at,
-            limit=limit,
-        ).items
-
-    def task_page(
-        self,
-        *,
-        roles: Collection[str] | None = None,
-        process: str | None = None,
-        status: str | None = "open",
-        instance_id: str | None = None,
-        overdue_at: datetime | None = None,
-        limit: int = 100,
-        after: str | None = None,
-        keep: Keep | None = None,
-    ) -> Page[TaskRecord]:
-        """Tasks by due time (undated last), then id; one page after the cursor ``after``.
-
-        ``roles`` selects open tasks awaiting any of them, through ``task_roles`` (the
-        pending roles of open tasks only, with their due time, so each role is one index
-        range scan in listing order): with ``roles`` given, closed tasks never match.
-        ``keep(task, instance)`` is a last filter that SQL cannot express (four-eyes):
-        candidates are read in batches until the page is full, so a page is never short
-        while later tasks would have qualified. Its ``next`` may then lead to an empty page.
-        """
-        _check_limit(limit)
-        key = _task_key(after)
-        if roles is not None and (not roles or status not in (None, "open")):
-            return Page([])
-        batch = limit + 1
-        found: list[TaskRecord] = []
-        with self._read() as conn:
-            for round_ in itertools.count():
-                rows = self._task_batch(
-                    conn, roles, process, status, instance_id, overdue_at, batch, key
-                )
-                if keep is None:
-                    found = rows[: limit + 1]
-                    more = len(found) > limit
-                    break
-                owners = self._instances_by_id(conn, {t.instance_id for t in rows})
-                more = False
-                for i, task in enumerate(rows):
-                    if keep(task, owners[task.instance_id]):
-                        found.append(task)
-                        if len(found) == limit:
-                            more = i + 1 < len(rows) or len(rows) == batch
-                            break
-                if len(found) == limit or len(rows) < batch:
-                    break
-                key = (rows[-1].due_at, rows[-1].id)
-                # Refill what was dropped, with room for more drops; grow quickly when
-                # a long run of candidates is dropped (a requester's own tasks).
-                missing = limit - len(found)
-                batch = min(max(2 * missing + 1, _MIN_BATCH << round_), _MAX_BATCH)
-        page = found[:limit]
-        return Page(page, _task_cursor(page[-1]) if more and page else None)
-
-    def _task_batch(
-        self,
-        conn: sa.Connection,
-        roles: Collection[str] | None,
-        process: str | None,
-        status: str | None,
-        instance_id: str | None,
-        overdue_at: datetime | None,
-        n: int,
-        key: tuple[datetime | None, str] | None,
-    ) -> list[TaskRecord]:
-        """Up to ``n`` tasks in listing order after ``key``."""
-        if instance_id is not None:
-            # An instance has a handful of tasks: filter and order them here, so that
-            # SQLite (no statistics) does not walk every open task through (status, due_at).
-            stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id)
-            rows = [_task_record(r) for r in conn.execute(stmt)]
-            rows = [
-                t
-                for t in rows
-                if (status is None or t.status == status)
-                and (process is None or t.process == process)
-                and (overdue_at is None or (t.due_at is not None and t.due_at < overdue_at))
-                and (roles is None or set(t.pending_roles) & set(roles))
-                and (key is None or _due_order(t) > _due_order_key(key))
-            ]
-            return sorted(rows, key=_due_order)[:n]
-        if roles is not None:
-            due, ident = task_roles.c.due_at, task_roles.c.task_id
-            joined = task_roles.join(tasks, tasks.c.id == task_roles.c.task_id)
-            base = sa.select(tasks).select_from(joined)
-            scans = [base.where(task_roles.c.role == role) for role in sorted(roles)]
-        else:
-            due, ident = tasks.c.due_at, tasks.c.id
-            base = sa.select(tasks)
-            scans = [base.where(tasks.c.status == status) if status is not None else base]
-        if process is not None:
-            scans = [s.where(tasks.c.process == process) for s in scans]
-        if overdue_at is not None:
-            scans = [s.where(due < aware(overdue_at, "overdue_at")) for s in scans]
-        found: dict[str, TaskRecord] = {}
-        for scan in scans:
-            got = 0
-            for cond in _after_due(due, ident, key, dated_only=overdue_at is not None):
-                stmt = scan.where(cond).order_by(due, ident).limit(n - got)
-                for row in conn.execute(stmt):
-                    found.setdefault(row.id, _task_record(row))
-                    got += 1
-                if got >= n:
-                    break
-        return sorted(found.values(), key=_due_order)[:n]
-
-    def _instances_by_id(self, conn: sa.Connection, ids: Collection[str]) -> dict[str, Snapshot]:
-        if not ids:
-            return {}
-        stmt = sa.select(instances).where(instances.c.id.in_(sorted(ids)))
-        return {r.id: _snapshot(r) for r in conn.execute(stmt)}
-
-    def instance_versions(self, instance_ids: Collection[str]) -> dict[str, tuple[str, int]]:
-        """(process, version) of each instance: what a task list needs to name its tasks."""
-        found: dict[str, tuple[str, int]] = {}
-        ids = sorted(set(instance_ids))
-        cols = (instances.c.id, instances.c.process, instances.c.version)
-        with self._read() as conn:
-            for start in range(0, len(ids), 500):  # bounded IN lists
-                stmt = sa.select(*cols).where(instances.c.id.in_(ids[start : start + 500]))
-                found.update((r.id, (r.process, r.version)) for r in conn.execute(stmt))
-        return found
-
-    def instance_tasks(self, instance_id: str) -> list[TaskRecord]:
-        """Every task the instance ever had, open and closed, in the order they opened."""
-        stmt = sa.select(tasks).where(tasks.c.instance_id == instance_id).order_by(*_OPENING_ORDER)
-        with self._read() as conn:
-            return [_task_record(r) for r in conn.execute(stmt)]
-
-    def list_instances(
-        self,
-        *,
-        process: str | None = None,
-        state: str | None = None,
-        status: str | None = None,
-        limit: int = 1000,
-    ) -> list[Snapshot]:
-        """The first ``limit`` instances of :meth:`instance_page`."""
-        return self.instance_page(process=process, state=state, status=status, limit=limit).items
-
-    def instance_page(
-        self,
-        *,
-        process: str | None = None,
-        state: str | None = None,
-        status: str | None = None,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> Page[Snapshot]:
-        """Snapshots without their tasks, oldest first (then by id), after the cursor.
-
-        Each filter combination has an index ending in (created_at, id), so a page is
-        one range scan whatever the number of stored instances.
-        """
-        _check_limit(limit)
-        key = paging.decode("instances", after) if after is not None else None
-        stmt = sa.select(instances)
-        if process is not None:
-            stmt = stmt.where(instances.c.process == process)
-        if state is not None:
-            stmt = stmt.where(instances.c.state == state)
-        if status is not None:
-            stmt = stmt.where(instances.c.status == status)
-        start = _after_created(key)
-        if start is not None:
-            stmt = stmt.where(start)
-        stmt = stmt.order_by(instances.c.created_at, instances.c.id).limit(limit + 1)
-        with self._read() as conn:
-            found = [_snapshot(r) for r in conn.execute(stmt)]
-        page = found[:limit]
-        more = len(found) > limit
-        nxt = paging.encode("instances", page[-1].created_at, page[-1].id) if more else None
-        return Page(page, nxt)
 
     # ------------------------------------------------------------------ definitions
 
@@ -809,7 +292,7 @@ class Store:
             )
         stmt = stmt.order_by(timers.c.due_at, timers.c.id).limit(limit)
         with self._read() as conn:
-            return [_timer_record(r) for r in conn.execute(stmt)]
+            return [timer_record(r._mapping) for r in conn.execute(stmt)]
 
     def instance_timers(self, instance_id: str) -> list[dict[str, Any]]:
         stmt = (
@@ -820,60 +303,7 @@ class Store:
         with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def next_timer_due(self) -> datetime | None:
-        stmt = sa.select(sa.func.min(timers.c.due_at)).where(timers.c.status == "pending")
-        with self._read() as conn:
-            return conn.execute(stmt).scalar()
-
-    def cancel_timer(self, timer_id: str) -> bool:
-        """Retire a pending timer that has nothing left to do (e.g. its instance completed);
-        False if it was no longer pending."""
-        stmt = (
-            sa.update(timers)
-            .where(timers.c.id == timer_id, timers.c.status == "pending")
-            .values(status="cancelled")
-        )
-        with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
-
-    # ------------------------------------------------------------------ schedules
-
-    def claim_schedule_run(self, schedule: str, planned_at: datetime, started_at: datetime) -> bool:
-        """True for exactly one caller per (schedule, planned_at), across processes.
-
-        ``ON CONFLICT DO NOTHING`` makes a racing PostgreSQL insert wait for the other
-        transaction and then report no row, instead of raising.
-        """
-        with self._write() as conn:
-            result = conn.execute(
-                self._insert_schedule_run,
-                {
-                    "schedule": schedule,
-                    "planned_at": aware(planned_at, "planned_at"),
-                    "started_at": aware(started_at, "started_at"),
-                    "instance_id": None,
-                },
-            )
-            return result.rowcount == 1
-
-    def set_schedule_instance(self, schedule: str, planned_at: datetime, instance_id: str) -> None:
-        stmt = (
-            sa.update(schedule_runs)
-            .where(schedule_runs.c.schedule == schedule, schedule_runs.c.planned_at == planned_at)
-            .values(instance_id=instance_id)
-        )
-        with self._write() as conn:
-            if conn.execute(stmt).rowcount != 1:
-                raise NotFound("schedule run", f"{schedule} at {planned_at.isoformat()}")
-
     # ------------------------------------------------------------------ outbox
-
-    def pending_notices(self, limit: int = 100) -> list[dict[str, Any]]:
-        stmt = (
-            sa.select(outbox).where(outbox.c.status == "pending").order_by(outbox.c.id).limit(limit)
-        )
-        with self._read() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def claim_notices(
         self, now: datetime, limit: int = 100, lease: timedelta = timedelta(minutes=5)

@@ -8,12 +8,14 @@ database; a test checks that they and this module agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+
+from storage.rows import time_out, utc
 
 metadata = sa.MetaData(
     naming_convention={
@@ -41,20 +43,14 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: storage needs timezone-aware times")
-        value = value.astimezone(UTC)
+        value = utc(value)
         if dialect.name == "sqlite":
             # SQLite stores text; fixed-width naive UTC keeps comparisons and ORDER BY right.
             return value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return time_out(value)
 
 
 def json_type() -> sa.types.TypeEngine[Any]:
@@ -137,6 +133,7 @@ task_roles = sa.Table(
     sa.Column("role", sa.String, primary_key=True),
     sa.Column("due_at", UTCDateTime),
     sa.Index("ix_task_roles_role_due_at_task_id", "role", "due_at", "task_id"),
+    sqlite_with_rowid=False,  # one B-tree for rows and key (migration 0006)
 )
 
 audit_log = sa.Table(
@@ -159,10 +156,16 @@ audit_log = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     # Id of the HMAC key that signed the entry (storage.auditkeys); NULL: plain SHA-256.
     sa.Column("key_id", sa.String(16)),
-    sa.Index("ix_audit_log_instance_id", "instance_id"),
+    # Each index costs a page write per entry (see migration 0006): an instance's entries
+    # are its chain (chain_key, seq); few entries name someone acted for.
     sa.Index("ix_audit_log_actor_seq", "actor", "seq"),
-    sa.Index("ix_audit_log_on_behalf_of_seq", "on_behalf_of", "seq"),
-    sa.Index("ix_audit_log_process", "process"),
+    sa.Index(
+        "ix_audit_log_on_behalf_of_seq",
+        "on_behalf_of",
+        "seq",
+        sqlite_where=sa.text("on_behalf_of IS NOT NULL"),
+        postgresql_where=sa.text("on_behalf_of IS NOT NULL"),
+    ),
     sa.Index("ix_audit_log_at", "at"),
     sa.Index("ix_audit_log_chain_key_seq", "chain_key", "seq"),
 )

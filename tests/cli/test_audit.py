@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from storage import tables
+from storage.audithash import anchor_mac
 from storage.auditkeys import KEY_ENV, AuditKeys
-from storage.hot import anchor_mac
 from storage.store import Store
 from tests.storage.test_audit import KEY, as_owner, entries, rewrite_plain
 

@@ -30,6 +30,7 @@ from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
 from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request, smtp_server
+from tests.storage.test_store import pending_notices
 from tests.timeproc import at
 
 SECRET = "whsec_" + base64.b64encode(b"hook-secret-hook-secret-").decode()
@@ -246,7 +247,7 @@ def test_a_dead_delivery_does_not_block_the_rest(
 ) -> None:
     sink, rec = receiver
     wf = started(db_url, procs, n=2)
-    first = wf.store.pending_notices()[0]["instance_id"]
+    first = pending_notices(wf.store)[0]["instance_id"]
     rec.answers[f"wang.fang/{first}"] = [Reply(500, {"error": "busy"})] * MAX_ATTEMPTS
     rec.answers[f"zhao.lei/{first}"] = [Reply(400, {"error": "unknown receiver"})]
     out = outlet(sink)

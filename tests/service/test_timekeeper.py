@@ -17,6 +17,7 @@ from service.workflow import Workflow
 from storage.auditkeys import AuditKeys
 from storage.store import Store
 from storage.tables import instances, task_roles, tasks, timers
+from tests.storage.test_store import pending_notices
 from tests.timeproc import ROOT, WEEKLY, at
 
 
@@ -150,7 +151,7 @@ def test_two_workers_fire_each_timer_and_slot_once(db_url: str, weekly: Path) ->
     for iid in ids:
         fired = [e for e in check.query_audit(instance_id=iid) if e["actor"] == "system"]
         assert len(fired) == 4
-    assert check.verify_audit() == []
+    assert check.check_audit().problems == []
     check.close()
 
 
@@ -211,7 +212,7 @@ def test_an_absent_schedule_user_runs_through_their_delegate(db_url: str, weekly
     assert [t.instance_id for t in wf.tasks(user="zhou.min").items] == [snap.id]
     done = wf.act(snap.tasks[0].id, "held", "zhou.min", now=at("2026-11-02T10:00"))
     assert done.status == "completed"
-    assert wf.store.verify_audit() == []
+    assert wf.store.check_audit().problems == []
 
 
 WEEKLY_OWNED = WEEKLY.replace("start:", "owner_role: complaint_handler\nstart:")
@@ -232,7 +233,7 @@ def test_a_run_nobody_can_start_is_recorded_failed_and_the_owner_told(
     data = entry["data"]
     assert (data["schedule"], data["as"]) == ("monday", "chen.jun")
     assert "'chen.jun' is not active and has no delegate" in data["reason"]
-    [notice] = wf.store.pending_notices()
+    [notice] = pending_notices(wf.store)
     assert (notice["event"], notice["recipients"]) == (
         "schedule_failed",
         ["role:complaint_handler"],
@@ -240,8 +241,8 @@ def test_a_run_nobody_can_start_is_recorded_failed_and_the_owner_told(
     assert notice["instance_id"] is None
     # recorded once: later ticks neither retry the slot nor notify again
     assert tick(wf, at("2026-11-02T09:00")).failed == 0
-    assert len(wf.store.pending_notices()) == 1
-    assert wf.store.verify_audit() == []
+    assert len(pending_notices(wf.store)) == 1
+    assert wf.store.check_audit().problems == []
     # chen.jun is back: the next Monday starts as usual
     (procs / "weekly.yaml").unlink()
     shutil.copy(ROOT / "processes" / "org.yaml", procs / "org.yaml")
@@ -256,7 +257,7 @@ def test_the_owner_defaults_to_who_may_start_by_hand(db_url: str, procs: Path) -
     wf = workflow(db_url, procs)
     wf.deploy(now=at("2026-11-01T12:00"))
     assert tick(wf, at("2026-11-02T08:00")).failed == 1
-    [notice] = wf.store.pending_notices()
+    [notice] = pending_notices(wf.store)
     assert notice["recipients"] == ["role:service_director"]
 
 
@@ -276,7 +277,7 @@ def test_two_workers_record_a_failed_run_once(db_url: str, procs: Path) -> None:
             at("2026-11-02T08:00"), "again",
         )  # fmt: skip
     assert len(second.store.query_audit(action="schedule_failed")) == 1
-    assert len(second.store.pending_notices()) == 1
+    assert len(pending_notices(second.store)) == 1
 
 
 PING = """\

@@ -1,7 +1,7 @@
 """The audit chain against tampering, on real SQLite and PostgreSQL.
 
 Each tampering test plays a database owner: it switches the append-only triggers off
-(as an owner can) and edits rows directly, then asks ``verify_audit`` what it sees.
+(as an owner can) and edits rows directly, then asks ``check_audit`` what it sees.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from engine.errors import AuditKeyError
 from storage import tables
 from storage.auditchain import AuditHead
+from storage.audithash import GENESIS, HASHED_FIELDS, _canonical, anchor_mac, audit_hash, iso_utc
 from storage.auditkeys import KEY_ENV, KEY_FILE_ENV, AuditKeys, key_id
 from storage.db import alembic_config, migrate, open_engine
-from storage.hot import GENESIS, HASHED_FIELDS, _canonical, anchor_mac, audit_hash, iso_utc
 from storage.store import Store
 from tests.storage.test_store import T0, audit, decide, start
 
@@ -52,7 +52,7 @@ def history(store: Store) -> None:
     snap = store.load_snapshot("i1")
     store.apply(decide(snap, snap.tasks[0]), T0)
     store.append_audit([audit("i1", "denied", actor="mallory")], T0)
-    assert store.verify_audit() == []
+    assert store.check_audit().problems == []
 
 
 @contextmanager
@@ -127,7 +127,9 @@ def test_altering_an_entry_in_the_middle_is_detected(plain: Store) -> None:
     victim = entries(plain, "i1")[1]
     with as_owner(plain) as conn:
         conn.execute(sa.update(log).where(log.c.seq == victim["seq"]).values(actor="eve"))
-    assert plain.verify_audit() == [f"seq {victim['seq']}: hash mismatch (the entry was altered)"]
+    assert plain.check_audit().problems == [
+        f"seq {victim['seq']}: hash mismatch (the entry was altered)"
+    ]
 
 
 def test_deleting_the_newest_entry_of_an_instance_is_detected(plain: Store) -> None:
@@ -136,13 +138,13 @@ def test_deleting_the_newest_entry_of_an_instance_is_detected(plain: Store) -> N
     assert plain.load_snapshot("i1").status == "completed"
     with as_owner(plain) as conn:
         conn.execute(sa.delete(log).where(log.c.seq == rows[-1]["seq"]))
-    assert plain.verify_audit() == [
+    assert plain.check_audit().problems == [
         f"chain 'i1': the log ends at seq {rows[-2]['seq']} with 2 entries, its anchor at seq "
         f"{rows[-1]['seq']} with 3 (the newest entries were removed)"
     ]
     # The next entry links to the anchor, not to what is left: the gap stays visible.
     [seq] = plain.append_audit([audit("i1", "denied", actor="x")], T0)
-    assert plain.verify_audit() == [
+    assert plain.check_audit().problems == [
         f"seq {seq}: prev_hash does not link to seq {rows[-2]['seq']} of chain 'i1' (an entry was "
         "removed, inserted or reordered)",
         f"chain 'i1': the log ends at seq {seq} with 3 entries, its anchor at seq {seq} with 4 "
@@ -155,7 +157,7 @@ def test_deleting_a_middle_entry_is_detected(plain: Store) -> None:
     rows = entries(plain, "i1")
     with as_owner(plain) as conn:
         conn.execute(sa.delete(log).where(log.c.seq == rows[1]["seq"]))
-    problems = plain.verify_audit()
+    problems = plain.check_audit().problems
     assert problems[0].startswith(f"seq {rows[2]['seq']}: prev_hash does not link")
     assert "anchor at seq" in problems[1] and len(problems) == 2
 
@@ -164,14 +166,14 @@ def test_deleting_a_whole_chain_is_detected(plain: Store) -> None:
     history(plain)
     with as_owner(plain) as conn:
         conn.execute(sa.delete(log).where(log.c.chain_key == "i2"))
-    assert plain.verify_audit() == [
+    assert plain.check_audit().problems == [
         "chain 'i2': its anchor records 1 entries up to seq 3, the log has none "
         "(the chain was removed)",
         "instance i2: no audit entries (its chain and anchor were removed)",
     ]
     with as_owner(plain) as conn:
         conn.execute(sa.delete(chains).where(chains.c.chain_key == "i2"))
-    assert plain.verify_audit() == [
+    assert plain.check_audit().problems == [
         "instance i2: no audit entries (its chain and anchor were removed)"
     ]
 
@@ -180,7 +182,9 @@ def test_deleting_an_anchor_is_detected(plain: Store) -> None:
     history(plain)
     with as_owner(plain) as conn:
         conn.execute(sa.delete(chains).where(chains.c.chain_key == "process:leave"))
-    assert plain.verify_audit() == ["chain 'process:leave': no anchor (the anchor row was removed)"]
+    assert plain.check_audit().problems == [
+        "chain 'process:leave': no anchor (the anchor row was removed)"
+    ]
 
 
 def test_rewriting_with_plain_sha256_is_detected_only_when_keyed(db_url: str) -> None:
@@ -189,7 +193,7 @@ def test_rewriting_with_plain_sha256_is_detected_only_when_keyed(db_url: str) ->
         history(s)
         with as_owner(s) as conn:
             rewrite_plain(conn, "i1", {"actor": "eve"}, unkey=False)
-        assert s.verify_audit() == []  # the documented limit without a key or a kept head
+        assert s.check_audit().problems == []  # the documented limit without a key or a kept head
 
 
 def test_rewrite_keeping_the_key_id_is_detected(keyed: Store) -> None:
@@ -197,7 +201,7 @@ def test_rewrite_keeping_the_key_id_is_detected(keyed: Store) -> None:
     rows = entries(keyed, "i1")
     with as_owner(keyed) as conn:
         rewrite_plain(conn, "i1", {"actor": "eve"}, unkey=False)
-    problems = keyed.verify_audit()
+    problems = keyed.check_audit().problems
     assert problems == [
         *(f"seq {r['seq']}: hash mismatch (the entry was altered)" for r in rows),
         "chain 'i1': its anchor was altered (mac mismatch)",
@@ -209,7 +213,7 @@ def test_rewrite_posing_as_unkeyed_entries_is_detected(keyed: Store) -> None:
     rows = entries(keyed, "i1")
     with as_owner(keyed) as conn:
         rewrite_plain(conn, "i1", {"actor": "eve"}, unkey=True)
-    problems = keyed.verify_audit()
+    problems = keyed.check_audit().problems
     assert len(problems) == len(rows)
     for row, problem in zip(rows, problems, strict=True):
         assert problem.startswith(f"seq {row['seq']}: plain SHA-256 although entries are keyed")
@@ -220,8 +224,8 @@ def test_a_fully_unkeyed_rewrite_fails_require_key(keyed: Store) -> None:
     with as_owner(keyed) as conn:
         for chain in ("process:leave", "i1", "i2"):
             rewrite_plain(conn, chain, {}, unkey=True)
-    assert keyed.verify_audit() == []  # indistinguishable from a log from before the key
-    assert keyed.verify_audit(require_key=True) == [
+    assert keyed.check_audit().problems == []  # indistinguishable from a log from before the key
+    assert keyed.check_audit(require_key=True).problems == [
         "5 entries have plain SHA-256 hashes, the first at seq 1 (--require-key)"
     ]
 
@@ -232,7 +236,7 @@ def test_entries_with_an_unknown_key_are_not_vouched_for(db_url: str) -> None:
     kid = key_id(OTHER_KEY.encode())
     for keys in (AuditKeys(), AuditKeys.of(KEY)):
         with Store.open(db_url, audit_keys=keys) as s:
-            assert s.verify_audit() == [
+            assert s.check_audit().problems == [
                 f"8 entries or anchors are keyed with key id {kid}, which is not configured: "
                 f"set {KEY_ENV} or {KEY_FILE_ENV} to verify them"
             ]
@@ -250,10 +254,10 @@ def test_kept_head_detects_truncation_even_with_anchors_rewound(plain: Store) ->
     history(plain)
     head, unkeyed = plain.audit_head()
     assert (head.seq, head.entries, head.chains, unkeyed) == (5, 5, 3, 5)
-    assert plain.verify_audit(head) == []
+    assert plain.check_audit(head).problems == []
     # Later appends do not disturb the check against an older head.
     plain.apply(start("i3"), T0)
-    assert plain.verify_audit(head) == []
+    assert plain.check_audit(head).problems == []
 
     rows = entries(plain, "i1")
     keep = rows[:-2]  # drop i1's two newest entries, rewind the anchor to match
@@ -266,8 +270,8 @@ def test_kept_head_detects_truncation_even_with_anchors_rewound(plain: Store) ->
             .where(chains.c.chain_key == "i1")
             .values(last_seq=last["seq"], last_hash=last["hash"], entries=len(keep), mac=mac)
         )
-    assert plain.verify_audit() == []  # consistent inside the database
-    problems = plain.verify_audit(head)
+    assert plain.check_audit().problems == []  # consistent inside the database
+    problems = plain.check_audit(head).problems
     assert len(problems) == 1
     assert problems[0].startswith(
         "the log up to seq 5 does not match the kept head: 3 entries in 3 chains (kept: 5 in 3)"
@@ -289,11 +293,11 @@ def test_truncation_with_a_rewound_anchor_is_detected_when_keyed(keyed: Store) -
     with as_owner(keyed) as conn:
         conn.execute(sa.delete(log).where(log.c.seq == rows[-1]["seq"]))
         rewind(conn, "i1", rows[:-1], unkey=False)
-    assert keyed.verify_audit() == ["chain 'i1': its anchor was altered (mac mismatch)"]
+    assert keyed.check_audit().problems == ["chain 'i1': its anchor was altered (mac mismatch)"]
     with as_owner(keyed) as conn:
         rewind(conn, "i1", rows[:-1], unkey=True)
     kid = key_id(KEY.encode())
-    assert keyed.verify_audit() == [
+    assert keyed.check_audit().problems == [
         f"chain 'i1': its anchor is signed with key id None, its newest entry with {kid} "
         "(the anchor was replaced)"
     ]
@@ -305,7 +309,7 @@ def test_kept_head_detects_removal_of_the_newest_entries_everywhere(plain: Store
     with as_owner(plain) as conn:
         conn.execute(sa.delete(log).where(log.c.seq == head.seq))
         conn.execute(sa.delete(chains).where(chains.c.chain_key == "i1"))
-    problems = plain.verify_audit(head)
+    problems = plain.check_audit(head).problems
     assert problems[-2] == (
         "the log ends at seq 4, before the kept head's seq 5 (the newest entries were removed)"
     )
@@ -317,15 +321,15 @@ def test_kept_head_detects_a_consistent_plain_rewrite(plain: Store) -> None:
     head, _ = plain.audit_head()
     with as_owner(plain) as conn:
         rewrite_plain(conn, "i1", {"actor": "eve"}, unkey=False)
-    assert plain.verify_audit() == []
-    [problem] = plain.verify_audit(head)
+    assert plain.check_audit().problems == []
+    [problem] = plain.check_audit(head).problems
     assert "does not match the kept head: 5 entries in 3 chains (kept: 5 in 3)" in problem
 
 
 def test_head_of_an_empty_log_and_parsing(plain: Store) -> None:
     head, unkeyed = plain.audit_head()
     assert (head.seq, head.entries, head.chains, unkeyed) == (0, 0, 0, 0)
-    assert plain.verify_audit(head) == []
+    assert plain.check_audit(head).problems == []
     assert AuditHead.parse(head.token()) == head
     assert AuditHead.parse(json.dumps({"head": head.token(), "seq": 0})) == head
     for bad, why in [
@@ -367,7 +371,7 @@ def test_heads_taken_during_concurrent_appends_all_verify(pg_url: str) -> None:
         assert errors == []
         assert len(heads) >= 2
         for head in heads:
-            assert stores[-1].verify_audit(head) == [], head
+            assert stores[-1].check_audit(head).problems == [], head
     finally:
         stop.set()
         for s in stores:
@@ -399,7 +403,7 @@ def test_the_database_refuses_changing_audit_rows(plain: Store) -> None:
         for table in ("audit_log", "audit_chains"):
             with pytest.raises(sa.exc.DBAPIError, match="TRUNCATE"), plain.engine.begin() as c:
                 c.exec_driver_sql(f"TRUNCATE {table}")
-    assert plain.verify_audit() == []
+    assert plain.check_audit().problems == []
     assert len(entries(plain, "i1")) == 3
 
 
@@ -433,7 +437,7 @@ def test_migration_anchors_an_existing_log(db_url: str) -> None:
     finally:
         engine.dispose()
     with Store.open(db_url, audit_keys=AuditKeys.of(KEY)) as s:
-        assert s.verify_audit() == []
+        assert s.check_audit().problems == []
         s.append_audit([audit("i1", "note")], T0)
         check = s.check_audit()
         assert check.ok and check.entries == 4 and check.unkeyed == 3
@@ -452,7 +456,7 @@ def test_hash_of_valid_text_is_unchanged_and_invalid_text_does_not_crash(db_url:
     if db_url.startswith("sqlite"):  # PostgreSQL refuses such text; SQLite keeps it escaped
         with Store.open(db_url, audit_keys=AuditKeys.of(KEY)) as s:
             s.append_audit([audit("i1", "note", data={"x": "\ud800"})], T0)
-            assert s.verify_audit() == []
+            assert s.check_audit().problems == []
             assert s.audit_head()[0].entries == 1
 
 
@@ -486,5 +490,5 @@ def test_store_takes_its_key_from_the_environment(
         assert entries(s, "i1")[0]["key_id"] == key_id(KEY.encode())
     monkeypatch.delenv(KEY_ENV)
     with Store.open(sqlite_url) as s:
-        [problem] = s.verify_audit()
+        [problem] = s.check_audit().problems
         assert "which is not configured" in problem

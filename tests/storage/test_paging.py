@@ -220,6 +220,7 @@ def test_sqlite_list_queries_walk_an_index_in_order(sqlite_url: str) -> None:
                 "ix_instances_state_created_at_id",
             ),
             "audit --actor": (lambda: s.audit_page(actor="u"), "ix_audit_log_actor_seq"),
+            "history": (lambda: s.query_audit(instance_id="i1"), "ix_audit_log_chain_key_seq"),
         }
         for name, (run, index) in queries.items():
             statements = _captured(s, run)

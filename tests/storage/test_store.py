@@ -143,6 +143,13 @@ def count(store: Store, table: sa.Table, *where: Any) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def pending_notices(store: Store) -> list[dict[str, Any]]:
+    """The outbox rows not yet claimed by a sender, oldest first."""
+    stmt = sa.select(tables.outbox).where(tables.outbox.c.status == "pending")
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt.order_by(tables.outbox.c.id)).mappings()]
+
+
 def role_rows(store: Store) -> set[tuple[str, str]]:
     with store.engine.connect() as conn:
         return {(r.task_id, r.role) for r in conn.execute(sa.select(tables.task_roles))}
@@ -212,7 +219,7 @@ def test_sqlite_write_lock_taken_at_begin(sqlite_url: str) -> None:
             with s.engine.begin():
                 with pytest.raises(sqlite3.OperationalError, match="locked"):
                     raw.execute("BEGIN IMMEDIATE")
-                assert s.list_instances() == []
+                assert s.instance_page().items == []
             raw.execute("BEGIN IMMEDIATE")
             raw.execute("ROLLBACK")
         finally:
@@ -258,12 +265,32 @@ def test_apply_insert_then_update(store: Store) -> None:
     closed = store.get_task("i1-1")
     assert closed.status == "done" and closed.decided_by == "bob"
     assert closed.signoffs[0].user == "bob" and closed.signoffs[0].at.tzinfo is not None
-    assert [x.id for x in store.instance_tasks("i1")] == ["i1-1"]
+    assert [x.id for x in store.task_page(instance_id="i1", status=None).items] == ["i1-1"]
     assert role_rows(store) == set()
-    notices = store.pending_notices()
+    notices = pending_notices(store)
     assert [(n["event"], n["recipients"], n["data"]) for n in notices] == [
         ("task_assigned", ["role:manager"], {"x": 1})
     ]
+
+
+def test_updates_keep_the_listing_indexes_right(db_url: str) -> None:
+    """An UPDATE names state and status only when they change from the row read (or from
+    nothing known): each way, the listings by state and status find the row as it is."""
+    with Store.open(db_url) as s:
+        s.apply(start("a"), T0)
+        s.apply(start("b"), T0)
+        for iid, state, status in (("a", "review", "completed"), ("b", "done", "active")):
+            snap = s.load_snapshot(iid)
+            after = replace(snap, state=state, status=status, tasks=())
+            s.apply(Outcome(after, snap.row_version), T0)
+        with Store.open(db_url) as other:  # nothing read first: both columns are written
+            snap = other.load_snapshot("b")
+            s.apply(Outcome(replace(snap, state="closed", tasks=()), snap.row_version), T0)
+        assert [i.id for i in s.instance_page(status="completed").items] == ["a"]
+        assert [i.id for i in s.instance_page(state="review").items] == ["a"]
+        assert [i.id for i in s.instance_page(state="closed", status="active").items] == ["b"]
+        assert s.instance_page(state="done").items == []
+        assert s.instance_page(process="leave", state="review", status="active").items == []
 
 
 def test_optimistic_conflict_changes_nothing(store: Store) -> None:
@@ -325,7 +352,7 @@ def test_failure_midway_rolls_everything_back(store: Store) -> None:
     assert store.load_snapshot("i1").row_version == 0
     assert store.get_task("i1-1").status == "open"
     assert count(store, tables.audit_log) == 1
-    assert store.verify_audit() == []
+    assert store.check_audit().problems == []
 
 
 def test_task_roles_follow_pending_roles(store: Store) -> None:
@@ -340,8 +367,8 @@ def test_task_roles_follow_pending_roles(store: Store) -> None:
         ("i1-3", "clerk"),
         ("i1-3", "manager"),
     }
-    assert [t.id for t in store.list_tasks(roles={"manager"})] == ["i1-1", "i1-3"]
-    assert [t.id for t in store.list_tasks(roles={"director"})] == []
+    assert [t.id for t in store.task_page(roles={"manager"}).items] == ["i1-1", "i1-3"]
+    assert [t.id for t in store.task_page(roles={"director"}).items] == []
 
     snap = store.load_snapshot("i1")
     at = T0 + timedelta(minutes=5)
@@ -355,13 +382,13 @@ def test_task_roles_follow_pending_roles(store: Store) -> None:
     )
     assert store.apply(outcome, at) == []
     assert role_rows(store) == {("i1-1", "director"), ("i1-2", "legal")}
-    assert [t.id for t in store.list_tasks(roles={"director", "legal"})] == ["i1-1", "i1-2"]
-    assert store.list_tasks(roles={"manager"}) == []
-    assert store.list_tasks(roles=set()) == []
+    assert [t.id for t in store.task_page(roles={"director", "legal"}).items] == ["i1-1", "i1-2"]
+    assert store.task_page(roles={"manager"}).items == []
+    assert store.task_page(roles=set()).items == []
     assert store.get_task("i1-2").signoffs[0].on_behalf_of == "hu"
 
 
-def test_list_tasks_filters_and_order(store: Store) -> None:
+def test_task_page_filters_and_order(store: Store) -> None:
     a = task("a", 1, due_at=T0 + timedelta(days=3))
     b = task("b", 1, due_at=T0 + timedelta(days=1), process="travel")
     c = task("c", 1, due_at=None)
@@ -369,26 +396,26 @@ def test_list_tasks_filters_and_order(store: Store) -> None:
     for t in (a, b, c, d):
         store.apply(start(t.instance_id, tasks=(t,)), T0)
     # by due time, undated last; equal due times by id (the keyset order pages rely on)
-    assert [t.instance_id for t in store.list_tasks()] == ["b", "d", "a", "c"]
-    assert [t.instance_id for t in store.list_tasks(process="travel")] == ["b"]
-    assert [t.instance_id for t in store.list_tasks(instance_id="a")] == ["a"]
-    overdue = store.list_tasks(overdue_at=T0 + timedelta(days=2))
+    assert [t.instance_id for t in store.task_page().items] == ["b", "d", "a", "c"]
+    assert [t.instance_id for t in store.task_page(process="travel").items] == ["b"]
+    assert [t.instance_id for t in store.task_page(instance_id="a").items] == ["a"]
+    overdue = store.task_page(overdue_at=T0 + timedelta(days=2)).items
     assert [t.instance_id for t in overdue] == ["b", "d"]
-    assert len(store.list_tasks(limit=2)) == 2
-    assert store.list_tasks(status="done") == []
+    assert len(store.task_page(limit=2).items) == 2
+    assert store.task_page(status="done").items == []
     with pytest.raises(NotFound, match="list open tasks with 'tasks'"):
         store.get_task("zz-1")
 
 
-def test_list_instances(store: Store) -> None:
+def test_instance_page_filters(store: Store) -> None:
     store.apply(start("a"), T0)
     later = snapshot("b", process="travel", created_at=T0 + timedelta(1))
     store.apply(start("b", snapshot=later), T0)
-    assert [s.id for s in store.list_instances()] == ["a", "b"]
-    assert [s.id for s in store.list_instances(process="travel")] == ["b"]
-    assert [s.id for s in store.list_instances(state="review")] == ["a"]
-    assert store.list_instances(status="completed") == []
-    assert [s.id for s in store.list_instances(limit=1)] == ["a"]
+    assert [s.id for s in store.instance_page().items] == ["a", "b"]
+    assert [s.id for s in store.instance_page(process="travel").items] == ["b"]
+    assert [s.id for s in store.instance_page(state="review").items] == ["a"]
+    assert store.instance_page(status="completed").items == []
+    assert [s.id for s in store.instance_page(limit=1).items] == ["a"]
 
 
 def test_datetimes_come_back_aware_and_equal(store: Store) -> None:
@@ -491,7 +518,6 @@ def test_timers_set_cancel_and_fire_exactly_once(store: Store) -> None:
     remind = TimerRecord("i1-1:remind", "i1", "reminder", T0 + timedelta(hours=4), "review")
     other = TimerRecord("i1:audit", "i1", "escalation", T0 + timedelta(days=9), "elsewhere")
     store.apply(start(timers_set=(deadline, remind, other)), T0)
-    assert store.next_timer_due() == T0 + timedelta(hours=4)
     assert store.due_timers(T0) == []
     assert store.due_timers(T0 + timedelta(days=2)) == [remind, deadline]
 
@@ -517,17 +543,20 @@ def test_timers_set_cancel_and_fire_exactly_once(store: Store) -> None:
         store.apply(again, at, fired_timer=remind.id)
     assert store.load_snapshot("i1").row_version == snap.row_version
     assert len(store.query_audit(action="remind")) == 1
-    assert [n["event"] for n in store.pending_notices()] == ["task_assigned", "reminder"]
+    assert [n["event"] for n in pending_notices(store)] == ["task_assigned", "reminder"]
 
-    # Leaving a state cancels its pending timers.
-    store.apply(decide(snap, snap.tasks[0], timers_cancel_states=("review", "elsewhere")), at)
+    # Leaving a state cancels its pending timers, and only those of the states named.
+    store.apply(decide(snap, snap.tasks[0], timers_cancel_states=("review",)), at)
+    assert [t.id for t in store.due_timers(T0 + timedelta(days=30))] == [other.id]
+    snap = store.load_snapshot("i1")
+    leave = Outcome(snap, snap.row_version, timers_cancel_states=("elsewhere",))
+    store.apply(leave, at)
     status = {t["id"]: (t["status"], t["fired_at"]) for t in store.instance_timers("i1")}
     assert status == {
         remind.id: ("fired", at),
         deadline.id: ("cancelled", None),
         other.id: ("cancelled", None),
     }
-    assert store.next_timer_due() is None
     assert store.due_timers(T0 + timedelta(days=30)) == []
     last = store.load_snapshot("i1")
     with pytest.raises(Conflict, match="already fired or was cancelled"):
@@ -537,13 +566,19 @@ def test_timers_set_cancel_and_fire_exactly_once(store: Store) -> None:
 # ---------------------------------------------------------------------- schedules, outbox
 
 
-def test_claim_schedule_run_once(store: Store) -> None:
+def test_a_schedule_slot_runs_once(store: Store) -> None:
+    """The claim shares the step's transaction: a loser writes nothing at all."""
     planned = datetime(2024, 3, 1, 8, 0, tzinfo=SHANGHAI)
-    assert store.claim_schedule_run("monthly", planned, T0) is True
-    assert store.claim_schedule_run("monthly", planned.astimezone(UTC), T0) is False
-    assert store.claim_schedule_run("monthly", planned + timedelta(days=31), T0) is True
-    assert store.claim_schedule_run("weekly", planned, T0) is True
-    store.set_schedule_instance("monthly", planned, "i9")
+    store.apply(start("i9"), T0, schedule_run=("monthly", planned))
+    with pytest.raises(Conflict, match="already ran"):
+        store.apply(start("i8"), T0, schedule_run=("monthly", planned.astimezone(UTC)))
+    failed = audit(None, "schedule_failed")
+    with pytest.raises(Conflict, match="already ran"):
+        store.fail_schedule_run("monthly", planned, failed, [], T0)
+    assert [s.id for s in store.instance_page().items] == ["i9"]
+    assert store.fail_schedule_run("monthly", planned + timedelta(days=31), failed, [], T0)
+    store.apply(start("i7"), T0, schedule_run=("weekly", planned))
+    assert store.last_schedule_run("monthly") == planned + timedelta(days=31)
     with store.engine.connect() as conn:
         got = conn.execute(
             sa.select(tables.schedule_runs.c.instance_id).where(
@@ -552,8 +587,6 @@ def test_claim_schedule_run_once(store: Store) -> None:
             )
         ).scalar()
     assert got == "i9"
-    with pytest.raises(NotFound, match="schedule run"):
-        store.set_schedule_instance("never", planned, "i9")
 
 
 # ---------------------------------------------------------------------- concurrency
@@ -595,7 +628,7 @@ def test_concurrent_steps_on_one_instance_have_one_winner(db_url: str, workers: 
         assert all(isinstance(r, Conflict) for r in results if not isinstance(r, list))
         assert stores[0].load_snapshot("i1").row_version == 1
         assert count(stores[0], tables.audit_log) == 2
-        assert stores[0].verify_audit() == []
+        assert stores[0].check_audit().problems == []
     finally:
         for s in stores:
             s.close()
@@ -606,8 +639,10 @@ def test_concurrent_claims_and_audit_appends(db_url: str) -> None:
     stores = [Store.open(db_url) for _ in range(workers)]
     try:
         planned = T0.replace(microsecond=0)
-        claims = _race(workers, lambda i: stores[i].claim_schedule_run("s", planned, T0))
-        assert sorted(claims, key=str) == [False] * (workers - 1) + [True], claims
+        failed = audit(None, "schedule_failed")
+        claims = _race(workers, lambda i: stores[i].fail_schedule_run("s", planned, failed, [], T0))
+        assert sum(isinstance(c, list) for c in claims) == 1, claims
+        assert sum(isinstance(c, Conflict) for c in claims) == workers - 1, claims
 
         def append(i: int) -> list[int]:
             seqs: list[int] = []
@@ -617,7 +652,7 @@ def test_concurrent_claims_and_audit_appends(db_url: str) -> None:
 
         appended = _race(workers, append)
         assert all(isinstance(r, list) and len(r) == 5 for r in appended), appended
-        assert stores[0].verify_audit() == []
+        assert stores[0].check_audit().problems == []
 
         # everyone deploys the same text at once: one version, created exactly once
         defs = _race(
@@ -656,11 +691,11 @@ def test_apply_batch_isolates_conflicts(store: Store) -> None:
     assert isinstance(results[2], Conflict) and "already exists" in str(results[2])
     assert results[3] == []
     assert isinstance(results[4], list) and len(results[4]) == 1
-    assert [s.id for s in store.list_instances()] == ["i1", "i2", "i3"]
+    assert [s.id for s in store.instance_page().items] == ["i1", "i2", "i3"]
     assert store.load_snapshot("i1").row_version == 2
     assert store.instance_timers("i1")[0]["status"] == "fired"
     assert count(store, tables.tasks) == 3
-    assert store.verify_audit() == []
+    assert store.check_audit().problems == []
     again = Outcome(snapshot=store.load_snapshot("i1"), expected_row_version=2)
     [lost] = store.apply_batch([(again, timer.id)], T0)
     assert isinstance(lost, Conflict) and "already fired" in str(lost)
@@ -672,7 +707,7 @@ def test_apply_batch_error_rolls_back_the_whole_batch(store: Store) -> None:
     orphan = start("i2", timers_set=(TimerRecord("t", "nobody", "deadline", T0, "x"),))
     with pytest.raises(sa.exc.IntegrityError):
         store.apply_batch([(start("i1"), None), (orphan, None)], T0)
-    assert store.list_instances() == []
+    assert store.instance_page().items == []
     assert count(store, tables.audit_log) == 0
 
 
@@ -690,8 +725,8 @@ def test_sqlite_hot_queries_use_the_selective_indexes(sqlite_url: str) -> None:
 
     The list queries are checked in test_paging.py."""
     with Store.open(sqlite_url) as s:
-        hot = s._hot
-        assert "ix_tasks_instance_id_status" in _plan(s, hot.OPEN_TASKS, {"id": "i1"})
+        hot = s._steps
+        assert "ix_tasks_instance_id_status" in _plan(s, hot.SNAPSHOT, {"id": "i1"})
         assert "USING INDEX" in _plan(s, hot.CHAIN_HEAD, {"chain_key": "i1"})
         cancel = _plan(s, hot.CANCEL_STATE, {"instance_id": "i1", "state": "x"})
         assert "ix_timers_instance_id_status" in cancel

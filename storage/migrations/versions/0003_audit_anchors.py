@@ -82,7 +82,7 @@ SQLITE_DOWN = [
 
 
 def _anchor_mac(chain: str, last_seq: int, last_hash: str, entries: int) -> str:
-    """As storage.hot.anchor_mac without a key (existing entries are all unkeyed)."""
+    """As storage.audithash.anchor_mac without a key (existing entries are all unkeyed)."""
     doc = {"chain_key": chain, "last_seq": last_seq, "last_hash": last_hash, "entries": entries}
     text = "anchor" + json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
