@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.catalog import Catalog, compile_stored, load_catalog, org_catalog
+from engine.catalog import Catalog, compile_stored, load_catalog, org_catalog, org_catalog_files
 from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
@@ -27,6 +27,7 @@ from engine.yamlsafe import load_file
 from storage.paging import Page
 
 if TYPE_CHECKING:
+    from service.defcache import DefinitionCache
     from storage.store import Store
 
 __all__ = ["Deployed", "Workflow", "new_id", "org_catalog", "system_clock"]
@@ -56,10 +57,13 @@ class Workflow:
         store: Store,
         processes_dir: Path | str,
         clock: Clock = system_clock,
+        cache: DefinitionCache | None = None,
     ):
+        """``cache`` keeps compiled versions and the org between processes (the CLI's)."""
         self.store = store
         self.processes_dir = Path(processes_dir)
         self.clock = clock
+        self.cache = cache
         self._org: Org | None = None
         self._catalog: Catalog | None = None
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
@@ -69,11 +73,12 @@ class Workflow:
     def open(cls, db_url: str, processes_dir: Path | str, *, create: bool = False) -> Workflow:
         """The facade on a database URL. Without ``create`` a missing database is refused
         (NoDatabase) rather than left behind, empty, by a typo in the URL."""
+        from service.defcache import DefinitionCache
         from storage.db import open_database
         from storage.store import Store
 
         store = Store(open_database(db_url, create=create))
-        return cls(store, processes_dir)
+        return cls(store, processes_dir, cache=DefinitionCache.from_env())
 
     # ------------------------------------------------------------------ definitions
 
@@ -86,7 +91,10 @@ class Workflow:
                     f"no org directory at {path}; pass --processes DIR pointing at the folder "
                     "with org.yaml"
                 )
-            self._org = load_org(load_file(path))
+            if self.cache is None:
+                self._org = load_org(load_file(path))
+            else:
+                self._org = self.cache.org(path, lambda: load_org(load_file(path)))
         return self._org
 
     @property
@@ -149,7 +157,12 @@ class Workflow:
         return self._compiled[key]
 
     def _compile_stored(self, text: str, file: str) -> CompiledProcess:
-        return compile_stored(text, file, self.catalog)
+        def make() -> CompiledProcess:
+            return compile_stored(text, file, self.catalog)
+
+        if self.cache is None:
+            return make()
+        return self.cache.process(text, file, org_catalog_files(self.processes_dir), make)
 
     def latest_version(self, name: str) -> int:
         """The version new instances start on; re-read at most every few seconds so a
