@@ -17,7 +17,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from notifiers.outbox import Outlet
-from service.display import DisplayZoneFormatter, display_tz, iso
+from service.display import display_tz, iso
+from service.logformat import DisplayZoneFormatter
 from service.timekeeper import tick_and_send
 from service.workflow import Workflow
 
