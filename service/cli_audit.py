@@ -13,12 +13,11 @@ from service.cli_base import (
     Settings,
     after_option,
     emit,
-    emit_page,
     limit_option,
     output_option,
     parse_time,
     pass_settings,
-    print_table,
+    print_page,
     refusals,
 )
 
@@ -115,25 +114,20 @@ def audit(
             limit=limit,
             after=after,
         )
-        rows = page.items
-    emit_page(
+    print_page(
         output,
-        rows,
-        page.next,
-        lambda: print_table(
-            rows,
-            [
-                "seq",
-                "at",
-                "actor",
-                "on_behalf_of",
-                "process",
-                "instance_id",
-                "action",
-                "from_state",
-                "to_state",
-            ],
-        ),
+        page,
+        [
+            "seq",
+            "at",
+            "actor",
+            "on_behalf_of",
+            "process",
+            "instance_id",
+            "action",
+            "from_state",
+            "to_state",
+        ],
     )
 
 

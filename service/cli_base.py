@@ -23,6 +23,7 @@ import click
 from service.display import display_tz, jsonable, plain_decimal
 
 if TYPE_CHECKING:
+    from service.queries import Rows
     from service.workflow import Workflow
 
 DEFAULT_DB = "sqlite:///shenpi.db"
@@ -293,6 +294,11 @@ def emit_page(
     emit(output, rows, render)
     if nxt is not None:
         click.echo(f"next: --after {nxt}", err=True)
+
+
+def print_page(output: str, page: Rows, columns: Sequence[str]) -> None:
+    """A listing's page as a table of ``columns`` (or JSON), and the next cursor if any."""
+    emit_page(output, page.items, page.next, lambda: print_table(page.items, columns))
 
 
 def _override(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:

@@ -12,10 +12,10 @@ from service.cli_base import (
     Settings,
     after_option,
     emit,
-    emit_page,
     limit_option,
     output_option,
     pass_settings,
+    print_page,
     print_table,
     refusals,
 )
@@ -82,13 +82,7 @@ def users(settings: Settings, limit: int, after: str | None, output: str) -> Non
 
     with refusals():
         page = user_rows(settings.processes, limit, after)  # files only: no database needed
-    rows = page.items
-    emit_page(
-        output,
-        rows,
-        page.next,
-        lambda: print_table(rows, ["id", "name", "roles", "active", "delegate"]),
-    )
+    print_page(output, page, ["id", "name", "roles", "active", "delegate"])
 
 
 @cli.command()

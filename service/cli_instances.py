@@ -10,11 +10,11 @@ from service.cli_base import (
     after_option,
     cell,
     emit,
-    emit_page,
     limit_option,
     output_option,
     parse_sets,
     pass_settings,
+    print_page,
     print_table,
     refusals,
 )
@@ -98,14 +98,10 @@ def tasks(
             limit=limit,
             after=after,
         )
-    rows = page.items
-    emit_page(
+    print_page(
         output,
-        rows,
-        page.next,
-        lambda: print_table(
-            rows, ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"]
-        ),
+        page,
+        ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"],
     )
 
 
@@ -219,12 +215,6 @@ def instances(
             limit=limit,
             after=after,
         )
-    rows = page.items
-    emit_page(
-        output,
-        rows,
-        page.next,
-        lambda: print_table(
-            rows, ["id", "process", "version", "state", "status", "requester", "updated_at"]
-        ),
+    print_page(
+        output, page, ["id", "process", "version", "state", "status", "requester", "updated_at"]
     )
