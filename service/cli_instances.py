@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from service.cli import cli
@@ -18,6 +21,10 @@ from service.cli_base import (
     print_table,
     refusals,
 )
+
+if TYPE_CHECKING:
+    from engine.records import Snapshot
+    from service.workflow import Workflow
 
 set_option = click.option(
     "--set",
@@ -50,10 +57,10 @@ def start(
     output: str,
 ) -> None:
     """Start an instance of PROCESS and print it."""
-    data = parse_sets(sets, data_file)
-    with refusals():
-        snapshot = settings.workflow().start(process, user, data, settings.at())
-        _show(settings, snapshot.id, user, output)
+    _step_then_show(
+        settings, user, sets, data_file, output,
+        lambda wf, data: wf.start(process, user, data, settings.at()),
+    )  # fmt: skip
 
 
 @cli.command()
@@ -125,10 +132,25 @@ def act(
     output: str,
 ) -> None:
     """Take ACTION on TASK_ID and print the instance afterwards."""
+    _step_then_show(
+        settings, user, sets, data_file, output,
+        # settings.now, not at(): without --now the Workflow reads the clock itself
+        lambda wf, data: wf.act(task_id, action, user, data, comment, settings.now),
+    )  # fmt: skip
+
+
+def _step_then_show(
+    settings: Settings,
+    user: str,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+    step: Callable[[Workflow, dict[str, Any]], Snapshot],
+) -> None:
+    """Read --data and --set, take the step, and print the instance as ``user`` sees it."""
     data = parse_sets(sets, data_file)
     with refusals():
-        # settings.now, not at(): without --now the Workflow reads the clock itself
-        snapshot = settings.workflow().act(task_id, action, user, data, comment, settings.now)
+        snapshot = step(settings.workflow(), data)
         _show(settings, snapshot.id, user, output)
 
 
