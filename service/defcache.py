@@ -4,10 +4,11 @@ Compiling a stored version again (YAML with positions, validation, expressions) 
 command more than its work, and org.yaml is parsed by every command that checks who may
 act. Both are pure functions of their inputs, so their results are pickled under a key
 that covers every input: the source text and file name, the org and calendar files they
-were checked against, and the code that made them (the engine's own files, the Python
-version and the installed packages whose objects the pickle holds). A change to any of
-them is a new key, so a stale form is never used; an unreadable or corrupt file is
-ignored (and made again); a cache that cannot be written is simply not kept.
+were checked against, and the code that made them (the engine's own files, this module,
+the Python version and the installed packages whose objects the pickle holds). A change
+to any of them is a new key, so a stale form is never used; an unreadable or corrupt file
+is ignored (and made again); a cache that cannot be written is simply not kept. Old
+entries are not removed: deleting the folder is always safe.
 
 What does not pickle is made again on load: each expression is compiled from its source
 and the transitions machine is rebuilt (``attach_machine``). A calendar keeps the years
@@ -65,7 +66,7 @@ def code_version() -> str:
     """A digest of everything besides the inputs that decides a compiled form."""
     digest = hashlib.sha256(FORMAT)
     digest.update(sys.version.encode())
-    for path in sorted(ENGINE_DIR.glob("*.py")):
+    for path in [Path(__file__), *sorted(ENGINE_DIR.glob("*.py"))]:  # this file: the format
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     for name in PICKLED_PACKAGES:
         spec = find_spec(name)  # finds the package without importing it
