@@ -43,16 +43,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays as holidays_pkg
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from engine.errors import DefinitionError, Problem
 from engine.validation import Frozen, pydantic_problems
 from engine.yamlsafe import Document
+
+if TYPE_CHECKING:
+    from holidays import HolidayBase
 
 __all__ = [
     "DEFAULT_CALENDAR",
@@ -169,7 +171,7 @@ class CalendarSpec(Frozen):
     @field_validator("based_on")
     @classmethod
     def _known_country(cls, value: str | None) -> str | None:
-        if value is not None and value not in holidays_pkg.list_supported_countries():
+        if value is not None and value not in _country_codes():
             raise PydanticCustomError(
                 "calendar_country",
                 "unknown country {value} for the holidays package; "
@@ -189,6 +191,15 @@ class CalendarSpec(Frozen):
                     {"day": day.isoformat(), "index": index},
                 )
         return self
+
+
+@lru_cache(maxsize=1)
+def _country_codes() -> frozenset[str]:
+    """The codes the ``holidays`` package knows, read from its registry: listing the
+    countries (``list_supported_countries``) would import all of their ~250 modules."""
+    from holidays.registry import EntityLoader
+
+    return frozenset(EntityLoader.get_country_codes())
 
 
 def _zone_exists(key: str) -> bool:
@@ -290,12 +301,41 @@ class WorkingCalendar:
         self._known_extra = frozenset(spec.known_years)
         self._years: dict[int, _Year] = {}
         self._lock = threading.Lock()
-        self._official: holidays_pkg.HolidayBase | None = None
-        self._statutory: holidays_pkg.HolidayBase | None = None
+        self._country_lock = threading.Lock()
+        # the base country's views and facts, set up on first use (see _country): importing
+        # the ``holidays`` package costs more than most commands, and a loaded calendar
+        # (service/defcache.py) has the years it needs already built
+        self._official: HolidayBase | None = None
+        self._statutory: HolidayBase | None = None
+        self._facts_known = spec.based_on is None
         self._package_years: frozenset[int] | None = None
         self._package_range = (0, -1)
-        if spec.based_on is not None:
-            self._setup_country(spec.based_on)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable: the built years and the package's facts, without the locks and the
+        package's objects (made again on first use, if a year not built is asked for)."""
+        state = self.__dict__.copy()
+        for key in ("_lock", "_country_lock", "_official", "_statutory"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._country_lock = threading.Lock()
+        self._official = self._statutory = None
+
+    def _country(self) -> tuple[HolidayBase, HolidayBase] | None:
+        """The package's official and statutory views of the base country, or None."""
+        code = self.spec.based_on
+        if code is None:
+            return None
+        if self._official is None:
+            with self._country_lock:
+                if self._official is None:
+                    self._setup_country(code)
+        assert self._official is not None and self._statutory is not None
+        return self._official, self._statutory
 
     def _setup_country(self, code: str) -> None:
         """Two views of the country: with and without the package's days in lieu.
@@ -308,10 +348,11 @@ class WorkingCalendar:
         file then lists every day off of the notice itself. The language is pinned because
         the package otherwise picks holiday names from the process environment ($LANG).
         """
-        official = holidays_pkg.country_holidays(code)
+        from holidays import country_holidays
+
+        official = country_holidays(code)
         language = getattr(official, "default_language", None)
-        self._official = holidays_pkg.country_holidays(code, language=language)
-        self._statutory = holidays_pkg.country_holidays(code, language=language, observed=False)
+        self._statutory = country_holidays(code, language=language, observed=False)
         self._package_range = (
             int(getattr(official, "start_year", _MIN_YEAR)),
             int(getattr(official, "end_year", _MAX_YEAR)),
@@ -325,6 +366,8 @@ class WorkingCalendar:
             )
         else:
             self._package_years = None  # rule-based country: every supported year is known
+        self._facts_known = True
+        self._official = country_holidays(code, language=language)  # last: marks it set up
 
     def __repr__(self) -> str:
         return f"WorkingCalendar({self.name!r}, tz={self.tz.key!r})"
@@ -337,11 +380,13 @@ class WorkingCalendar:
         A plain calendar (no ``based_on``) has no adjustments to know, so every year is
         known.
         """
-        if year in self._known_extra or self._official is None:
+        if year in self._known_extra or self.spec.based_on is None:
             return True
         return self._package_knows(year)
 
     def _package_knows(self, year: int) -> bool:
+        if not self._facts_known:
+            self._country()
         if self._package_years is not None:
             return year in self._package_years
         low, high = self._package_range
@@ -510,9 +555,10 @@ class WorkingCalendar:
         # The file's known_years declare the schedule themselves (holidays, working_days),
         # so they are built on the statutory days alone; every other year on the package's
         # view with days in lieu (the notice's days for known years, art. 6 for the rest).
-        package_knows = self._official is not None and self._package_knows(year)
+        views = self._country()
+        package_knows = views is not None and self._package_knows(year)
         declared = year in self._known_extra and not package_knows
-        country = self._statutory if declared else self._official
+        country = None if views is None else views[1] if declared else views[0]
         first = date(year, 1, 1).toordinal()
         last = date(year, 12, 31).toordinal()
         names: dict[date, str] = {}
@@ -593,6 +639,7 @@ def default_calendar() -> WorkingCalendar:
 
     Shared, so its per-year cache is built once per process.
     """
-    return WorkingCalendar(
-        CalendarSpec(calendar=DEFAULT_CALENDAR, based_on="CN", timezone=DEFAULT_TIMEZONE)
+    spec = CalendarSpec.model_construct(  # constants: no check (it would import holidays)
+        calendar=DEFAULT_CALENDAR, based_on="CN", timezone=DEFAULT_TIMEZONE
     )
+    return WorkingCalendar(spec)

@@ -133,6 +133,18 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
     return Catalog(org, processes, calendars)
 
 
+def org_catalog(processes_dir: Path) -> Catalog:
+    """The org and calendars of a processes folder: all that `calendar` and `users` read,
+    so they work before any database exists."""
+    return load_catalog(org_catalog_files(processes_dir))
+
+
+def org_catalog_files(processes_dir: Path) -> list[Path]:
+    """The files :func:`org_catalog` reads: org.yaml and the calendar files."""
+    cal_dir = processes_dir / "calendars"
+    return [processes_dir / "org.yaml", *(yaml_files([cal_dir]) if cal_dir.is_dir() else [])]
+
+
 def compile_stored(text: str, file: str, catalog: Catalog) -> CompiledProcess:
     """Recompile a deployed version from its stored source (running instances keep theirs).
 

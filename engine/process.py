@@ -452,6 +452,12 @@ def compile_process(
         expressions=ck.exprs,
         decisions=ck.decisions,
     )
+    return attach_machine(process)
+
+
+def attach_machine(process: CompiledProcess) -> CompiledProcess:
+    """Give a process its transitions machine and the one cursor attached to it; also
+    for a process loaded from a cache (service/defcache.py), as neither pickles."""
     process.machine = _build_machine(process)
     return process
 

@@ -13,9 +13,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Frozen(BaseModel):
-    """Base of every definition model: immutable, and unknown keys are errors."""
+    """Base of every definition model: immutable, and unknown keys are errors.
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    ``defer_build``: a model's validator is built on its first validation, not at import;
+    a command that reads its definitions from the cache (service/defcache.py) validates
+    none of them, and building them all took a good part of its start-up.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, defer_build=True)
 
 
 def _message(err: dict[str, Any]) -> str:

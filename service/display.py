@@ -9,7 +9,6 @@ has (``1000.00``, never ``1E+3`` or ``-0``). Kept free of heavy imports: the CLI
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -86,11 +85,11 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-class DisplayZoneFormatter(logging.Formatter):
-    """Log timestamps as ISO 8601 in the display zone, not in the machine's zone."""
+def __getattr__(name: str) -> Any:
+    """``DisplayZoneFormatter`` lives in service/logformat.py, so that importing this
+    module (``--help`` does) does not import ``logging``."""
+    if name == "DisplayZoneFormatter":
+        from service.logformat import DisplayZoneFormatter
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        moment = datetime.fromtimestamp(record.created, display_tz())
-        if datefmt:
-            return moment.strftime(datefmt)
-        return moment.isoformat(timespec="milliseconds")
+        return DisplayZoneFormatter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

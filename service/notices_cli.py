@@ -1,26 +1,22 @@
 """``notices`` and ``channels test``: look at the delivery queue, retry dead letters, try a channel.
 
-Kept apart from service/cli.py so the list commands there stay small; the commands
-register themselves on the same click group.
+The commands register themselves on the group of service/cli.py.
 """
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import click
 
-from service.cli import (
+from service.cli import cli
+from service.cli_base import (
     Settings,
-    channels_option,
-    cli,
     emit,
     output_option,
     pass_settings,
     print_table,
     refusals,
 )
+from service.cli_ops import channels_option
 
 COLUMNS = [
     "id",
@@ -44,12 +40,14 @@ COLUMNS = [
 @click.pass_context
 def notices(ctx: click.Context, status: str | None, limit: int, output: str) -> None:
     """List deliveries (one per notice, recipient and channel), oldest first."""
+    from service.queries import delivery_rows
+
     if ctx.invoked_subcommand is not None:
         return
     settings = ctx.find_object(Settings)
     assert settings is not None
     with refusals():
-        rows: list[dict[str, Any]] = settings.workflow().store.deliveries.list(status, limit)
+        rows = delivery_rows(settings.workflow(), status, limit)
     emit(output, rows, lambda: print_table(rows, COLUMNS))
 
 
@@ -58,8 +56,10 @@ def notices(ctx: click.Context, status: str | None, limit: int, output: str) -> 
 @pass_settings
 def notices_retry(settings: Settings, ids: tuple[int, ...]) -> None:
     """Send dead deliveries again (with fresh attempts) at the next dispatch."""
+    from service.queries import retry_deliveries
+
     with refusals():
-        done = settings.workflow().store.deliveries.retry(ids, settings.at())
+        done = retry_deliveries(settings.workflow(), ids, settings.at())
     click.echo(f"{len(done)} deliveries queued again: {', '.join(map(str, done))}")
 
 
@@ -75,24 +75,11 @@ def channels() -> None:
 @pass_settings
 def channels_test(settings: Settings, name: str, user: str, channels_file: str | None) -> None:
     """Send one test message through channel NAME to a user now, outside the outbox."""
-    from engine.errors import NotFound
-    from notifiers.messages import build_message
-    from notifiers.outbox import Outlet
-    from notifiers.routing import load
-    from service.workflow import org_catalog
+    from service.channels import send_test
 
     with refusals():
-        outlet = Outlet.of(load(channels_file, settings.processes), click.echo)
-        channel = outlet.channels.get(name)
-        if channel is None:
-            raise NotFound("channel", name, f"configured: {', '.join(outlet.channels)}")
-        spec = org_catalog(settings.processes).org.users.get(user)  # files: no database
-        if spec is None:
-            raise NotFound("user", user)
-        data = {"process": "shenpi", "instance_id": "test", "title": "channel test"}
-        message = build_message(f"test-{uuid.uuid4().hex}", "test", data, user, spec)
-        delivery = channel.send(message)
-    if not delivery.ok:
-        click.echo(f"error: {name}: {delivery.status}: {delivery.detail}", err=True)
+        sent = send_test(settings.processes, channels_file, name, user, click.echo)
+    if not sent.ok:
+        click.echo(f"error: {name}: {sent.status}: {sent.detail}", err=True)
         raise SystemExit(1)
-    click.echo(f"{name}: sent to {user} ({message.delivery_id})")
+    click.echo(f"{name}: sent to {user} ({sent.delivery_id})")

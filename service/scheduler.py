@@ -16,9 +16,10 @@ from datetime import datetime
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from notifiers.outbox import Outlet, dispatch
-from service.display import DisplayZoneFormatter, display_tz, iso
-from service.timekeeper import tick
+from notifiers.outbox import Outlet
+from service.display import display_tz, iso
+from service.logformat import DisplayZoneFormatter
+from service.timekeeper import tick_and_send
 from service.workflow import Workflow
 
 log = logging.getLogger("shenpi.serve")
@@ -44,10 +45,8 @@ def configure_logging() -> None:
 def one_tick(wf: Workflow, fixed_now: datetime | None = None, outlet: Outlet | None = None) -> None:
     now = fixed_now or wf.clock()
     outlet = outlet or Outlet.console(print)
-    try:
-        report = tick(wf, now)
-    finally:  # notices already committed go out even if this tick failed
-        sent = dispatch(wf.store, wf.org, outlet, now, limit=10_000)
+    result = tick_and_send(wf, now, outlet)
+    report, sent = result.report, result.sent
     if report.fired or report.started or sent.handled or report.failed:
         log.info(
             "tick %s: %s, %d delivered, %d to retry, %d held back, %d dead",

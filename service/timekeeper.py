@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, NotFound, ShenpiError
 from engine.model import ScheduleSpec
@@ -22,6 +22,9 @@ from engine.process import CompiledProcess
 from engine.records import AuditRecord, Notice, Outcome, TimerRecord
 from engine.runtime import Start, TimerFired, fire
 from service.workflow import Workflow, new_id
+
+if TYPE_CHECKING:
+    from notifiers.outbox import Outlet, Report
 
 log = logging.getLogger("shenpi.tick")
 SYSTEM = Actor("system", frozenset())
@@ -49,6 +52,37 @@ def tick(wf: Workflow, now: datetime, batch: int = 500) -> TickReport:
     _fire_timers(wf, now, batch, report)
     _run_schedules(wf, now, report)
     return report
+
+
+SEND_LIMIT = 10_000  # deliveries one tick sends at most; the rest go with the next
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """A tick and the dispatch after it: what ``tick`` prints and ``serve`` logs."""
+
+    report: TickReport
+    sent: Report
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.report.as_dict() | {
+            "notices_sent": self.sent.sent,
+            "deliveries_retry": self.sent.retried,
+            "deliveries_held": self.sent.held,
+            "deliveries_dead": self.sent.dead,
+        }
+
+
+def tick_and_send(wf: Workflow, now: datetime, outlet: Outlet, batch: int = 500) -> TickResult:
+    """Fire what is due, then send the outbox. The notices already committed go out even
+    if the tick failed half-way (the error is raised after the dispatch)."""
+    from notifiers.outbox import dispatch
+
+    try:
+        report = tick(wf, now, batch=batch)
+    finally:
+        sent = dispatch(wf.store, wf.org, outlet, now, limit=SEND_LIMIT)
+    return TickResult(report, sent)
 
 
 def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.catalog import Catalog, compile_stored, load_catalog
+from engine.catalog import Catalog, compile_stored, load_catalog, org_catalog, org_catalog_files
 from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
@@ -26,7 +26,12 @@ from engine.sla import NumberText, TimeText
 from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
 from storage.paging import Page
-from storage.store import Store
+
+if TYPE_CHECKING:
+    from service.defcache import DefinitionCache
+    from storage.store import Store
+
+__all__ = ["Deployed", "Workflow", "new_id", "org_catalog", "system_clock"]
 
 Clock = Callable[[], datetime]
 HIDDEN = "***"
@@ -45,27 +50,36 @@ class Deployed:
     file: str
 
 
-def org_catalog(processes_dir: Path) -> Catalog:
-    """The org and calendars of a processes folder: all that `calendar` and `users` read,
-    so they work before any database exists."""
-    cal_dir = processes_dir / "calendars"
-    paths: list[Path] = [processes_dir / "org.yaml"]
-    if cal_dir.is_dir():
-        paths.append(cal_dir)
-    return load_catalog(paths)
-
-
 class Workflow:
     """Start, act, query; deploy definitions. Safe to share within one thread."""
 
-    def __init__(self, store: Store, processes_dir: Path | str, clock: Clock = system_clock):
+    def __init__(
+        self,
+        store: Store,
+        processes_dir: Path | str,
+        clock: Clock = system_clock,
+        cache: DefinitionCache | None = None,
+    ):
+        """``cache`` keeps compiled versions and the org between processes (the CLI's)."""
         self.store = store
         self.processes_dir = Path(processes_dir)
         self.clock = clock
+        self.cache = cache
         self._org: Org | None = None
         self._catalog: Catalog | None = None
         self._compiled: dict[tuple[str, int], CompiledProcess] = {}
         self._latest: dict[str, tuple[int, float]] = {}
+
+    @classmethod
+    def open(cls, db_url: str, processes_dir: Path | str, *, create: bool = False) -> Workflow:
+        """The facade on a database URL. Without ``create`` a missing database is refused
+        (NoDatabase) rather than left behind, empty, by a typo in the URL."""
+        from service.defcache import DefinitionCache
+        from storage.db import open_database
+        from storage.store import Store
+
+        store = Store(open_database(db_url, create=create))
+        return cls(store, processes_dir, cache=DefinitionCache.from_env())
 
     # ------------------------------------------------------------------ definitions
 
@@ -78,7 +92,10 @@ class Workflow:
                     f"no org directory at {path}; pass --processes DIR pointing at the folder "
                     "with org.yaml"
                 )
-            self._org = load_org(load_file(path))
+            if self.cache is None:
+                self._org = load_org(load_file(path))
+            else:
+                self._org = self.cache.org(path, lambda: load_org(load_file(path)))
         return self._org
 
     @property
@@ -137,8 +154,16 @@ class Workflow:
             row = self.store.get_definition(name, version)
             if row is None:
                 raise NotFound("process version", f"{name} v{version}")
-            self._compiled[key] = compile_stored(row["source_text"], row["file"], self.catalog)
+            self._compiled[key] = self._compile_stored(row["source_text"], row["file"])
         return self._compiled[key]
+
+    def _compile_stored(self, text: str, file: str) -> CompiledProcess:
+        def make() -> CompiledProcess:
+            return compile_stored(text, file, self.catalog)
+
+        if self.cache is None:
+            return make()
+        return self.cache.process(text, file, org_catalog_files(self.processes_dir), make)
 
     def latest_version(self, name: str) -> int:
         """The version new instances start on; re-read at most every few seconds so a

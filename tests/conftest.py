@@ -10,6 +10,7 @@ rows and may run in any order.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Any
 import pytest
 
 PG_ENV = "SHENPI_TEST_PG_URL"
+# the CLI keeps compiled definitions in a cache folder (service/defcache.py): the tests'
+# go to a folder of their own, not to the user's ~/.cache
+os.environ.setdefault("SHENPI_CACHE_DIR", tempfile.mkdtemp(prefix="shenpi-test-cache-"))
 
 
 @pytest.fixture

@@ -1,0 +1,242 @@
+"""Commands on instances and tasks: start, tasks, act, show, instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from service.cli import cli
+from service.cli_base import (
+    Settings,
+    after_option,
+    cell,
+    emit,
+    limit_option,
+    output_option,
+    parse_sets,
+    pass_settings,
+    print_page,
+    print_table,
+    refusals,
+)
+
+if TYPE_CHECKING:
+    from engine.records import Snapshot
+    from service.workflow import Workflow
+
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A variable value (repeatable).",
+)
+data_option = click.option(
+    "--data",
+    "data_file",
+    type=click.Path(dir_okay=False),
+    help="A JSON file with variable values.",
+)
+
+
+@cli.command()
+@click.argument("process")
+@click.option("--as", "user", required=True, help="The requester's user id.")
+@set_option
+@data_option
+@output_option
+@pass_settings
+def start(
+    settings: Settings,
+    process: str,
+    user: str,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+) -> None:
+    """Start an instance of PROCESS and print it."""
+    _step_then_show(
+        settings, user, sets, data_file, output,
+        lambda wf, data: wf.start(process, user, data, settings.at()),
+    )  # fmt: skip
+
+
+@cli.command()
+@click.option("--as", "user", help="Only tasks this user may act on now.")
+@click.option("--role", help="Only tasks waiting for this role.")
+@click.option("--process", help="Only tasks of this process.")
+@click.option(
+    "--all",
+    "include_closed",
+    is_flag=True,
+    help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
+)
+@click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@limit_option
+@after_option("tasks")
+@output_option
+@pass_settings
+def tasks(
+    settings: Settings,
+    user: str | None,
+    role: str | None,
+    process: str | None,
+    include_closed: bool,
+    overdue: bool,
+    limit: int,
+    after: str | None,
+    output: str,
+) -> None:
+    """List open tasks by due time, undated last (the ones USER may act on, with --as)."""
+    from service.queries import task_rows
+
+    with refusals():
+        wf = settings.workflow()
+        page = task_rows(
+            wf,
+            settings.at(),
+            user=user,
+            role=role,
+            process=process,
+            include_closed=include_closed,
+            overdue=overdue,
+            limit=limit,
+            after=after,
+        )
+    print_page(
+        output,
+        page,
+        ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"],
+    )
+
+
+@cli.command()
+@click.argument("task_id")
+@click.argument("action")
+@click.option("--as", "user", required=True, help="Who acts.")
+@click.option("--comment", help="A comment for the record.")
+@set_option
+@data_option
+@output_option
+@pass_settings
+def act(
+    settings: Settings,
+    task_id: str,
+    action: str,
+    user: str,
+    comment: str | None,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+) -> None:
+    """Take ACTION on TASK_ID and print the instance afterwards."""
+    _step_then_show(
+        settings, user, sets, data_file, output,
+        # settings.now, not at(): without --now the Workflow reads the clock itself
+        lambda wf, data: wf.act(task_id, action, user, data, comment, settings.now),
+    )  # fmt: skip
+
+
+def _step_then_show(
+    settings: Settings,
+    user: str,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+    step: Callable[[Workflow, dict[str, Any]], Snapshot],
+) -> None:
+    """Read --data and --set, take the step, and print the instance as ``user`` sees it."""
+    data = parse_sets(sets, data_file)
+    with refusals():
+        snapshot = step(settings.workflow(), data)
+        _show(settings, snapshot.id, user, output)
+
+
+@cli.command()
+@click.argument("instance_id")
+@click.option("--as", "viewer", help="Show as this user sees it (confidential fields masked).")
+@output_option
+@pass_settings
+def show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
+    """Show an instance: state, variables, open tasks with their actions, and history."""
+    from engine.values import check_name
+
+    with refusals():
+        check_name("instance id", instance_id)  # before the database is opened
+        _show(settings, instance_id, viewer, output)
+
+
+def _show(settings: Settings, instance_id: str, viewer: str | None, output: str) -> None:
+    from service.queries import instance_view
+
+    wf = settings.workflow()
+    view = instance_view(wf, instance_id, viewer, settings.at())
+    data = view.data
+    if output == "json":
+        emit(output, data, lambda: None)
+        return
+    sla = data["deadlines"]["instance_deadline"]
+    click.echo(f"instance {data['id']}  {data['process']} v{data['version']}")
+    click.echo(f"state    {data['state']} ({view.state_title or '-'})")
+    click.echo(f"status   {data['status']}" + (f" ({data['outcome']})" if data["outcome"] else ""))
+    click.echo(f"by       {data['requester']} at {data['created_at']}")
+    click.echo("variables:")
+    for key, value in data["variables"].items():
+        click.echo(f"  {key}: {cell(value)}")
+    click.echo("open tasks:")
+    print_table(data["tasks"], ["id", "title", "role", "actions", "due_at", "overdue"])
+    if sla:
+        extended = len(sla["extensions"])
+        provisional = "; provisional" if sla["provisional"] else ""
+        click.echo(
+            f"deadline {sla['due_at']} ({view.deadline_phase}; extended {extended} time(s)"
+            f"{provisional})"
+        )
+    deadlines = data["deadlines"]
+    for warning in deadlines["calendar_warnings"]:
+        click.echo(f"warning: {warning}")
+    if deadlines["timers"]:
+        click.echo("timers:")
+        print_table(
+            deadlines["timers"], ["kind", "level", "due_at", "status", "fired_at", "task_id"]
+        )
+    click.echo("history:")
+    print_table(
+        data["history"], ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"]
+    )
+
+
+@cli.command()
+@click.option("--process", help="Only this process.")
+@click.option("--state", help="Only instances in this state.")
+@click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
+@limit_option
+@after_option("instances")
+@output_option
+@pass_settings
+def instances(
+    settings: Settings,
+    process: str | None,
+    state: str | None,
+    status: str | None,
+    limit: int,
+    after: str | None,
+    output: str,
+) -> None:
+    """List instances, oldest first."""
+    from service.queries import instance_rows
+
+    with refusals():
+        page = instance_rows(
+            settings.workflow(),
+            process=process,
+            state=state,
+            status=status,
+            limit=limit,
+            after=after,
+        )
+    print_page(
+        output, page, ["id", "process", "version", "state", "status", "requester", "updated_at"]
+    )

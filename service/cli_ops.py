@@ -1,0 +1,99 @@
+"""Commands that run the clock and read the calendar: tick, serve, calendar."""
+
+from __future__ import annotations
+
+import click
+
+from service.cli import cli
+from service.cli_base import (
+    Settings,
+    cell,
+    emit,
+    output_option,
+    pass_settings,
+    refusals,
+)
+from service.display import display_tz
+
+CHANNELS_HELP = (
+    "channels.yaml to send through (env SHENPI_CHANNELS; default: channels.yaml in "
+    "--processes if present, else the console only)."
+)
+channels_option = click.option(
+    "--channels", "channels_file", default=None, metavar="FILE", help=CHANNELS_HELP
+)
+
+
+@cli.command()
+@click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000))
+@channels_option
+@output_option
+@pass_settings
+def tick(settings: Settings, batch: int, channels_file: str | None, output: str) -> None:
+    """Fire every due timer and scheduled run once, as of --now (or the clock), then send
+    the outbox. Safe to run from several processes at once."""
+    from service.channels import load_outlet
+    from service.timekeeper import tick_and_send
+
+    with refusals():
+        outlet = load_outlet(settings.processes, channels_file, lambda m: click.echo(m, err=True))
+        wf = settings.workflow()
+        data = tick_and_send(wf, settings.at(), outlet, batch=batch).as_dict()
+    emit(output, data, lambda: click.echo(" ".join(f"{k}={cell(v)}" for k, v in data.items())))
+
+
+@cli.command()
+@click.argument("year", required=False, type=click.IntRange(1900, 2200))
+@click.option("--name", "calendar_name", default="cn", show_default=True, help="Calendar to show.")
+@output_option
+@pass_settings
+def calendar(settings: Settings, year: int | None, calendar_name: str, output: str) -> None:
+    """List a year's non-working days and working weekend days (调休) of a calendar."""
+    from service.queries import calendar_view, org_catalog
+
+    with refusals():
+        catalog = org_catalog(settings.processes)  # files only: no database needed
+        year = year or settings.at().astimezone(display_tz()).year
+        data = calendar_view(catalog, calendar_name, year)
+
+    def render() -> None:
+        status = "provisional" if data["provisional"] else "official"
+        click.echo(f"calendar {data['calendar']} ({data['timezone']}), {year} ({status})")
+        for warning in data["warnings"]:
+            click.echo(f"warning: {warning}")
+        click.echo("non-working days (besides ordinary weekends):")
+        for d in data["non_working_days"]:
+            click.echo(f"  {d['date']}  {d['name']}")
+        click.echo("weekend days that are working days (调休):")
+        for d in data["working_weekend_days"]:
+            click.echo(f"  {d}")
+
+    emit(output, data, render)
+
+
+@cli.command()
+@click.option(
+    "--every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between ticks.",
+)
+@click.option("--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron).")
+@channels_option
+@pass_settings
+def serve(settings: Settings, every: float, once: bool, channels_file: str | None) -> None:
+    """Deploy the processes in --processes, then run the scheduler: every few seconds fire
+    due timers and scheduled runs and send the outbox. Several serve processes may share a
+    PostgreSQL database; each timer and scheduled run still happens once."""
+    from service.channels import load_outlet
+    from service.scheduler import run_scheduler
+
+    with refusals():
+        outlet = load_outlet(settings.processes, channels_file, print)
+        wf = settings.workflow(create=True)
+        result = wf.deploy([], by="system", now=settings.at())
+        for d in result:
+            status = "deployed" if d.created else "unchanged"
+            click.echo(f"{d.process} v{d.version} {status}", err=True)
+        run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)

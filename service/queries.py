@@ -1,0 +1,344 @@
+"""Every view a face of Shenpi prints, as plain rows and dicts.
+
+The CLI parses arguments, calls one function here and prints what it gets; the HTTP API
+is meant to be a second face on the same calls. Nothing here writes to stdout, knows
+about click or reads the environment: time comes in as ``now`` like everywhere else, and
+the JSON shapes are the public ones of service/views.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import NoDatabase, NotFound, WorkflowError
+from service.display import iso, plain_decimal
+from service.views import audit_json, display_variables, instance_json, task_json
+from service.workflow import Workflow, org_catalog
+
+if TYPE_CHECKING:
+    from engine.catalog import Catalog
+    from engine.process import CompiledProcess
+    from engine.records import TaskRecord
+    from storage.auditchain import AuditCheck, AuditHead
+
+__all__ = [
+    "InstanceView",
+    "org_catalog",
+    "Rows",
+    "audit_head_view",
+    "audit_rows",
+    "calendar_view",
+    "check_cursor",
+    "delivery_rows",
+    "deploy_rows",
+    "instance_rows",
+    "instance_view",
+    "process_graph",
+    "require_yaml",
+    "retry_deliveries",
+    "task_rows",
+    "user_rows",
+    "validate_files",
+    "verify_audit",
+]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One page of a listing: the rows, and the cursor of the next page if there is one."""
+
+    items: list[dict[str, Any]]
+    next: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """``show``: the JSON document, and the current state's title the table view adds."""
+
+    data: dict[str, Any]
+    state_title: str | None
+    deadline_phase: str | None  # running, paused, stopped or met: the SLA clock's phase
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+def require_yaml(paths: Sequence[Path]) -> None:
+    """A folder without YAML (a wrong path, a typo) must not pass as "ok: 0 processes"."""
+    from engine.catalog import yaml_files
+
+    if not yaml_files(paths):
+        named = ", ".join(str(p) for p in paths)
+        raise WorkflowError(f"no YAML files (*.yaml, *.yml) in {named}; check the path")
+
+
+def validate_files(paths: Sequence[Path], processes_dir: Path) -> dict[str, int]:
+    """Check files together with the org and calendars; counts of what they hold."""
+    from engine.catalog import load_catalog
+
+    require_yaml(paths)
+    catalog = load_catalog(paths, processes_dir / "org.yaml")
+    return {
+        "processes": len(catalog.processes),
+        "users": len(catalog.org.users),
+        "calendars": len(catalog.calendars),
+    }
+
+
+def deploy_rows(
+    wf: Workflow, paths: Sequence[Path], by: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Deploy ``paths`` (the processes folder if none) and say what each file became.
+    Call :func:`require_yaml` first, before a database is created for nothing."""
+    return [
+        {
+            "process": d.process,
+            "version": d.version,
+            "status": "deployed" if d.created else "unchanged",
+            "file": d.file,
+        }
+        for d in wf.deploy(list(paths), by=by, now=now)
+    ]
+
+
+def process_graph(processes_dir: Path, name: str, wf: Workflow | None) -> str:
+    """Mermaid of the latest deployed version, else of the file in ``processes_dir`` (so
+    a graph can be drawn before anything is deployed, or with no database at all)."""
+    from engine.catalog import load_catalog
+    from service.graph import mermaid
+
+    if wf is not None:
+        try:
+            return mermaid(wf.process(name).spec)
+        except (NotFound, NoDatabase):
+            pass
+    catalog = load_catalog([processes_dir])
+    if name not in catalog.processes:
+        known = ", ".join(sorted(catalog.processes)) or "none"
+        raise NotFound("process", name, f"neither deployed nor in {processes_dir} ({known})")
+    return mermaid(catalog.processes[name].spec)
+
+
+def user_rows(processes_dir: Path, limit: int, after: str | None) -> Rows:
+    """The org directory by user id, from the files alone (no database needed)."""
+    from storage.paging import decode, encode
+
+    org = org_catalog(processes_dir).org
+    start = decode("users", after)[0] if after is not None else None
+    ids = sorted(uid for uid in org.users if start is None or uid > start)
+    rows = [
+        {
+            "id": uid,
+            "name": org.users[uid].name,
+            "roles": list(org.users[uid].roles),
+            "active": org.users[uid].active,
+            "delegate": org.users[uid].delegate,
+            "email": org.users[uid].contacts.email,
+        }
+        for uid in ids[:limit]
+    ]
+    return Rows(rows, encode("users", rows[-1]["id"]) if len(ids) > limit else None)
+
+
+def check_cursor(kind: str, value: str) -> None:
+    """Raise InvalidData if ``value`` is not a cursor of the ``kind`` listing."""
+    from storage.paging import decode
+
+    decode(kind, value)
+
+
+def calendar_view(catalog: Catalog, name: str, year: int) -> dict[str, Any]:
+    """A year of a calendar (``org_catalog`` of the processes folder, or ``wf.catalog``):
+    days off, working weekends and warnings."""
+    cal = catalog.calendar(name)
+    if name != "cn" and name not in catalog.calendars:
+        raise NotFound("calendar", name)
+    return {
+        "calendar": cal.name,
+        "year": year,
+        "timezone": str(cal.tz),
+        "adjustments_known": cal.year_known(year),
+        "provisional": cal.is_provisional(year),
+        "warnings": cal.warnings_for(datetime(year, 1, 1).date(), datetime(year, 12, 31).date()),
+        "non_working_days": [
+            {"date": d.isoformat(), "name": n} for d, n in cal.non_working_days(year)
+        ],
+        "working_weekend_days": [d.isoformat() for d in cal.working_weekend_days(year)],
+    }
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def state_titles(proc: CompiledProcess) -> dict[str, str]:
+    """Each state's task title as the definition gives it (the state's title otherwise)."""
+    return {
+        name: (st.task.title if st.task and st.task.title else st.title)
+        for name, st in proc.spec.states.items()
+    }
+
+
+def variable_types(proc: CompiledProcess) -> dict[str, Any]:
+    return {name: var.type for name, var in proc.spec.variables.items()}
+
+
+def task_rows(
+    wf: Workflow,
+    now: datetime,
+    *,
+    user: str | None = None,
+    role: str | None = None,
+    process: str | None = None,
+    include_closed: bool = False,
+    overdue: bool = False,
+    limit: int = 100,
+    after: str | None = None,
+) -> Rows:
+    """One page of tasks by due time (see Workflow.tasks), each with its title."""
+    page = wf.tasks(
+        user=user,
+        role=role,
+        process=process,
+        include_closed=include_closed,
+        overdue_at=now if overdue else None,
+        limit=limit,
+        after=after,
+    )
+    titles = _task_titles(wf, page.items)
+    return Rows([task_json(t, now, titles.get(t.id)) for t in page.items], page.next)
+
+
+def _task_titles(wf: Workflow, found: Iterable[TaskRecord]) -> dict[str, str]:
+    """Task id -> title, from the process version each task's instance runs on."""
+    found = list(found)
+    versions = wf.store.instance_versions({t.instance_id for t in found})
+    by_version: dict[tuple[str, int], dict[str, str]] = {}
+    titles: dict[str, str] = {}
+    for task in found:
+        key = versions.get(task.instance_id)
+        if key is None:
+            continue
+        if key not in by_version:
+            by_version[key] = state_titles(wf.process(*key))
+        title = by_version[key].get(task.state)
+        if title:
+            titles[task.id] = title
+    return titles
+
+
+def instance_view(
+    wf: Workflow, instance_id: str, viewer: str | None, now: datetime
+) -> InstanceView:
+    """An instance as ``viewer`` may see it (None: an operator, everything): variables,
+    open tasks, timers and the instance deadline, and its history."""
+    from engine.values import check_name
+
+    check_name("instance id", instance_id)
+    snapshot = wf.store.load_snapshot(instance_id)
+    proc = wf.process(snapshot.process, snapshot.version)
+    titles = state_titles(proc)
+    tasks = [task_json(t, now, titles.get(t.state)) for t in snapshot.tasks]
+    history = wf.visible_history(
+        snapshot, [audit_json(r) for r in wf.store.query_audit(instance_id=instance_id)], viewer
+    )
+    variables = display_variables(variable_types(proc), wf.visible_variables(snapshot, viewer, now))
+    # the SLA clock is stored in the calendar's zone; shown in the display zone like every time
+    deadlines = wf.deadlines(snapshot, time=iso, number=plain_decimal)
+    for timer in deadlines["timers"]:
+        for key in ("due_at", "fired_at"):
+            timer[key] = iso(timer[key])
+    data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
+    clock = snapshot.sla
+    return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
+
+
+def instance_rows(
+    wf: Workflow,
+    *,
+    process: str | None = None,
+    state: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> Rows:
+    """One page of instances, oldest first, variables as shown (no tasks)."""
+    page = wf.store.instance_page(
+        process=process, state=state, status=status, limit=limit, after=after
+    )
+    types = {
+        key: variable_types(wf.process(*key))
+        for key in {(s.process, s.version) for s in page.items}
+    }
+    rows = [
+        instance_json(s, display_variables(types[(s.process, s.version)], s.variables), [])
+        for s in page.items
+    ]
+    return Rows(rows, page.next)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def audit_rows(
+    wf: Workflow,
+    *,
+    instance_id: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    process: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> Rows:
+    """One page of the audit log, oldest first, by the filters given."""
+    page = wf.store.audit_page(
+        instance_id=instance_id,
+        actor=actor,
+        action=action,
+        process=process,
+        since=since,
+        until=until,
+        limit=limit,
+        after=after,
+    )
+    return Rows([audit_json(r) for r in page.items], page.next)
+
+
+def verify_audit(wf: Workflow, head: AuditHead | None, require_key: bool) -> AuditCheck:
+    """Check every hash chain (and against a head kept outside, if given)."""
+    return wf.store.check_audit(head, require_key)
+
+
+def audit_head_view(wf: Workflow, taken: datetime) -> dict[str, Any]:
+    """The log's head, to keep outside the database, with what it covers."""
+    store = wf.store
+    head, unkeyed = store.audit_head()
+    return {
+        "head": head.token(),
+        "seq": head.seq,
+        "entries": head.entries,
+        "chains": head.chains,
+        "digest": head.digest,
+        "unkeyed": unkeyed,
+        "key_id": store.audit_keys.current,
+        "taken_at": iso(taken),
+    }
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+def delivery_rows(wf: Workflow, status: str | None, limit: int) -> list[dict[str, Any]]:
+    """Deliveries (one per notice, recipient and channel), oldest first."""
+    rows: list[dict[str, Any]] = wf.store.deliveries.list(status, limit)
+    return rows
+
+
+def retry_deliveries(wf: Workflow, ids: Sequence[int], now: datetime) -> list[int]:
+    """Queue dead deliveries again with fresh attempts; the ids that were dead."""
+    return wf.store.deliveries.retry(ids, now)
