@@ -49,7 +49,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,19 @@ def connect(path: Path, *, wal: bool) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def step_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """One step, read and written in one ``BEGIN IMMEDIATE`` ... ``COMMIT``."""
+    cur = conn.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
+
+
 class Floor:
     """transitions + one JSON row per instance: what a minimal durable state machine costs."""
 
@@ -163,9 +177,7 @@ class Floor:
         )
 
     def step(self, handle: str | None, user: str, note: str) -> str:
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with step_transaction(self.conn) as cur:
             if handle is None:
                 handle = uuid.uuid4().hex
                 doc = {"state": STEPS[0][0], "data": dict(START_DATA), "by": user}
@@ -183,10 +195,6 @@ class Floor:
                 doc["data"]["note"] = note
                 doc["by"] = user
                 cur.execute("UPDATE instance SET doc = ? WHERE id = ?", (json.dumps(doc), handle))
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return handle
 
     def close(self) -> None:
@@ -256,9 +264,7 @@ class Spiff:
         return self.serializer.from_dict(dct)
 
     def step(self, handle: str | None, user: str, note: str) -> str:
-        cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with step_transaction(self.conn) as cur:
             if handle is None:
                 workflow = self.BpmnWorkflow(self.spec)
                 workflow.data.update(START_DATA)
@@ -280,10 +286,6 @@ class Spiff:
                     "UPDATE workflow SET serialization = ? WHERE id = ?",
                     (self._dump(workflow), handle),
                 )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return handle
 
     def close(self) -> None:
