@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service.workflow import Workflow  # noqa: E402
 from storage.store import Store  # noqa: E402
 from storage.tables import audit_log, instances, task_roles, tasks  # noqa: E402
+from tests.sqlplans import captured, plans  # noqa: E402
 
 PROCESSES = Path(__file__).resolve().parents[1] / "processes"
 NOW = datetime(2026, 10, 15, 2, 0, tzinfo=UTC)
@@ -146,33 +147,6 @@ def fill(wf: Workflow, n: int, seed: int = 7) -> None:
             conn.execute(sa.insert(tasks), tsk)
             conn.execute(sa.insert(task_roles), roles)
             conn.execute(sa.insert(audit_log), aud)
-
-
-def captured(store: Store, run: Callable[[], Any]) -> list[tuple[str, Any]]:
-    seen: list[tuple[str, Any]] = []
-
-    def grab(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, params))
-
-    sa.event.listen(store.engine, "before_cursor_execute", grab)
-    try:
-        run()
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", grab)
-    return seen
-
-
-def plans(store: Store, statements: list[tuple[str, Any]]) -> list[str]:
-    pg = store.dialect == "postgresql"
-    out = []
-    with store.engine.connect() as conn:
-        for sql, params in statements:
-            explain = "EXPLAIN" if pg else "EXPLAIN QUERY PLAN"
-            rows = conn.exec_driver_sql(f"{explain} {sql}", params).all()
-            text = [str(r[0]) if pg else str(r[-1]) for r in rows]
-            out.append(" | ".join(t.strip() for t in text))
-    return out
 
 
 def timed(run: Callable[[], Any]) -> float:

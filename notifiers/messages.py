@@ -11,6 +11,7 @@ and are refused if they would contain a line break (header injection).
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,14 @@ def render_html(subject: str, text: str) -> str:
     return _HTML_PAGE.render(subject=subject, lines=text.splitlines())
 
 
+# Recipient's addresses are the org contacts' fields of the same names: a new kind of
+# address added to both reaches the channels without a third list to keep in step.
+_ADDRESSES = frozenset(f.name for f in fields(Recipient)) - {"user_id", "name"}
+
+
 def recipient(user_id: str, user: UserSpec) -> Recipient:
-    c = user.contacts
-    return Recipient(
-        user_id=user_id,
-        name=user.name,
-        email=c.email,
-        phone=c.phone,
-        wecom=c.wecom,
-        dingtalk=c.dingtalk,
-    )
+    addresses = user.contacts.model_dump(include=_ADDRESSES)
+    return Recipient(user_id=user_id, name=user.name, **addresses)
 
 
 def build_message(

@@ -12,14 +12,11 @@ import base64
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Unpack
 from urllib.parse import quote
-
-from pydantic import SecretStr
 
 from notifiers.channels.base import Delivery, Message
 from notifiers.channels.clock import as_utc
-from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
+from notifiers.channels.httpsend import SignedRobotChannel, check_code
 
 DEFAULT_URL = "https://oapi.dingtalk.com/robot/send"
 
@@ -64,16 +61,9 @@ def check(body: object) -> Delivery:
     return check_code(body, codes=("errcode",), messages=("errmsg",), retry=TRANSIENT)
 
 
-class DingTalkChannel(HttpChannel):
+class DingTalkChannel(SignedRobotChannel):
     default_name = "dingtalk"
     default_url = DEFAULT_URL
-
-    def __init__(
-        self, *, token: SecretStr, secret: SecretStr | None = None, **options: Unpack[HttpOptions]
-    ) -> None:
-        super().__init__(**options)
-        self._token = token
-        self._secret = secret
 
     def signed_url(self, now: datetime) -> str:
         query = f"access_token={quote(self._token.get_secret_value(), safe='')}"

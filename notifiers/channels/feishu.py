@@ -10,14 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Unpack
 from urllib.parse import quote
-
-from pydantic import SecretStr
 
 from notifiers.channels.base import Delivery, Message
 from notifiers.channels.clock import as_utc
-from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
+from notifiers.channels.httpsend import SignedRobotChannel, check_code
 
 DEFAULT_URL = "https://open.feishu.cn/open-apis/bot/v2/hook/"  # Lark: open.larksuite.com
 
@@ -64,16 +61,9 @@ def check(body: object) -> Delivery:
     )
 
 
-class FeishuChannel(HttpChannel):
+class FeishuChannel(SignedRobotChannel):
     default_name = "feishu"
     default_url = DEFAULT_URL
-
-    def __init__(
-        self, *, token: SecretStr, secret: SecretStr | None = None, **options: Unpack[HttpOptions]
-    ) -> None:
-        super().__init__(**options)
-        self._token = token
-        self._secret = secret
 
     def send(self, message: Message) -> Delivery:
         now = as_utc(self.clock())

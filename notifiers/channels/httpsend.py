@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar, TypedDict, Unpack
 
 import httpx
+from pydantic import SecretStr
 
 from notifiers.channels.base import (
     Delivery,
@@ -143,3 +144,15 @@ class HttpChannel:
     ) -> Delivery:
         """POST a robot's JSON payload and blank any secret echoed back in the detail."""
         return scrub(post(self.client, url, dumps(payload), JSON_HEADERS, now, check), secrets)
+
+
+class SignedRobotChannel(HttpChannel):
+    """A robot addressed by a token and, when the group enables signing, a secret (DingTalk
+    and Feishu): each robot signs in its own way, but keeps the two alike."""
+
+    def __init__(
+        self, *, token: SecretStr, secret: SecretStr | None = None, **options: Unpack[HttpOptions]
+    ) -> None:
+        super().__init__(**options)
+        self._token = token
+        self._secret = secret

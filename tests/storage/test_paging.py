@@ -15,6 +15,7 @@ from storage import paging
 from storage.db import alembic_config, open_engine
 from storage.paging import Page
 from storage.store import Store
+from tests.sqlplans import captured, plans
 
 from .test_store import T0, audit, snapshot, start, task
 
@@ -186,21 +187,6 @@ def test_migration_0002_copies_due_times_into_task_roles(db_url: str) -> None:
 # ---------------------------------------------------------------------- query plans
 
 
-def _captured(store: Store, run: Callable[[], object]) -> list[tuple[str, Any]]:
-    seen: list[tuple[str, Any]] = []
-
-    def grab(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, params))
-
-    sa.event.listen(store.engine, "before_cursor_execute", grab)
-    try:
-        run()
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", grab)
-    return seen
-
-
 def test_sqlite_list_queries_walk_an_index_in_order(sqlite_url: str) -> None:
     """No temp B-tree (sort of every match) and the listing's own index, for each query."""
     with Store.open(sqlite_url) as s:
@@ -223,17 +209,10 @@ def test_sqlite_list_queries_walk_an_index_in_order(sqlite_url: str) -> None:
             "history": (lambda: s.query_audit(instance_id="i1"), "ix_audit_log_chain_key_seq"),
         }
         for name, (run, index) in queries.items():
-            statements = _captured(s, run)
+            statements = captured(s, run)
             assert statements, name
-            with s.engine.connect() as conn:
-                plans = [
-                    " | ".join(
-                        str(r[-1])
-                        for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
-                    )
-                    for sql, params in statements
-                ]
-            assert any(index in p for p in plans), (name, plans)
-            assert not any("TEMP B-TREE" in p for p in plans), (name, plans)
+            found = plans(s, statements)
+            assert any(index in p for p in found), (name, found)
+            assert not any("TEMP B-TREE" in p for p in found), (name, found)
             if name == "audit --actor":
-                assert any("ix_audit_log_on_behalf_of_seq" in p for p in plans), plans
+                assert any("ix_audit_log_on_behalf_of_seq" in p for p in found), found

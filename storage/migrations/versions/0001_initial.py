@@ -12,60 +12,56 @@ tables module cannot silently change what this revision creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from storage.migrations.helpers import json_type, optional, required, serial, when
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+STR = sa.String
+_AUDIT_INDEXES = {
+    "ix_audit_log_instance_id": ["instance_id"],
+    "ix_audit_log_actor": ["actor"],
+    "ix_audit_log_process": ["process"],
+    "ix_audit_log_at": ["at"],
+    "ix_audit_log_chain_key_seq": ["chain_key", "seq"],
+}
 
-def _json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
-
-def _when() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
-
-
-def _serial() -> sa.types.TypeEngine[int]:
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+def _hash() -> sa.String:
+    return sa.String(64)
 
 
 def upgrade() -> None:
     op.create_table(
         "definitions",
-        sa.Column("process", sa.String(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("source_hash", sa.String(64), nullable=False),
-        sa.Column("source_text", sa.Text(), nullable=False),
-        sa.Column("file", sa.String(), nullable=False),
-        sa.Column("deployed_at", _when(), nullable=False),
-        sa.Column("recorded_at", _when(), nullable=False),
-        sa.Column("deployed_by", sa.String(), nullable=False),
+        *required(STR, "process"),
+        *required(sa.Integer, "version"),
+        *required(_hash, "source_hash"),
+        *required(sa.Text, "source_text"),
+        *required(STR, "file"),
+        *required(when, "deployed_at", "recorded_at"),
+        *required(STR, "deployed_by"),
         sa.PrimaryKeyConstraint("process", "version", name="pk_definitions"),
     )
 
     op.create_table(
         "instances",
-        sa.Column("id", sa.String(), nullable=False),
-        sa.Column("process", sa.String(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("state", sa.String(), nullable=False),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("outcome", sa.String(), nullable=True),
-        sa.Column("variables", _json(), nullable=False),
-        sa.Column("requester", sa.String(), nullable=False),
-        sa.Column("task_seq", sa.Integer(), nullable=False),
-        sa.Column("approvers", _json(), nullable=False),
-        sa.Column("meta", _json(), nullable=False),
-        sa.Column("created_at", _when(), nullable=False),
-        sa.Column("updated_at", _when(), nullable=False),
-        sa.Column("row_version", sa.Integer(), nullable=False),
+        *required(STR, "id", "process"),
+        *required(sa.Integer, "version"),
+        *required(STR, "state", "status"),
+        *optional(STR, "outcome"),
+        *required(json_type, "variables"),
+        *required(STR, "requester"),
+        *required(sa.Integer, "task_seq"),
+        *required(json_type, "approvers", "meta"),
+        *required(when, "created_at", "updated_at"),
+        *required(sa.Integer, "row_version"),
         sa.PrimaryKeyConstraint("id", name="pk_instances"),
     )
     op.create_index("ix_instances_process_status", "instances", ["process", "status"])
@@ -73,21 +69,15 @@ def upgrade() -> None:
 
     op.create_table(
         "tasks",
-        sa.Column("id", sa.String(), nullable=False),
-        sa.Column("instance_id", sa.String(), nullable=False),
-        sa.Column("process", sa.String(), nullable=False),
-        sa.Column("name", sa.String(), nullable=False),
-        sa.Column("state", sa.String(), nullable=False),
-        sa.Column("roles", _json(), nullable=False),
-        sa.Column("mode", sa.String(), nullable=False),
-        sa.Column("actions", _json(), nullable=False),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("created_at", _when(), nullable=False),
-        sa.Column("due_at", _when(), nullable=True),
-        sa.Column("closed_at", _when(), nullable=True),
-        sa.Column("decision", sa.String(), nullable=True),
-        sa.Column("decided_by", sa.String(), nullable=True),
-        sa.Column("signoffs", _json(), nullable=False),
+        *required(STR, "id", "instance_id", "process", "name", "state"),
+        *required(json_type, "roles"),
+        *required(STR, "mode"),
+        *required(json_type, "actions"),
+        *required(STR, "status"),
+        *required(when, "created_at"),
+        *optional(when, "due_at", "closed_at"),
+        *optional(STR, "decision", "decided_by"),
+        *required(json_type, "signoffs"),
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
         sa.ForeignKeyConstraint(
             ["instance_id"], ["instances.id"], name="fk_tasks_instance_id_instances"
@@ -98,8 +88,7 @@ def upgrade() -> None:
 
     op.create_table(
         "task_roles",
-        sa.Column("task_id", sa.String(), nullable=False),
-        sa.Column("role", sa.String(), nullable=False),
+        *required(STR, "task_id", "role"),
         sa.PrimaryKeyConstraint("task_id", "role", name="pk_task_roles"),
         sa.ForeignKeyConstraint(
             ["task_id"], ["tasks.id"], name="fk_task_roles_task_id_tasks", ondelete="CASCADE"
@@ -109,41 +98,31 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_log",
-        sa.Column("seq", _serial(), autoincrement=True, nullable=False),
-        sa.Column("at", _when(), nullable=False),
-        sa.Column("recorded_at", _when(), nullable=False),
-        sa.Column("actor", sa.String(), nullable=False),
-        sa.Column("on_behalf_of", sa.String(), nullable=True),
-        sa.Column("process", sa.String(), nullable=False),
-        sa.Column("instance_id", sa.String(), nullable=True),
-        sa.Column("task_id", sa.String(), nullable=True),
-        sa.Column("action", sa.String(), nullable=False),
-        sa.Column("from_state", sa.String(), nullable=True),
-        sa.Column("to_state", sa.String(), nullable=True),
-        sa.Column("data", _json(), nullable=False),
-        sa.Column("chain_key", sa.String(), nullable=False),
-        sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("seq", serial(), autoincrement=True, nullable=False),
+        *required(when, "at", "recorded_at"),
+        *required(STR, "actor"),
+        *optional(STR, "on_behalf_of"),
+        *required(STR, "process"),
+        *optional(STR, "instance_id", "task_id"),
+        *required(STR, "action"),
+        *optional(STR, "from_state", "to_state"),
+        *required(json_type, "data"),
+        *required(STR, "chain_key"),
+        *required(_hash, "prev_hash", "hash"),
         sa.PrimaryKeyConstraint("seq", name="pk_audit_log"),
     )
-    op.create_index("ix_audit_log_instance_id", "audit_log", ["instance_id"])
-    op.create_index("ix_audit_log_actor", "audit_log", ["actor"])
-    op.create_index("ix_audit_log_process", "audit_log", ["process"])
-    op.create_index("ix_audit_log_at", "audit_log", ["at"])
-    op.create_index("ix_audit_log_chain_key_seq", "audit_log", ["chain_key", "seq"])
+    for name, columns in _AUDIT_INDEXES.items():
+        op.create_index(name, "audit_log", columns)
 
     op.create_table(
         "timers",
-        sa.Column("id", sa.String(), nullable=False),
-        sa.Column("instance_id", sa.String(), nullable=False),
-        sa.Column("kind", sa.String(), nullable=False),
-        sa.Column("state", sa.String(), nullable=False),
-        sa.Column("task_id", sa.String(), nullable=True),
-        sa.Column("due_at", _when(), nullable=False),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("data", _json(), nullable=False),
-        sa.Column("created_at", _when(), nullable=False),
-        sa.Column("fired_at", _when(), nullable=True),
+        *required(STR, "id", "instance_id", "kind", "state"),
+        *optional(STR, "task_id"),
+        *required(when, "due_at"),
+        *required(STR, "status"),
+        *required(json_type, "data"),
+        *required(when, "created_at"),
+        *optional(when, "fired_at"),
         sa.PrimaryKeyConstraint("id", name="pk_timers"),
         sa.ForeignKeyConstraint(
             ["instance_id"], ["instances.id"], name="fk_timers_instance_id_instances"
@@ -155,18 +134,17 @@ def upgrade() -> None:
 
     op.create_table(
         "outbox",
-        sa.Column("id", _serial(), autoincrement=True, nullable=False),
-        sa.Column("created_at", _when(), nullable=False),
-        sa.Column("event", sa.String(), nullable=False),
-        sa.Column("recipients", _json(), nullable=False),
-        sa.Column("instance_id", sa.String(), nullable=True),
-        sa.Column("task_id", sa.String(), nullable=True),
-        sa.Column("data", _json(), nullable=False),
-        sa.Column("status", sa.String(), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("sent_at", _when(), nullable=True),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("claimed_at", _when(), nullable=True),
+        sa.Column("id", serial(), autoincrement=True, nullable=False),
+        *required(when, "created_at"),
+        *required(STR, "event"),
+        *required(json_type, "recipients"),
+        *optional(STR, "instance_id", "task_id"),
+        *required(json_type, "data"),
+        *required(STR, "status"),
+        *required(sa.Integer, "attempts"),
+        *optional(when, "sent_at"),
+        *optional(sa.Text, "last_error"),
+        *optional(when, "claimed_at"),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
         sa.CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'failed')", name="ck_outbox_status"
@@ -176,10 +154,9 @@ def upgrade() -> None:
 
     op.create_table(
         "schedule_runs",
-        sa.Column("schedule", sa.String(), nullable=False),
-        sa.Column("planned_at", _when(), nullable=False),
-        sa.Column("started_at", _when(), nullable=False),
-        sa.Column("instance_id", sa.String(), nullable=True),
+        *required(STR, "schedule"),
+        *required(when, "planned_at", "started_at"),
+        *optional(STR, "instance_id"),
         sa.PrimaryKeyConstraint("schedule", "planned_at", name="pk_schedule_runs"),
     )
 

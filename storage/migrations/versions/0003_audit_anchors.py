@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from storage.migrations.helpers import pg_refusal
+
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -33,20 +35,8 @@ APPEND_ONLY = "audit log entries cannot be changed or removed (append-only)"
 ANCHOR_ONLY_FORWARD = "audit chain anchors cannot be removed or moved backwards"
 
 PG_UP = [
-    f"""
-    CREATE FUNCTION shenpi_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION '{APPEND_ONLY}: % on %', TG_OP, TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
-    END $$
-    """,
-    f"""
-    CREATE FUNCTION shenpi_audit_anchor_forward() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        RAISE EXCEPTION '{ANCHOR_ONLY_FORWARD}: % on %', TG_OP, TG_TABLE_NAME
-            USING ERRCODE = 'insufficient_privilege';
-    END $$
-    """,
+    pg_refusal("shenpi_audit_append_only", APPEND_ONLY),
+    pg_refusal("shenpi_audit_anchor_forward", ANCHOR_ONLY_FORWARD),
     "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log "
     "FOR EACH STATEMENT EXECUTE FUNCTION shenpi_audit_append_only()",
     "CREATE TRIGGER audit_chains_no_delete BEFORE DELETE OR TRUNCATE ON audit_chains "

@@ -4,8 +4,8 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-27
 
-Written out in full rather than built from storage.tables, so that later changes to the
-tables module cannot silently change what this revision creates.
+Written out in full like 0001 (with the frozen types of ``storage.migrations.helpers``),
+never built from storage.tables.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from storage.migrations.helpers import serial, when
+
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-BigSerial = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
 
 def upgrade() -> None:
     op.create_table(
         "deliveries",
-        sa.Column("id", BigSerial, primary_key=True, autoincrement=True),
+        sa.Column("id", serial(), primary_key=True, autoincrement=True),
         sa.Column("delivery_id", sa.String(64), nullable=False),
         sa.Column("dedupe_key", sa.String, nullable=False),
         sa.Column("notice_id", sa.BigInteger, nullable=False),
@@ -34,10 +34,10 @@ def upgrade() -> None:
         sa.Column("channel", sa.String, nullable=False),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("claimed_at", sa.DateTime(timezone=True)),
-        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.Column("created_at", when(), nullable=False),
+        sa.Column("next_attempt_at", when(), nullable=False),
+        sa.Column("claimed_at", when()),
+        sa.Column("sent_at", when()),
         sa.Column("last_error", sa.Text),
         sa.CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'dead')", name="ck_deliveries_status"
