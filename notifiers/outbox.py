@@ -161,9 +161,9 @@ def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: da
 
 
 def _data(row: dict[str, Any]) -> dict[str, Any]:
-    from service.display import iso_text  # display zone; service imports us, not at load
-
-    data = {k: iso_text(v) for k, v in dict(row.get("data") or {}).items()}
+    """The notice's values; times stay ISO 8601 here and are moved to each recipient's
+    zone by :func:`build_message`."""
+    data = dict(row.get("data") or {})
     return data | {
         "instance_id": row["instance_id"],
         "task_id": row.get("task_id"),
@@ -233,7 +233,7 @@ class Dispatcher:
                 return
         try:
             message = build_message(
-                row["delivery_id"], row["event"], _data(row), row["user_id"], user
+                row["delivery_id"], row["event"], _data(row), row["user_id"], user, self._zone()
             )
         except (RenderError, ValueError, KeyError, TypeError) as exc:
             self._finish(row, "dead", now, report, f"cannot render: {exc}")

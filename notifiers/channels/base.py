@@ -127,6 +127,15 @@ def scrub(delivery: Delivery, secrets: Iterable[str]) -> Delivery:
 
 
 _HEADER_BREAK = re.compile(r"[\r\n]")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def markdown_escape(text: str) -> str:
+    """Backslash-escape markdown syntax, so a value cannot become a link, a mention or a tag.
+
+    Here, not in the renderer, because robots put a card's plain title into markdown too.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def has_line_break(*values: str | None) -> bool:
