@@ -38,7 +38,7 @@ from notifiers.routing import check_preferences
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
-from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request, smtp_server
+from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request
 from tests.timeproc import at
 
 SECRET = "whsec_" + base64.b64encode(b"hook-secret-hook-secret-").decode()
@@ -83,16 +83,6 @@ def receiver() -> Iterator[tuple[HttpSink, Receiver]]:
         yield sink, rec
 
 
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp(mailbox: Mailbox) -> Iterator[Controller]:
-    yield from smtp_server(mailbox)
-
-
 def outlet(sink: HttpSink, smtp: Controller | None = None, extra: str = "") -> Outlet:
     mail = (
         f"  mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, mode: plain, "
@@ -106,6 +96,16 @@ def outlet(sink: HttpSink, smtp: Controller | None = None, extra: str = "") -> O
         f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
         " timeout: 5}\n"
         f"{extra}"
+    )
+    return Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+
+
+def limited(sink: HttpSink, per_minute: int) -> Outlet:
+    """The webhook channel with a rate limit of its own."""
+    text = (
+        "channels:\n"
+        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
+        f" rate_limit: {{messages: {per_minute}, per_seconds: 60}}}}\n"
     )
     return Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
 
@@ -278,12 +278,7 @@ def test_rate_limit_and_retry_after_hold_back_without_using_attempts(
     db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
 ) -> None:
     sink, rec = receiver
-    text = (
-        "channels:\n"
-        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
-        " rate_limit: {messages: 1, per_seconds: 60}}\n"
-    )
-    out = Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+    out = limited(sink, 1)
     wf = started(db_url, procs)
     first = dispatch(wf.store, wf.org, out, T0)
     assert (first.sent, first.held) == (1, 1)
@@ -305,12 +300,7 @@ def test_a_server_asking_to_wait_days_holds_the_channel_an_hour_at_most(
     db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
 ) -> None:
     sink, rec = receiver
-    text = (
-        "channels:\n"
-        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
-        " rate_limit: {messages: 100, per_seconds: 60}}\n"
-    )
-    out = Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+    out = limited(sink, 100)
     three_days = {"Retry-After": str(3 * 86400)}
     wf = started(db_url, procs)
     first_user = wf.org.holders("complaint_clerk")[0]  # expanded, so claimed, first

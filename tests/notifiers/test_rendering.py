@@ -30,7 +30,7 @@ from service.display import display_tz
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
-from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request, smtp_server
+from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request
 from tests.timeproc import at
 
 SECRET = "whsec_" + base64.b64encode(b"render-secret-render-sec").decode()
@@ -60,16 +60,6 @@ def sink() -> Iterator[HttpSink]:
     with HttpSink() as running:
         running.default = robots
         yield running
-
-
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp(mailbox: Mailbox) -> Iterator[Controller]:
-    yield from smtp_server(mailbox)
 
 
 def every_channel(sink: HttpSink, smtp: Controller) -> Outlet:
