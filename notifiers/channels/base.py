@@ -126,7 +126,9 @@ def scrub(delivery: Delivery, secrets: Iterable[str]) -> Delivery:
     return Delivery(delivery.status, detail, delivery.retry_after)
 
 
-_HEADER_BREAK = re.compile(r"[\r\n]")
+# CR, LF and every other line boundary of str.splitlines(): Python's email package
+# refuses them all in headers, and a receiver might split a subject at any of them.
+_HEADER_BREAK = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 
