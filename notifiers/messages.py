@@ -158,7 +158,7 @@ def commands(data: dict[str, Any], user_id: str, lang: str) -> list[str]:
         actions = [str(a) for a in data.get("actions") or ()] or ["ACTION"]
         for action in actions:
             lines.append(act_line.format(act=f"python run.py act {task} {action} --as {user_id}"))
-    if instance and instance != "test":
+    if instance and instance != "test":  # `channels test` sends no real instance
         lines.append(show_line.format(show=f"python run.py show {instance} --as {user_id}"))
     return lines
 
