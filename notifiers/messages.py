@@ -6,23 +6,27 @@ value can never open a tag or a link: HTML through Jinja2's autoescape, robots' 
 by backslash-escaping markdown characters, the card as a data structure the channel turns
 into JSON itself. Subjects come from ``SUBJECTS`` with ``str.format`` on plain values
 and are refused if they would contain a line break (header injection).
+
+Each message is made for its recipient: times in their zone (``contacts.tz``, else the
+dispatcher's zone, else ``SHENPI_TZ``), their language, and the commands they would type
+to look at the request and act on the task.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import fields
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.org import UserSpec
-from notifiers.channels.base import Card, Message, Recipient, has_line_break
+from notifiers.channels.base import Card, Message, Recipient, has_line_break, markdown_escape
 
 TEMPLATES = Path(__file__).parent / "templates"
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 _DEFAULTS: dict[str, Any] = {
     "title": "",
     "state": "",
@@ -33,6 +37,7 @@ _DEFAULTS: dict[str, Any] = {
     "task_id": None,
     "comment": None,
     "by": "",
+    "action": "",
 }
 
 
@@ -95,11 +100,6 @@ def render_subject(event: str, data: dict[str, Any], lang: str = "en") -> str:
     return subject
 
 
-def markdown_escape(text: str) -> str:
-    """Backslash-escape markdown syntax, so a value cannot become a link, a mention or a tag."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
 def render_html(subject: str, text: str) -> str:
     return _HTML_PAGE.render(subject=subject, lines=text.splitlines())
 
@@ -109,18 +109,90 @@ def render_html(subject: str, text: str) -> str:
 _ADDRESSES = frozenset(f.name for f in fields(Recipient)) - {"user_id", "name"}
 
 
+def zone_of(user: UserSpec, default: tzinfo | None = None) -> tzinfo:
+    """The recipient's zone: ``contacts.tz``, else ``default``, else the display zone."""
+    if user.contacts.tz:
+        return ZoneInfo(user.contacts.tz)
+    if default is not None:
+        return default
+    from service.display import display_tz  # the one place SHENPI_TZ is read
+
+    return display_tz()
+
+
+def _moment(value: Any) -> datetime | None:
+    """A stored time (ISO 8601 text with an offset), or None for anything else."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def localized(data: dict[str, Any], zone: tzinfo) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(data with times as ISO 8601 in ``zone``, for machines; data with times as
+    ``2026-10-09 00:00 (Asia/Shanghai)``, for people)."""
+    machine, human = dict(data), dict(data)
+    name = getattr(zone, "key", None) or str(zone)
+    for key, value in data.items():
+        moment = _moment(value)
+        if moment is not None:
+            local = moment.astimezone(zone)
+            machine[key] = local.isoformat()
+            human[key] = f"{local:%Y-%m-%d %H:%M} ({name})"
+    return machine, human
+
+
+_COMMANDS = {
+    "en": ("To act: {act}", "Details: {show}"),
+    "zh": ("办理：{act}", "详情：{show}"),
+}
+
+
+def commands(data: dict[str, Any], user_id: str, lang: str) -> list[str]:
+    """The CLI lines that let the recipient look and act, without knowing Shenpi.
+
+    ``data["actions"]`` (when the notice names them) gives one command per action;
+    otherwise ACTION stands for one of the task's actions, which ``show`` lists.
+    """
+    act_line, show_line = _COMMANDS.get(lang, _COMMANDS["en"])
+    lines: list[str] = []
+    task, instance = data.get("task_id"), data.get("instance_id")
+    if task and data.get("event") not in ("completed", "schedule_failed"):
+        actions = [str(a) for a in data.get("actions") or ()] or ["ACTION"]
+        for action in actions:
+            lines.append(act_line.format(act=f"python run.py act {task} {action} --as {user_id}"))
+    if instance and instance != "test":  # `channels test` sends no real instance
+        lines.append(show_line.format(show=f"python run.py show {instance} --as {user_id}"))
+    return lines
+
+
 def recipient(user_id: str, user: UserSpec) -> Recipient:
     addresses = user.contacts.model_dump(include=_ADDRESSES)
     return Recipient(user_id=user_id, name=user.name, **addresses)
 
 
 def build_message(
-    delivery_id: str, event: str, data: dict[str, Any], user_id: str, user: UserSpec
+    delivery_id: str,
+    event: str,
+    data: dict[str, Any],
+    user_id: str,
+    user: UserSpec,
+    tz: tzinfo | None = None,
 ) -> Message:
-    """Every format at once: the channel picks the one it sends (they are cheap to make)."""
-    values = data | {"recipient_name": user.name}
+    """Every format at once: the channel picks the one it sends (they are cheap to make).
+
+    ``tz`` is the zone for recipients without ``contacts.tz`` (default: SHENPI_TZ).
+    """
+    data, shown = localized(data, zone_of(user, tz))
+    values = shown | {"recipient_name": user.name}
     lang = user.contacts.lang or "en"
     text = render_text(event, values, lang)
+    footer = commands(values | {"event": event}, user_id, lang)
+    if footer:
+        text = "\n".join([text, *footer])
     subject = render_subject(event, values, lang)
     body = markdown_escape(text)
     return Message(

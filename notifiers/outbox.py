@@ -17,6 +17,12 @@ Transient failures come back with exponential backoff and jitter; a server's own
 to wait (Retry-After, throttling codes) and the channel's rate limit hold a row back
 without using up an attempt; permanent failures and the last attempt go to ``dead`` with
 the error, and never hold up other rows.
+
+Holding back must not become "never": a server asking for days, or one that throttles
+every attempt, would otherwise keep a row pending forever without using an attempt. So
+each hold is capped at ``MAX_HOLD`` and every delivery has ``MAX_AGE`` from when it was
+queued (or queued again by ``notices retry``): past it, the row goes to ``dead`` with its
+last error, where an operator sees it, instead of being sent a day late.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -43,6 +49,11 @@ MAX_ATTEMPTS = 5
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 LEASE = timedelta(minutes=5)
+# The longest a server's request to wait (Retry-After, a throttling code) holds a row.
+MAX_HOLD = BACKOFF_CAP
+MIN_HOLD = timedelta(seconds=1)  # "Retry-After: 0" in a loop must not become a busy loop
+# A delivery not sent this long after it was queued goes dead instead (see the docstring).
+MAX_AGE = timedelta(hours=24)
 # Sent even during a person's quiet hours: every escalation level notifies as "escalated".
 URGENT_EVENTS = frozenset({"escalated"})
 
@@ -70,6 +81,19 @@ def backoff(attempts: int, rng: random.Random) -> timedelta:
     rows that failed together do not all come back in the same second."""
     step = min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
     return step * (0.5 + rng.random() / 2)
+
+
+def capped(d: Delivery) -> Delivery:
+    """``d`` with its ``retry_after`` kept between MIN_HOLD and MAX_HOLD."""
+    if d.retry_after is None:
+        return d
+    low, high = MIN_HOLD.total_seconds(), MAX_HOLD.total_seconds()
+    return replace(d, retry_after=min(max(d.retry_after, low), high))
+
+
+def expires(row: dict[str, Any]) -> datetime:
+    """When a delivery stops being worth sending: MAX_AGE after it was (re)queued."""
+    return row["created_at"] + MAX_AGE
 
 
 @dataclass
@@ -137,9 +161,9 @@ def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: da
 
 
 def _data(row: dict[str, Any]) -> dict[str, Any]:
-    from service.display import iso_text  # display zone; service imports us, not at load
-
-    data = {k: iso_text(v) for k, v in dict(row.get("data") or {}).items()}
+    """The notice's values; times stay ISO 8601 here and are moved to each recipient's
+    zone by :func:`build_message`."""
+    data = dict(row.get("data") or {})
     return data | {
         "instance_id": row["instance_id"],
         "task_id": row.get("task_id"),
@@ -184,7 +208,6 @@ class Dispatcher:
         return report
 
     def _one(self, row: dict[str, Any], now: datetime, report: Report) -> None:
-        q = self.store.deliveries
         channel = self.outlet.channels.get(row["channel"])
         user = self.org.users.get(row["user_id"])
         if channel is None or user is None:
@@ -192,22 +215,25 @@ class Dispatcher:
             ident = row["channel"] if channel is None else row["user_id"]
             self._finish(row, "dead", now, report, f"{what} {ident!r} is no longer configured")
             return
+        if now >= expires(row):
+            last = row.get("last_error") or "none (it was only ever held back)"
+            age = f"not sent within {MAX_AGE / timedelta(hours=1):g} h of being queued"
+            self._finish(row, "dead", now, report, f"{age}; last error: {last}", counted=False)
+            return
         if row["event"] not in URGENT_EVENTS:
             quiet_end = user.contacts.quiet_until(now, self._zone())
             if quiet_end is not None:  # held like a rate limit: no attempt used
-                report.held += 1
-                q.finish(row, "pending", now, next_attempt_at=quiet_end, counted=False)
+                self._hold(row, now, quiet_end, report)
                 return
         limiter = self.outlet.limiters.get(row["channel"])
         if limiter is not None:
             not_before = limiter.acquire(now)
             if not_before is not None:
-                report.held += 1
-                q.finish(row, "pending", now, next_attempt_at=not_before, counted=False)
+                self._hold(row, now, not_before, report)
                 return
         try:
             message = build_message(
-                row["delivery_id"], row["event"], _data(row), row["user_id"], user
+                row["delivery_id"], row["event"], _data(row), row["user_id"], user, self._zone()
             )
         except (RenderError, ValueError, KeyError, TypeError) as exc:
             self._finish(row, "dead", now, report, f"cannot render: {exc}")
@@ -216,6 +242,7 @@ class Dispatcher:
             delivery = channel.send(message)
         except Exception as exc:  # a channel must not raise; if one does, retry it
             delivery = Delivery("transient", f"{type(exc).__name__}: {exc}"[:300])
+        delivery = capped(delivery)
         if limiter is not None:
             limiter.observe(delivery, now)
         self._outcome(row, delivery, now, report)
@@ -227,22 +254,40 @@ class Dispatcher:
         elif d.status == "permanent":
             self._finish(row, "dead", now, report, where)
         elif d.retry_after is not None:
-            report.held += 1
-            until = now + timedelta(seconds=d.retry_after)
-            self.store.deliveries.finish(
-                row, "pending", now, where, next_attempt_at=until, counted=False
-            )
+            self._hold(row, now, now + timedelta(seconds=d.retry_after), report, where)
         elif int(row["attempts"]) >= MAX_ATTEMPTS:
             self._finish(row, "dead", now, report, f"{where} (after {row['attempts']} attempts)")
         else:
             report.retried += 1
-            again = now + backoff(int(row["attempts"]), self.rng)
+            again = min(now + backoff(int(row["attempts"]), self.rng), expires(row))
             self.store.deliveries.finish(row, "pending", now, where, next_attempt_at=again)
 
-    def _finish(
-        self, row: dict[str, Any], status: str, now: datetime, report: Report, error: str = ""
+    def _hold(
+        self,
+        row: dict[str, Any],
+        now: datetime,
+        until: datetime,
+        report: Report,
+        error: str | None = None,
     ) -> None:
-        if not self.store.deliveries.finish(row, status, now, error or None):
+        """Put a row back until ``until`` without using an attempt; never past its age
+        limit, so a row held to the end is marked dead on time, not a hold later."""
+        report.held += 1
+        until = min(until, expires(row))
+        self.store.deliveries.finish(
+            row, "pending", now, error, next_attempt_at=until, counted=False
+        )
+
+    def _finish(
+        self,
+        row: dict[str, Any],
+        status: str,
+        now: datetime,
+        report: Report,
+        error: str = "",
+        counted: bool = True,
+    ) -> None:
+        if not self.store.deliveries.finish(row, status, now, error or None, counted=counted):
             report.lost_claims += 1
             log.warning("delivery %s: claim lost before it was marked", row["delivery_id"])
             return

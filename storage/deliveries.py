@@ -196,7 +196,7 @@ class DeliveryQueue:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def retry(self, ids: Collection[int], now: datetime) -> list[int]:
-        """Put dead deliveries back with fresh attempts, all or none.
+        """Put dead deliveries back with fresh attempts and a fresh age, all or none.
 
         NotFound (and nothing changed) if any id is not a dead delivery: retrying a row that
         is pending or sent could send it twice.
@@ -217,6 +217,12 @@ class DeliveryQueue:
                 conn.execute(
                     sa.update(deliveries)
                     .where(deliveries.c.id.in_(dead))
-                    .values(status="pending", attempts=0, next_attempt_at=now, claimed_at=None)
+                    .values(
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        claimed_at=None,
+                        created_at=now,  # queued again: its age limit starts over
+                    )
                 )
         return dead

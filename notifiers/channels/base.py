@@ -126,7 +126,18 @@ def scrub(delivery: Delivery, secrets: Iterable[str]) -> Delivery:
     return Delivery(delivery.status, detail, delivery.retry_after)
 
 
-_HEADER_BREAK = re.compile(r"[\r\n]")
+# CR, LF and every other line boundary of str.splitlines(): Python's email package
+# refuses them all in headers, and a receiver might split a subject at any of them.
+_HEADER_BREAK = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def markdown_escape(text: str) -> str:
+    """Backslash-escape markdown syntax, so a value cannot become a link, a mention or a tag.
+
+    Here, not in the renderer, because robots put a card's plain title into markdown too.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def has_line_break(*values: str | None) -> bool:

@@ -14,7 +14,7 @@ import hmac
 from datetime import datetime
 from urllib.parse import quote
 
-from notifiers.channels.base import Delivery, Message
+from notifiers.channels.base import Delivery, Message, markdown_escape
 from notifiers.channels.clock import as_utc
 from notifiers.channels.httpsend import SignedRobotChannel, check_code
 
@@ -45,7 +45,8 @@ def payload(message: Message) -> dict[str, object]:
     at = {"atUserIds": at_ids, "atMobiles": at_mobiles, "isAtAll": False}
     card = message.card
     if card is not None and card.buttons:
-        body: dict[str, object] = {"title": title, "text": f"### {title}\n\n{text}"}
+        heading = f"### {markdown_escape(title)}"  # title stays plain: DingTalk's preview line
+        body: dict[str, object] = {"title": title, "text": f"{heading}\n\n{text}"}
         if len(card.buttons) == 1:
             body |= {"singleTitle": card.buttons[0].title, "singleURL": card.buttons[0].url}
         else:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from notifiers.channels.base import Delivery, Message
+from notifiers.channels.base import Delivery, Message, markdown_escape
 from notifiers.channels.clock import as_utc
 from notifiers.channels.httpsend import HttpChannel, HttpOptions, check_code
 
@@ -37,9 +37,9 @@ def truncate(text: str, limit: int = MAX_BYTES, marker: str = MARKER) -> str:
 def content(message: Message) -> str:
     parts = []
     if message.card is not None:
-        parts.append(f"**{message.card.title}**")
+        parts.append(f"**{markdown_escape(message.card.title)}**")
     elif message.subject:
-        parts.append(f"**{message.subject}**")
+        parts.append(f"**{markdown_escape(message.subject)}**")
     parts.append(message.body_markdown)
     if message.card is not None and message.card.buttons:
         parts.append("  ".join(f"[{b.title}]({b.url})" for b in message.card.buttons))

@@ -24,12 +24,21 @@ from engine.org import load_org
 from engine.yamlsafe import load_file, load_text
 from notifiers.channels.base import Delivery, Message
 from notifiers.config import load_channels_text
-from notifiers.outbox import MAX_ATTEMPTS, Dispatcher, Outlet, backoff, dispatch, expand
+from notifiers.outbox import (
+    MAX_AGE,
+    MAX_ATTEMPTS,
+    MAX_HOLD,
+    Dispatcher,
+    Outlet,
+    backoff,
+    dispatch,
+    expand,
+)
 from notifiers.routing import check_preferences
 from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
-from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request, smtp_server
+from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request
 from tests.storage.test_store import pending_notices
 from tests.timeproc import at
 
@@ -75,16 +84,6 @@ def receiver() -> Iterator[tuple[HttpSink, Receiver]]:
         yield sink, rec
 
 
-@pytest.fixture
-def mailbox() -> Mailbox:
-    return Mailbox()
-
-
-@pytest.fixture
-def smtp(mailbox: Mailbox) -> Iterator[Controller]:
-    yield from smtp_server(mailbox)
-
-
 def outlet(sink: HttpSink, smtp: Controller | None = None, extra: str = "") -> Outlet:
     mail = (
         f"  mail: {{type: email, host: 127.0.0.1, port: {smtp.port}, mode: plain, "
@@ -98,6 +97,16 @@ def outlet(sink: HttpSink, smtp: Controller | None = None, extra: str = "") -> O
         f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
         " timeout: 5}\n"
         f"{extra}"
+    )
+    return Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+
+
+def limited(sink: HttpSink, per_minute: int) -> Outlet:
+    """The webhook channel with a rate limit of its own."""
+    text = (
+        "channels:\n"
+        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
+        f" rate_limit: {{messages: {per_minute}, per_seconds: 60}}}}\n"
     )
     return Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
 
@@ -270,12 +279,7 @@ def test_rate_limit_and_retry_after_hold_back_without_using_attempts(
     db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
 ) -> None:
     sink, rec = receiver
-    text = (
-        "channels:\n"
-        f"  service_hook: {{type: webhook, url: '{sink.url}/hook', secrets: ['${{HOOK}}'],"
-        " rate_limit: {messages: 1, per_seconds: 60}}\n"
-    )
-    out = Outlet.of(load_channels_text(text, "channels.yaml", {"HOOK": SECRET}))
+    out = limited(sink, 1)
     wf = started(db_url, procs)
     first = dispatch(wf.store, wf.org, out, T0)
     assert (first.sent, first.held) == (1, 1)
@@ -291,6 +295,71 @@ def test_rate_limit_and_retry_after_hold_back_without_using_attempts(
     assert row["next_attempt_at"] == T0 + timedelta(seconds=181)
     assert dispatch(wf.store, wf.org, out, T0 + timedelta(seconds=200)).sent == 1
     assert rec.per_recipient()[who] == 2 and statuses(wf.store) == Counter(sent=2)
+
+
+def test_a_server_asking_to_wait_days_holds_the_channel_an_hour_at_most(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    out = limited(sink, 100)
+    three_days = {"Retry-After": str(3 * 86400)}
+    wf = started(db_url, procs)
+    first_user = wf.org.holders("complaint_clerk")[0]  # expanded, so claimed, first
+    rec.answers[first_user] = [Reply(429, {"error": "come back in 3 days"}, headers=three_days)]
+    first = dispatch(wf.store, wf.org, out, T0)
+    assert first.held == 2 and first.dead == 0
+    assert len(sink.requests) == 1  # the second row was held by the channel, not sent
+    rows = wf.store.deliveries.list()
+    # the row asked for 3 days and got MAX_HOLD; the channel's limiter holds the other
+    # row no longer either
+    assert all(T0 < r["next_attempt_at"] <= T0 + MAX_HOLD for r in rows)
+    assert all(r["attempts"] == 0 and r["status"] == "pending" for r in rows)
+    assert dispatch(wf.store, wf.org, out, T0 + MAX_HOLD).sent == 2
+    assert statuses(wf.store) == Counter(sent=2)
+
+
+def test_a_server_that_always_throttles_makes_the_delivery_dead_after_max_age(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    throttled = Reply(429, {"error": "throttled"}, headers={"Retry-After": "0"})
+    rec.answers["wang.fang"] = [throttled] * 1000
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    now, tries = T0, 0
+    while now < T0 + MAX_AGE + timedelta(hours=2):
+        tries += 1
+        dispatch(wf.store, wf.org, out, now)
+        now += timedelta(minutes=30)
+    wang = [r for r in wf.store.deliveries.list() if r["user_id"] == "wang.fang"]
+    assert [r["status"] for r in wang] == ["dead"]
+    assert "429" in wang[0]["last_error"] and "within 24 h" in wang[0]["last_error"]
+    assert wang[0]["attempts"] == 0  # only ever held, never counted
+    # one request per dispatch until the age limit, not one per Retry-After: 0 in a loop
+    asked = rec.per_recipient()["wang.fang"]
+    assert asked == MAX_AGE / timedelta(minutes=30)
+    assert asked < tries
+    # an operator retries it once the receiver is fixed: a fresh age, sent once
+    rec.answers["wang.fang"] = []
+    assert wf.store.deliveries.retry([wang[0]["id"]], now) == [wang[0]["id"]]
+    assert dispatch(wf.store, wf.org, out, now).sent == 1
+    assert statuses(wf.store) == Counter(sent=2)
+
+
+def test_a_delivery_held_back_is_marked_dead_when_its_age_runs_out_not_a_hold_later(
+    db_url: str, procs: Path, receiver: tuple[HttpSink, Receiver]
+) -> None:
+    sink, rec = receiver
+    rec.answers["wang.fang"] = [Reply(503, {"error": "down"}, headers={"Retry-After": "3600"})] * 99
+    wf = started(db_url, procs)
+    out = outlet(sink)
+    dispatch(wf.store, wf.org, out, T0)  # queued at T0, held an hour
+    dispatch(wf.store, wf.org, out, T0 + MAX_AGE - timedelta(minutes=10))
+    row = next(r for r in wf.store.deliveries.list() if r["user_id"] == "wang.fang")
+    assert row["next_attempt_at"] == T0 + MAX_AGE  # clamped, not an hour past it
+    assert dispatch(wf.store, wf.org, out, T0 + MAX_AGE - timedelta(seconds=1)).handled == 0
+    assert dispatch(wf.store, wf.org, out, T0 + MAX_AGE).dead == 1
+    assert rec.per_recipient()["wang.fang"] == 2
 
 
 # ---------------------------------------------------------------------- pieces

@@ -26,7 +26,7 @@ def test_markdown_with_a_mention_and_links(sink: HttpSink, client: httpx.Client)
     body = request.json()
     assert body["msgtype"] == "markdown"
     content = body["markdown"]["content"]
-    assert content.startswith("<@ZhaoLei>\n**坏账核销 #42**")
+    assert content.startswith("<@ZhaoLei>\n**坏账核销 \\#42**")  # the title escaped too
     assert "[打开](https://s.example.cn/t/42)" in content
 
 
