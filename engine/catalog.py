@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.calendar import CalendarSpec, WorkingCalendar, default_calendar, load_calendar
+from engine.calendar import WorkingCalendar, default_calendar
+from engine.calendarspec import CalendarSpec, load_calendar
 from engine.errors import DefinitionError, Problem
 from engine.org import Org, load_org
 from engine.process import CompiledProcess, compile_process

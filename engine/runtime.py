@@ -281,6 +281,8 @@ def _timer(
     recipients = tuple(f"role:{r}" for r in roles)
     task_id = timer.task_id or (open_task.id if open_task else None)
     notice_data = dict(timer.data) | {"state": snapshot.state}
+    if open_task is not None:
+        notice_data["actions"] = list(open_task.actions)
     if timer.kind == TimerKind.reminder:
         step.notify(NoticeEvent.reminder, recipients, task_id, notice_data)
     elif timer.kind == TimerKind.deadline:

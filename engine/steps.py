@@ -258,7 +258,11 @@ class Step:
             NoticeEvent.task_assigned,
             tuple(f"role:{r}" for r in task.pending_roles),
             task.id,
-            {"state": sname, "title": tspec.title or self.process.spec.states[sname].title}
+            {
+                "state": sname,
+                "title": tspec.title or self.process.spec.states[sname].title,
+                "actions": list(task.actions),  # so a notice can print one command per action
+            }
             | ({"due_at": due_at.isoformat()} if due_at is not None else {}),
         )
         return task

@@ -11,7 +11,7 @@ def json_schema(kind: str) -> dict[str, Any]:
 
         model: Any = OrgSpec
     elif kind == "calendar":
-        from engine.calendar import CalendarSpec
+        from engine.calendarspec import CalendarSpec
 
         model = CalendarSpec
     else:

@@ -18,12 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calendar import (
-    CalendarSpec,
-    WorkingCalendar,
-    default_calendar,
-    load_calendar,
-)
+from engine.calendar import WorkingCalendar, default_calendar
+from engine.calendarspec import CalendarSpec, load_calendar
 from engine.errors import DefinitionError
 from engine.yamlsafe import load_text
 

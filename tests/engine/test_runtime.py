@@ -360,7 +360,8 @@ def test_next_working_day_follows_the_process_calendar(org: Org, received: str, 
 def test_next_working_day_uses_the_calendar_the_process_names(org: Org) -> None:
     from datetime import date
 
-    from engine.calendar import CalendarSpec, WorkingCalendar
+    from engine.calendar import WorkingCalendar
+    from engine.calendarspec import CalendarSpec
     from engine.process import compile_process
     from engine.runtime import live_values
     from engine.yamlsafe import load_text
