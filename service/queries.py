@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from engine.errors import NoDatabase, NotFound, WorkflowError
 from service.display import iso, plain_decimal
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engine.process import CompiledProcess
     from engine.records import TaskRecord
     from storage.auditchain import AuditCheck, AuditHead
+    from storage.auditlog import AuditFilter
 
 __all__ = [
     "InstanceView",
@@ -284,28 +285,10 @@ def instance_rows(
 
 
 def audit_rows(
-    wf: Workflow,
-    *,
-    instance_id: str | None = None,
-    actor: str | None = None,
-    action: str | None = None,
-    process: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-    after: str | None = None,
+    wf: Workflow, *, limit: int = 100, after: str | None = None, **filters: Unpack[AuditFilter]
 ) -> Rows:
     """One page of the audit log, oldest first, by the filters given."""
-    page = wf.store.audit_page(
-        instance_id=instance_id,
-        actor=actor,
-        action=action,
-        process=process,
-        since=since,
-        until=until,
-        limit=limit,
-        after=after,
-    )
+    page = wf.store.audit_page(limit=limit, after=after, **filters)
     return Rows([audit_json(r) for r in page.items], page.next)
 
 

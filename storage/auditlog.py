@@ -76,16 +76,7 @@ class AuditLog(Database):
         return found
 
     def audit_page(
-        self,
-        *,
-        instance_id: str | None = None,
-        actor: str | None = None,
-        action: str | None = None,
-        process: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        after: str | None = None,
+        self, *, limit: int = 100, after: str | None = None, **filters: Unpack[AuditFilter]
     ) -> Page[dict[str, Any]]:
         """Entries in seq order after the cursor; ``since``/``until`` bound the effective
         time, both inclusive.
@@ -96,6 +87,9 @@ class AuditLog(Database):
         """
         check_limit(limit)
         (last,) = paging.decode("audit", after) if after is not None else (None,)
+        instance_id, actor = filters.get("instance_id"), filters.get("actor")
+        action, process = filters.get("action"), filters.get("process")
+        since, until = filters.get("since"), filters.get("until")
         stmt = sa.select(*(audit_log.c[k] for k in AUDIT_KEYS))
         if instance_id is not None:
             # an instance's entries are its chain: (chain_key, seq) lists them in order
