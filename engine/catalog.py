@@ -20,6 +20,9 @@ from engine.yamlsafe import Document, load_file, load_text
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KINDS = ("process", "org", "calendar")
+# Files kept in the processes folder for another component, skipped here: channels.yaml
+# (first key ``channels``) lives there by default and is checked when tick or serve loads it.
+OTHER_KINDS = ("channels",)
 
 
 @dataclass
@@ -42,6 +45,10 @@ def yaml_files(paths: Iterable[Path | str]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+def _first_key(doc: Document) -> object:
+    return next(iter(doc.data), None) if isinstance(doc.data, dict) else None
 
 
 def kind_of(doc: Document) -> str | None:
@@ -71,6 +78,8 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             problems.extend(exc.problems)
             continue
         kind = kind_of(doc)
+        if kind is None and _first_key(doc) in OTHER_KINDS:
+            continue
         if kind is None:
             problems.append(
                 doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")
