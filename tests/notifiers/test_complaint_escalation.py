@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from standardwebhooks import Webhook, WebhookVerificationError
 
 from engine.org import load_org
 from engine.yamlsafe import load_file
@@ -38,9 +37,10 @@ from service.timekeeper import tick
 from service.workflow import Workflow
 from storage.store import Store
 from tests.notifiers.channels.sinks import HttpSink, Mailbox, Reply, Request
+from tests.notifiers.test_delivery import SECRET as HOOK_SECRET
+from tests.notifiers.test_delivery import Receiver as HookReceiver
 from tests.timeproc import ROOT, at
 
-HOOK_SECRET = "whsec_" + base64.b64encode(b"complaint-hook-secret-32-bytes!!").decode()
 ROBOT_TOKEN = "svc-center-robot-token"
 ROBOT_SECRET = "SECsvc+center/robot=="  # '+', '/' and '=' must be URL-encoded exactly once
 DIRECTOR_DINGTALK = "chenjun01"
@@ -101,24 +101,6 @@ class GroupRobot:
 
     def accepted_for(self, instance_id: str) -> list[dict[str, Any]]:
         return [b for b in self.accepted if instance_id in json.dumps(b, ensure_ascii=False)]
-
-
-class HookReceiver:
-    """A webhook endpoint verifying every request with the official library."""
-
-    def __init__(self) -> None:
-        self.verified: list[dict[str, Any]] = []
-        self.failed = 0
-
-    def __call__(self, request: Request) -> Reply:
-        headers = {k: v for k, v in request.headers.items() if k.startswith("webhook-")}
-        try:
-            body = Webhook(HOOK_SECRET).verify(request.body, headers)
-        except WebhookVerificationError:
-            self.failed += 1
-            return Reply(401, {"error": "bad signature"})
-        self.verified.append({"id": headers["webhook-id"]} | body)
-        return Reply(204, b"")
 
 
 @pytest.fixture
@@ -267,7 +249,7 @@ def test_an_overdue_complaint_escalation_reaches_the_director_by_mail_and_group_
     assert mail["Message-ID"] == message_id(row["delivery_id"], "example.cn")
 
     # every webhook request verified, each delivery once, with the outbox's delivery ids
-    assert receiver.failed == 0 and len(hook_sink.requests) == len(receiver.verified)
+    assert receiver.failed_verification == 0 and len(hook_sink.requests) == len(receiver.verified)
     everything = wf.store.deliveries.list()
     hook_ids = {r["delivery_id"] for r in everything if r["channel"] == "erp"}
     ids = Counter(r["id"] for r in receiver.verified)
