@@ -1,4 +1,5 @@
-"""The application layer: the one facade the CLI, the HTTP API and the scheduler call.
+"""The application layer: the one facade the CLI and the scheduler call (and an HTTP face
+will).
 
 It joins the pure engine (definitions, ``fire``) to storage (snapshots, atomic apply) and
 the org directory (who may act). Time comes in as ``now``; ``clock`` only stamps the real
