@@ -27,6 +27,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "dingtalk": ("dingtalk", "phone"),
     "wecom": ("wecom",),
 }
+# Robots posting into a group chat: one post per notice for all its recipients, not one
+# per person (five people escalated to must not become five posts in the same group).
+GROUP_TYPES = frozenset({"dingtalk", "wecom", "feishu"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ class Router:
     @classmethod
     def of(cls, config: ChannelsConfig) -> Router:
         return cls({n: s.type for n, s in config.channels.items()}, dict(config.route))
+
+    def is_group(self, name: str) -> bool:
+        """True for a group robot: one delivery per notice, mentioning every recipient."""
+        return self.types.get(name) in GROUP_TYPES
 
     def channels_for(self, event: str, contacts: Contacts) -> list[str]:
         """The channel names that carry ``event`` to a person with these contacts."""
