@@ -3,8 +3,9 @@
 Notices are written in the same transaction as the step that caused them, so none is lost
 and none is sent for a step that rolled back. Dispatch then works in two phases:
 
-1. **Expand**: a claimed notice becomes one delivery row per (notice, recipient, channel),
-   all in one transaction, before anything is sent. Routing needs org.yaml and
+1. **Expand**: a claimed notice becomes one delivery row per (notice, recipient, channel)
+   (a group robot: one per (notice, channel), user ``GROUP``), all in one transaction,
+   before anything is sent. Routing needs org.yaml and
    channels.yaml, which the step's transaction (the engine's hot path) does not know, so
    it is done here. Each row's unique dedupe key means expanding again (a second
    dispatcher; a recipient added while others are still being retried) queues only what

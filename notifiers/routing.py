@@ -1,9 +1,10 @@
 """Which channels reach which person for which event.
 
-Personal channels (e-mail, DingTalk and WeCom robots) reach a person only through the
-address their ``contacts`` in org.yaml give: no e-mail address, no e-mail. Channels that
-address a system or a whole group (webhook, Feishu bot, console) reach everyone routed to
-them. ``route:`` in channels.yaml narrows an event to the channels it lists.
+E-mail and the DingTalk and WeCom robots reach a person only through the address their
+``contacts`` in org.yaml give: no e-mail address, no e-mail (and no mention in the robot's
+post). Webhook, Feishu bot and console reach everyone routed to them. Group robots
+(``GROUP_TYPES``) get one delivery per notice for all its recipients, the others one per
+recipient. ``route:`` in channels.yaml narrows an event to the channels it lists.
 """
 
 from __future__ import annotations
