@@ -14,7 +14,7 @@ to look at the request and act on the task.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from engine.org import UserSpec
 from notifiers.channels.base import Card, Message, Recipient, has_line_break, markdown_escape
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The user_id of a group robot's one delivery per notice (no real user id has asterisks).
+GROUP = "*group*"
 _DEFAULTS: dict[str, Any] = {
     "title": "",
     "state": "",
@@ -186,26 +188,89 @@ def build_message(
 
     ``tz`` is the zone for recipients without ``contacts.tz`` (default: SHENPI_TZ).
     """
-    data, shown = localized(data, zone_of(user, tz))
-    values = shown | {"recipient_name": user.name}
     lang = user.contacts.lang or "en"
+    return _message(
+        delivery_id,
+        event,
+        data,
+        zone_of(user, tz),
+        lang,
+        user.name,
+        user_id,
+        recipient(user_id, user),
+    )
+
+
+_TO = {"en": "To: {names}", "zh": "收件人：{names}"}
+_SEPARATOR = {"en": ", ", "zh": "、"}
+
+
+def build_group_message(
+    delivery_id: str,
+    event: str,
+    data: dict[str, Any],
+    members: list[tuple[str, UserSpec]],
+    tz: tzinfo | None = None,
+) -> Message:
+    """One post to a group robot for all of a notice's ``members`` (user id, user).
+
+    Everyone with an id is mentioned; every name is listed. Times are in ``tz`` (else
+    SHENPI_TZ), not one member's zone, and the language is the first member's: the group
+    reads one message. Commands say ``--as USER``: each reader types their own id.
+    """
+    if not members:
+        raise ValueError("a group message needs at least one recipient")
+    lang = members[0][1].contacts.lang or "en"
+    names = _SEPARATOR.get(lang, ", ").join(user.name for _, user in members)
+    if tz is None:
+        from service.display import display_tz  # the one place SHENPI_TZ is read
+
+        tz = display_tz()
+    people = tuple(recipient(uid, user) for uid, user in members)
+    group = Recipient(user_id=GROUP, name=names)
+    to_line = _TO.get(lang, _TO["en"]).format(names=names)
+    message = _message(delivery_id, event, data, tz, lang, names, "USER", group, to_line)
+    ids = [uid for uid, _ in members]
+    return replace(message, mentions=people, data=dict(message.data) | {"recipients": ids})
+
+
+def _message(
+    delivery_id: str,
+    event: str,
+    data: dict[str, Any],
+    zone: tzinfo,
+    lang: str,
+    name: str,
+    act_as: str,
+    to: Recipient,
+    to_line: str | None = None,
+) -> Message:
+    data, shown = localized(data, zone)
+    values = shown | {"recipient_name": name}
     text = render_text(event, values, lang)
-    footer = commands(values | {"event": event}, user_id, lang)
-    if footer:
-        text = "\n".join([text, *footer])
+    footer = commands(values | {"event": event}, act_as, lang)
+    lines = [text, *([to_line] if to_line else []), *footer]
+    text = "\n".join(lines)
     subject = render_subject(event, values, lang)
     body = markdown_escape(text)
     return Message(
         delivery_id=delivery_id,
-        recipient=recipient(user_id, user),
+        recipient=to,
         subject=subject,
         text=text,
         html=render_html(subject, text),
         markdown=f"**{markdown_escape(subject)}**\n\n{body}",
         card=Card(title=subject, text=body),
         event=f"shenpi.{event}",
-        data={"event": event, "recipient": user_id} | data,
+        data={"event": event, "recipient": to.user_id} | data,
     )
 
 
-__all__ = ["RenderError", "build_message", "markdown_escape", "render_text"]
+__all__ = [
+    "GROUP",
+    "RenderError",
+    "build_group_message",
+    "build_message",
+    "markdown_escape",
+    "render_text",
+]

@@ -3,8 +3,9 @@
 Notices are written in the same transaction as the step that caused them, so none is lost
 and none is sent for a step that rolled back. Dispatch then works in two phases:
 
-1. **Expand**: a claimed notice becomes one delivery row per (notice, recipient, channel),
-   all in one transaction, before anything is sent. Routing needs org.yaml and
+1. **Expand**: a claimed notice becomes one delivery row per (notice, recipient, channel)
+   (a group robot: one per (notice, channel), user ``GROUP``), all in one transaction,
+   before anything is sent. Routing needs org.yaml and
    channels.yaml, which the step's transaction (the engine's hot path) does not know, so
    it is done here. Each row's unique dedupe key means expanding again (a second
    dispatcher; a recipient added while others are still being retried) queues only what
@@ -35,12 +36,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from engine.org import Org
-from notifiers.channels.base import Channel, Delivery
+from engine.org import Org, UserSpec
+from notifiers.channels.base import Channel, Delivery, Message
 from notifiers.channels.console import ConsoleChannel
 from notifiers.channels.ratelimit import RateLimiter
 from notifiers.config import ChannelsConfig
-from notifiers.messages import RenderError, build_message, render_text
+from notifiers.messages import (
+    GROUP,
+    RenderError,
+    build_group_message,
+    build_message,
+    render_text,
+)
 from notifiers.routing import Router
 
 log = logging.getLogger("shenpi.notify")
@@ -139,25 +146,47 @@ def dedupe_key(notice_id: int, user_id: str, channel: str) -> str:
 
 
 def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: datetime) -> int:
-    """Queue the deliveries of one notice that are not queued yet; returns how many."""
+    """Queue the deliveries of one notice that are not queued yet; returns how many.
+
+    A group robot gets one row per notice (user ``GROUP``); who it mentions is worked out
+    when it is sent (:func:`group_members`), so a recipient added while it is still
+    pending is included, and one added after it was sent does not make a second post.
+    """
     rows = []
+    groups: dict[str, None] = {}
     for user_id in recipients(org, list(notice["recipients"])):
         contacts = org.users[user_id].contacts
         names = outlet.router.channels_for(notice["event"], contacts)
         if not names:
             log.warning("notice %s: no channel reaches %s", notice["id"], user_id)
         for name in names:
-            rows.append(
-                {
-                    "delivery_id": uuid.uuid4().hex,
-                    "dedupe_key": dedupe_key(notice["id"], user_id, name),
-                    "notice_id": notice["id"],
-                    "user_id": user_id,
-                    "channel": name,
-                }
-            )
+            if outlet.router.is_group(name):
+                groups[name] = None
+            else:
+                rows.append(_row(notice["id"], user_id, name))
+    rows.extend(_row(notice["id"], GROUP, name) for name in groups)
     again = notice.get("status") == "sent"
     return int(store.deliveries.expand(notice["id"], rows, now, reexpand=again))
+
+
+def _row(notice_id: int, user_id: str, channel: str) -> dict[str, Any]:
+    return {
+        "delivery_id": uuid.uuid4().hex,
+        "dedupe_key": dedupe_key(notice_id, user_id, channel),
+        "notice_id": notice_id,
+        "user_id": user_id,
+        "channel": channel,
+    }
+
+
+def group_members(org: Org, router: Router, row: dict[str, Any]) -> list[tuple[str, UserSpec]]:
+    """The notice's recipients (as of now) that ``row``'s group robot reaches."""
+    members = []
+    for user_id in recipients(org, list(row["recipients"])):
+        user = org.users[user_id]
+        if row["channel"] in router.channels_for(row["event"], user.contacts):
+            members.append((user_id, user))
+    return members
 
 
 def _data(row: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +238,9 @@ class Dispatcher:
 
     def _one(self, row: dict[str, Any], now: datetime, report: Report) -> None:
         channel = self.outlet.channels.get(row["channel"])
-        user = self.org.users.get(row["user_id"])
-        if channel is None or user is None:
+        group = row["user_id"] == GROUP
+        user = None if group else self.org.users.get(row["user_id"])
+        if channel is None or (user is None and not group):
             what = "channel" if channel is None else "user"
             ident = row["channel"] if channel is None else row["user_id"]
             self._finish(row, "dead", now, report, f"{what} {ident!r} is no longer configured")
@@ -220,7 +250,8 @@ class Dispatcher:
             age = f"not sent within {MAX_AGE / timedelta(hours=1):g} h of being queued"
             self._finish(row, "dead", now, report, f"{age}; last error: {last}", counted=False)
             return
-        if row["event"] not in URGENT_EVENTS:
+        # a group post is not one person's: nobody's quiet hours hold it (see the docs)
+        if user is not None and row["event"] not in URGENT_EVENTS:
             quiet_end = user.contacts.quiet_until(now, self._zone())
             if quiet_end is not None:  # held like a rate limit: no attempt used
                 self._hold(row, now, quiet_end, report)
@@ -232,9 +263,7 @@ class Dispatcher:
                 self._hold(row, now, not_before, report)
                 return
         try:
-            message = build_message(
-                row["delivery_id"], row["event"], _data(row), row["user_id"], user, self._zone()
-            )
+            message = self._message(row, user)
         except (RenderError, ValueError, KeyError, TypeError) as exc:
             self._finish(row, "dead", now, report, f"cannot render: {exc}")
             return
@@ -246,6 +275,19 @@ class Dispatcher:
         if limiter is not None:
             limiter.observe(delivery, now)
         self._outcome(row, delivery, now, report)
+
+    def _message(self, row: dict[str, Any], user: UserSpec | None) -> Message:
+        """The message of a delivery; ValueError for a group nobody is routed to any more."""
+        if user is not None:
+            return build_message(
+                row["delivery_id"], row["event"], _data(row), row["user_id"], user, self._zone()
+            )
+        members = group_members(self.org, self.outlet.router, row)
+        if not members:
+            raise ValueError("none of the notice's recipients is routed to this robot any more")
+        return build_group_message(
+            row["delivery_id"], row["event"], _data(row), members, self._zone()
+        )
 
     def _outcome(self, row: dict[str, Any], d: Delivery, now: datetime, report: Report) -> None:
         where = f"{row['channel']}: {d.detail}" if d.detail else row["channel"]

@@ -1,9 +1,10 @@
 """Which channels reach which person for which event.
 
-Personal channels (e-mail, DingTalk and WeCom robots) reach a person only through the
-address their ``contacts`` in org.yaml give: no e-mail address, no e-mail. Channels that
-address a system or a whole group (webhook, Feishu bot, console) reach everyone routed to
-them. ``route:`` in channels.yaml narrows an event to the channels it lists.
+E-mail and the DingTalk and WeCom robots reach a person only through the address their
+``contacts`` in org.yaml give: no e-mail address, no e-mail (and no mention in the robot's
+post). Webhook, Feishu bot and console reach everyone routed to them. Group robots
+(``GROUP_TYPES``) get one delivery per notice for all its recipients, the others one per
+recipient. ``route:`` in channels.yaml narrows an event to the channels it lists.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "dingtalk": ("dingtalk", "phone"),
     "wecom": ("wecom",),
 }
+# Robots posting into a group chat: one post per notice for all its recipients, not one
+# per person (five people escalated to must not become five posts in the same group).
+GROUP_TYPES = frozenset({"dingtalk", "wecom", "feishu"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class Router:
     @classmethod
     def of(cls, config: ChannelsConfig) -> Router:
         return cls({n: s.type for n, s in config.channels.items()}, dict(config.route))
+
+    def is_group(self, name: str) -> bool:
+        """True for a group robot: one delivery per notice, mentioning every recipient."""
+        return self.types.get(name) in GROUP_TYPES
 
     def channels_for(self, event: str, contacts: Contacts) -> list[str]:
         """The channel names that carry ``event`` to a person with these contacts."""

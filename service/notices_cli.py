@@ -39,7 +39,8 @@ COLUMNS = [
 @output_option
 @click.pass_context
 def notices(ctx: click.Context, status: str | None, limit: int, output: str) -> None:
-    """List deliveries (one per notice, recipient and channel), oldest first."""
+    """List deliveries (one per notice, recipient and channel; user *group* for a group
+    robot's one post per notice), oldest first."""
     from service.queries import delivery_rows
 
     if ctx.invoked_subcommand is not None:

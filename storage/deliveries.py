@@ -1,5 +1,8 @@
 """The delivery queue: one row per (notice, recipient, channel), claimed, sent and marked.
 
+(A group robot's row stands for all of a notice's recipients: its ``user_id`` is a marker,
+see notifiers/outbox.py; this module does not care.)
+
 A notice is expanded into deliveries in one transaction before anything is sent, so a
 retry after a partial send reaches only the deliveries still pending. Every write that
 follows a claim is guarded by the claim's timestamp: a worker whose lease ran out and

@@ -66,6 +66,13 @@ class Message:
     card: Card | None = None
     event: str = ""
     data: Mapping[str, Any] = field(default_factory=dict)
+    # A group robot's one post for several people: everyone it mentions (else the recipient)
+    mentions: tuple[Recipient, ...] = ()
+
+    @property
+    def people(self) -> tuple[Recipient, ...]:
+        """Who a robot @-mentions: the group post's recipients, or the one recipient."""
+        return self.mentions or (self.recipient,)
 
     @property
     def body_markdown(self) -> str:

@@ -34,9 +34,9 @@ def sign(secret: str, timestamp_ms: int) -> str:
 
 def payload(message: Message) -> dict[str, object]:
     """actionCard when the message has buttons, markdown otherwise."""
-    who = message.recipient
-    at_ids = [who.dingtalk] if who.dingtalk else []
-    at_mobiles = [who.phone] if who.phone and not who.dingtalk else []
+    people = message.people
+    at_ids = [p.dingtalk for p in people if p.dingtalk]
+    at_mobiles = [p.phone for p in people if p.phone and not p.dingtalk]
     mention = " ".join(f"@{x}" for x in at_ids + at_mobiles)
     title = message.card.title if message.card else message.subject
     text = message.body_markdown

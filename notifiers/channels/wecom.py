@@ -44,8 +44,9 @@ def content(message: Message) -> str:
     if message.card is not None and message.card.buttons:
         parts.append("  ".join(f"[{b.title}]({b.url})" for b in message.card.buttons))
     body = "\n".join(p for p in parts if p)
-    if message.recipient.wecom:
-        body = f"<@{message.recipient.wecom}>\n{body}"  # first, so truncation keeps it
+    mentions = " ".join(f"<@{p.wecom}>" for p in message.people if p.wecom)
+    if mentions:
+        body = f"{mentions}\n{body}"  # first, so truncation keeps them
     return truncate(body)
 
 

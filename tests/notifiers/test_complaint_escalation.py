@@ -31,6 +31,7 @@ from aiosmtpd.controller import Controller
 from engine.org import load_org
 from engine.yamlsafe import load_file
 from notifiers.channels.smtp import message_id
+from notifiers.messages import GROUP
 from notifiers.outbox import Outlet, dispatch
 from service.channels import load_outlet
 from service.timekeeper import tick
@@ -218,8 +219,9 @@ def test_an_overdue_complaint_escalation_reaches_the_director_by_mail_and_group_
     # only the robot waits (a throttled robot holds the other processes' escalations too)
     pending = wf.store.deliveries.list(status="pending")
     assert {r["channel"] for r in pending} == {"service_group_robot"}
+    # one group post per notice, not one per recipient
     assert [(r["event"], r["user_id"]) for r in pending if r["instance_id"] == snap.id] == [
-        ("escalated", boss)
+        ("escalated", GROUP)
     ]
 
     # the dispatcher runs again once the back-off or DingTalk's 10-minute hold is over
@@ -235,7 +237,7 @@ def test_an_overdue_complaint_escalation_reaches_the_director_by_mail_and_group_
     assert message["at"]["atUserIds"] == [DIRECTOR_DINGTALK]
     assert "%25" not in robot_sink.requests[-1].raw_query  # the signature encoded once
     robot_rows = ours(channel="service_group_robot")
-    assert [(r["event"], r["user_id"]) for r in robot_rows] == [("escalated", boss)]
+    assert [(r["event"], r["user_id"]) for r in robot_rows] == [("escalated", GROUP)]
 
     # the director: exactly one e-mail of the complaint, the escalation, subject decoded
     (mail,) = complaint_mails()
