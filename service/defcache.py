@@ -45,7 +45,7 @@ CACHE_ENV = "SHENPI_CACHE_DIR"
 ENGINE_DIR = Path(__file__).resolve().parents[1] / "engine"
 # packages whose objects are in the pickles (models, holiday data): their install counts
 PICKLED_PACKAGES = ("pydantic", "pydantic_core", "holidays")
-NOT_PICKLED = ("machine", "cursor", "lock")  # CompiledProcess fields made again on load
+NOT_PICKLED = ("machine",)  # CompiledProcess fields made again on load
 WARM_YEARS = (-1, 0, 1, 2)  # calendar years built before a process is stored, from now
 FORMAT = b"shenpi-defcache/1\n"
 
