@@ -27,8 +27,10 @@ def authorize(
         options = [(s, w) for s, w in options if claimed in (actor.user, w)]
         if not options:
             raise ActionNotAllowed(
-                task.id, action, f"{claimed} has claimed this task; only they may act until "
-                "they release it ('unclaim')"
+                task.id,
+                action,
+                f"{claimed} has claimed this task; only they may act until "
+                "they release it ('unclaim')",
             )
     if not options:
         if pending and all(role(slot) for slot in pending):
