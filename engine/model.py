@@ -6,14 +6,13 @@ every state reachable) are checked in ``engine.process`` where every problem is 
 
 from __future__ import annotations
 
-import re
-from datetime import time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
+from engine.calendarspec import ClockTime
 from engine.validation import Frozen
 from engine.values import VarType
 
@@ -76,19 +75,8 @@ class Duration(Frozen):
         return getattr(self, self.unit)
 
 
-def _clock(value: Any) -> time:
-    """A time of day written ``"HH:MM"`` (quoted: YAML 1.1 reads 17:30 as 1050)."""
-    if isinstance(value, str) and (m := re.fullmatch(r"(\d{2}):(\d{2})", value.strip())):
-        hour, minute = int(m.group(1)), int(m.group(2))
-        if hour < 24 and minute < 60:
-            return time(hour, minute)
-    raise ValueError(f'must be a time of day written "HH:MM" (00:00 to 23:59), got {value!r}')
-
-
 Clock = Annotated[
-    time,
-    BeforeValidator(_clock),
-    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str),
+    ClockTime,  # the calendar file's "HH:MM" rule, one reading of a time of day
     WithJsonSchema({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}),
 ]
 AT = (
