@@ -116,7 +116,7 @@ def plan(
     for i, rem in enumerate(dl.reminders):
         at = reminder_time(step, rem, due, f"{key}.rem.{i}")
         if rem.on_a_day and at >= due:
-            # only amounts given by expressions get here (constants are refused at load)
+            # what load could not foresee (amounts from expressions, a deadline in hours)
             step.log(
                 {
                     "actor": SYSTEM,

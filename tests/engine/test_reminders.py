@@ -382,3 +382,26 @@ def test_working_days_before_counts_back_over_holidays_and_years(org: Org) -> No
     )  # 1-3 Jan off, Sun 4 worked
     assert cal.working_days_before(date(2026, 10, 4), 0) == date(2026, 9, 30)  # a holiday
     assert cal.working_days_before(date(2026, 10, 9), 0) == date(2026, 10, 9)
+
+
+def test_a_deadline_in_hours_decides_at_run_time_whether_the_reminder_comes_first(
+    org: Org,
+) -> None:
+    deadline = '{hours: 8, reminders: [{before: {working_days: 0}, at: "09:00"}]}'
+    run = compiled(org, deadline)
+    out = run.start("ann", at("2026-10-12 00:30"))  # due 08:30: 09:00 that day is too late
+    assert run.pending("work") == [("deadline", at("2026-10-12 08:30"))]
+    [note] = [a for a in out.audit if a.action == "reminder_not_set"]
+    assert note.data["remind_at"] == at("2026-10-12 09:00").isoformat()
+    run = compiled(org, '{hours: 32, reminders: [{before: {working_days: 0}, at: "09:00"}]}')
+    run.start("ann", at("2026-10-16 08:00"))  # due Sat 16:00, a day off: reminded Fri 09:00
+    assert run.pending("work") == [
+        ("deadline", at("2026-10-17 16:00")),
+        ("reminder", at("2026-10-16 09:00")),
+    ]
+    run = compiled(org, deadline)
+    run.start("ann", at("2026-10-12 06:00"))  # due 14:00: reminded at 09:00
+    assert run.pending("work") == [
+        ("deadline", at("2026-10-12 14:00")),
+        ("reminder", at("2026-10-12 09:00")),
+    ]
