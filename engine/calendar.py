@@ -37,7 +37,7 @@ silently skip a day.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -297,10 +297,64 @@ class WorkingCalendar:
         moment = _aware(start).astimezone(UTC) + timedelta(microseconds=micro)
         return moment.astimezone(self.tz)
 
-    def add(self, start: datetime, amount: int | Decimal, unit: Unit) -> datetime:
-        """Dispatch on the unit named in a process definition."""
+    def last_day(self, start: datetime, n: int, unit: Unit) -> date:
+        """The last day of a period of ``n`` working or calendar days from ``start``.
+
+        The day ``add_working_days``/``add_days`` end at, before the time of day is chosen:
+        the ``n``-th working day after the event's day, or the ``n``-th calendar day moved
+        off a day off (art. 203). ``n == 0`` is the event's day itself, moved on to the next
+        working day if it is not one ("by 17:30 today", said on a Sunday, means Monday).
+        """
+        n = _count(n)
+        day = self.event_day(start)
+        if unit == "working_days":
+            if n == 0:
+                return self.next_working_day(day)
+            return date.fromordinal(self._nth_working_ordinal_after(day.toordinal(), n))
+        if unit == "days":
+            last = day.toordinal() + n
+            if last > date.max.toordinal():
+                raise ValueError(f"{n} days after {start.isoformat()} is beyond year 9999")
+            return self.next_working_day(date.fromordinal(last))
+        raise ValueError(f"a period ending at a time of day is counted in days, not {unit!r}")
+
+    def working_days_before(self, day: date, n: int) -> date:
+        """The ``n``-th working day before ``day`` (``day`` itself not counted).
+
+        ``n == 0`` is ``day`` if it is a working day, else the last working day before it:
+        "0 working days before a Sunday deadline" is the Friday (or a 调休 Saturday).
+        """
+        n = _count(n)
+        ordinal = day.toordinal()
+        if n == 0:
+            if self.is_working_day(day):
+                return day
+            n = 1
+        return date.fromordinal(self._nth_working_ordinal_before(ordinal, n))
+
+    def at_clock(self, day: date, clock: time) -> datetime:
+        """``day`` at wall-clock ``clock`` in this calendar's zone.
+
+        Where daylight saving makes the wall clock skip ``clock`` (spring forward), it is
+        the instant the clock would have shown it had it not jumped (02:30 -> 03:30 new
+        time); where the wall clock shows it twice (fall back), the first of the two.
+        """
+        naive = datetime.combine(day, clock.replace(tzinfo=None))
+        return naive.replace(tzinfo=self.tz, fold=0).astimezone(UTC).astimezone(self.tz)
+
+    def add(
+        self, start: datetime, amount: int | Decimal, unit: Unit, at: time | None = None
+    ) -> datetime:
+        """Dispatch on the unit named in a process definition.
+
+        ``at`` (a time of day, for days and working days only) ends the period at that
+        local time of its last day (:meth:`last_day`) instead of close of business;
+        elapsed hours ignore it.
+        """
         if unit == "hours":
             return self.add_hours(start, amount)
+        if at is not None:
+            return self.at_clock(self.last_day(start, _whole(amount, unit), unit), at)
         if unit == "working_days":
             return self.add_working_days(start, _whole(amount, unit))
         if unit == "days":
@@ -333,6 +387,20 @@ class WorkingCalendar:
             year += 1
             if year > MAX_YEAR:
                 raise ValueError("deadline is beyond year 9999")
+
+    def _nth_working_ordinal_before(self, ordinal: int, n: int) -> int:
+        """Ordinal of the n-th working day strictly before ``ordinal`` (n >= 1)."""
+        year = date.fromordinal(ordinal).year
+        while True:
+            days = self._year(year).working_sorted
+            i = bisect_left(days, ordinal)  # days[:i] are before ordinal
+            if n <= i:
+                return days[i - n]
+            n -= i
+            year -= 1
+            if year < MIN_YEAR:
+                raise ValueError("a reminder before year 1 cannot be counted")
+            ordinal = date(year, 12, 31).toordinal() + 1
 
     def _year(self, year: int) -> _Year:
         cached = self._years.get(year)

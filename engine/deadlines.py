@@ -13,13 +13,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ActionNotAllowed, ExpressionError
-from engine.model import DeadlineSpec, Duration, ExtendSpec
+from engine.model import DeadlineSpec, Duration, ExtendSpec, Reminder
 from engine.process import MAX_DURATION, SLA
 from engine.records import TaskRecord, TaskStatus, TimerKind, TimerRecord
 from engine.sla import Extension, SlaClock
 
 if TYPE_CHECKING:
     from engine.steps import Step
+
+SYSTEM = "system"  # the actor of what the engine does by itself (engine.steps.SYSTEM)
 
 
 def amount(step: Step, dur: Duration, key: str) -> int | Decimal:
@@ -42,8 +44,41 @@ def amount(step: Step, dur: Duration, key: str) -> int | Decimal:
     return raw
 
 
-def later(step: Step, start: datetime, dur: Duration, key: str) -> datetime:
-    return step.process.calendar.add(start, amount(step, dur, key), dur.unit)  # type: ignore[arg-type]
+def later(step: Step, start: datetime, dur: Duration, key: str, at: time | None = None) -> datetime:
+    """``dur`` after ``start``; with ``at``, at that local time of the period's last day."""
+    length = amount(step, dur, key)
+    return step.process.calendar.add(start, length, dur.unit, at)  # type: ignore[arg-type]
+
+
+def reminder_time(step: Step, rem: Reminder, due: datetime, key: str) -> datetime:
+    """When ``rem`` fires for a deadline due at ``due``.
+
+    Elapsed (``hours``/``days`` without ``at``): that long before ``due``, as always. On a
+    day (``working_days``, or any ``at``): the deadline's day is the local day it falls on
+    (24:00 counts as the day before, as in counting); the reminder's day is N working days
+    (``working_days``) or N calendar days (``days``) before it, and the time is ``at``, or
+    without ``at`` the deadline's own time of day (24:00 again being the end of that day).
+    """
+    length = amount(step, rem.before, key)
+    if not rem.on_a_day:
+        delta = (
+            timedelta(hours=float(length))
+            if rem.before.unit == "hours"
+            else timedelta(days=int(length))
+        )
+        return due - delta
+    cal = step.process.calendar
+    deadline_day = cal.event_day(due)
+    if rem.before.unit == "working_days":
+        day = cal.working_days_before(deadline_day, int(length))
+    else:
+        day = deadline_day - timedelta(days=int(length))
+    if rem.at is not None:
+        return cal.at_clock(day, rem.at)
+    local = due.astimezone(cal.tz)
+    if local.time() == time(0):  # due at 24:00: the reminder is at 24:00 of its day too
+        return cal.at_clock(day + timedelta(days=1), time(0))
+    return cal.at_clock(day, local.time())
 
 
 def moment(step: Step, expr: Any) -> datetime:
@@ -74,26 +109,39 @@ def plan(
     """
     if due is None and dl.from_ is not None:
         start = moment(step, step.process.expr(f"{key}.from"))
-    due = due or later(step, start, dl, key)
+    due = due or later(step, start, dl, key, dl.at)
     instance = step.base.id
     base = {"title": dl.title, "state": state, "due_at": due.isoformat()}
     timers = [TimerRecord(f"{prefix}:due", instance, TimerKind.deadline, due, state, task_id, base)]
     for i, rem in enumerate(dl.reminders):
-        length = amount(step, rem.before, f"{key}.rem.{i}")
-        delta = (
-            timedelta(hours=float(length))
-            if rem.before.unit == "hours"
-            else timedelta(days=int(length))
-        )
-        at = due - delta
-        if at > step.now:
+        at = reminder_time(step, rem, due, f"{key}.rem.{i}")
+        if rem.on_a_day and at >= due:
+            # what load could not foresee (amounts from expressions, a deadline in hours)
+            step.log(
+                {
+                    "actor": SYSTEM,
+                    "action": "reminder_not_set",
+                    "from_state": step.state,
+                    "to_state": step.state,
+                    "task_id": task_id,
+                    "data": {
+                        "timer": f"{prefix}:remind:{i}",
+                        "state": state,
+                        "remind_at": at.isoformat(),
+                        "due_at": due.isoformat(),
+                        "reason": "the reminder would not come before the deadline",
+                    },
+                }
+            )
+        elif at > step.now:
             timers.append(
                 TimerRecord(
                     f"{prefix}:remind:{i}", instance, TimerKind.reminder, at, state, task_id, base
                 )
             )
     for i, esc in enumerate(dl.escalations):
-        at = due if esc.after is None else later(step, due, esc.after, f"{key}.esc.{i}")
+        at = due if esc.after is None else later(step, due, esc.after, f"{key}.esc.{i}", esc.at)
+        at = max(at, due)  # `after: {working_days: 0}, at: ...` is never before the deadline
         timers.append(
             TimerRecord(
                 f"{prefix}:escalate:{i + 1}",
@@ -129,7 +177,7 @@ def start_clock(step: Step, record: dict[str, Any]) -> None:
         return
     begin = moment(step, step.process.expr("sla.from")) if dl.from_ is not None else step.now
     length = amount(step, dl, "sla")
-    due = step.process.calendar.add(begin, length, dl.unit)  # type: ignore[arg-type]
+    due = step.process.calendar.add(begin, length, dl.unit, dl.at)  # type: ignore[arg-type]
     plan(step, dl, begin, SLA, f"{step.base.id}:sla0", "sla", None, due)
     step.sla = SlaClock(
         started_at=step.now, counted_from=begin, amount=Decimal(length), unit=dl.unit, due_at=due
@@ -183,7 +231,8 @@ def extend(
         )
     if sla.paused_at is not None:
         raise ActionNotAllowed(task.id, action, "the deadline is paused; extend it after resuming")
-    new = sla.extended_due(step.process.calendar, more, spec.by.unit)
+    at = step.process.spec.deadline.at if step.process.spec.deadline is not None else None
+    new = sla.extended_due(step.process.calendar, more, spec.by.unit, at)
     _replan(step, sla.extended(Extension(more, spec.by.unit, step.now, step.actor)), new)
     record.setdefault("data", {})["extended"] = {
         "from": sla.due_at.isoformat(),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
+from engine.calendarspec import ClockTime
 from engine.validation import Frozen
 from engine.values import VarType
 
@@ -74,10 +75,27 @@ class Duration(Frozen):
         return getattr(self, self.unit)
 
 
+Clock = Annotated[
+    ClockTime,  # the calendar file's "HH:MM" rule, one reading of a time of day
+    WithJsonSchema({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}),
+]
+AT = (
+    'Local time of day ("HH:MM", process calendar\'s zone) on the day the days or working '
+    "days give, instead of close of business / the same time as the deadline."
+)
+
+
+def _whole_days(dur: Duration | None, what: str) -> None:
+    """``at`` picks a time on a day, so the duration must count days, not elapsed hours."""
+    if dur is None or dur.unit == "hours":
+        raise ValueError(f"'at' needs {what} in days or working_days (hours are a time already)")
+
+
 class Escalation(Frozen):
     """One escalation level, fired ``after`` the deadline (at the deadline if omitted)."""
 
     after: Duration | None = None
+    at: Clock | None = Field(default=None, description=AT)
     notify: tuple[str, ...] = Field(default=(), description="Roles to notify.")
     reassign: str | None = Field(default=None, description="Role the open task moves to.")
     goto: str | None = Field(
@@ -88,24 +106,43 @@ class Escalation(Frozen):
     def _does_something(self) -> Escalation:
         if not (self.notify or self.reassign or self.goto):
             raise ValueError("an escalation needs notify, reassign or goto")
+        if self.at is not None:
+            _whole_days(self.after, "'after'")
         return self
 
 
 class Reminder(Frozen):
-    """A reminder ``before`` the deadline (hours or days of elapsed time)."""
+    """A reminder ``before`` the deadline.
+
+    ``hours``/``days`` without ``at``: that much elapsed time before the due time (days
+    of 24 h). ``working_days``: on the N-th working day before the deadline's day, at the
+    deadline's own time of day. With ``at``: on that day (N calendar or working days
+    before the deadline's day) at ``at``, local time.
+    """
 
     before: Duration
+    at: Clock | None = Field(default=None, description=AT)
 
     @model_validator(mode="after")
-    def _elapsed(self) -> Reminder:
-        if self.before.unit == "working_days":
-            raise ValueError("'before' takes hours or days")
+    def _days_for_at(self) -> Reminder:
+        if self.at is not None:
+            _whole_days(self.before, "'before'")
         return self
+
+    @property
+    def on_a_day(self) -> bool:
+        """Counted in days on the calendar (not elapsed time before the due instant)."""
+        return self.at is not None or self.before.unit == "working_days"
 
 
 class DeadlineSpec(Duration):
     """A deadline with its reminders and escalation levels."""
 
+    at: Clock | None = Field(
+        default=None,
+        description='Local time of day ("HH:MM") on the last day of the period, instead of '
+        "close of business (days or working_days only).",
+    )
     title: str = ""
     from_: str | None = Field(
         default=None,
@@ -115,6 +152,12 @@ class DeadlineSpec(Duration):
     )
     reminders: tuple[Reminder, ...] = ()
     escalations: tuple[Escalation, ...] = ()
+
+    @model_validator(mode="after")
+    def _days_for_at(self) -> DeadlineSpec:
+        if self.at is not None:
+            _whole_days(self, "the deadline")
+        return self
 
 
 class SlaSpec(DeadlineSpec):

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from transitions import Machine
@@ -27,6 +27,7 @@ from engine.model import (
     Duration,
     Inputs,
     ProcessSpec,
+    Reminder,
     ScheduleSpec,
     StateSpec,
     TaskMode,
@@ -315,8 +316,13 @@ class _Checker:
             self.check_role((*epath, "reassign"), esc.reassign)
             if esc.goto is not None:
                 self.check_target((*epath, "goto"), esc.goto)
+        calendar = self.calendars.get(self.spec.calendar)
+        close = calendar.business_hours.end if calendar and calendar.business_hours else None
         for i, rem in enumerate(dl.reminders):
             self.check_duration((*path, "reminders", i), rem.before, f"{key}.rem.{i}")
+            problem = reminder_problem(dl, rem, close)
+            if problem:
+                self.add((*path, "reminders", i), problem)
 
     def check_state_deadlines(self, sname: str, state: StateSpec) -> None:
         """A state's own deadline, and the instance deadline its actions extend."""
@@ -527,3 +533,39 @@ def _guard(expr: Expression) -> Any:
 
     check.__name__ = f"guard({expr.source})"
     return check
+
+
+def reminder_problem(dl: DeadlineSpec, rem: Reminder, close: time | None) -> str | None:
+    """Why ``rem`` can never come before ``dl``, where constant amounts show it at load.
+
+    Only reminders counted on the calendar (``working_days`` or ``at``) can; the rest are
+    elapsed time before the due instant. ``close`` is the calendar's close of business
+    (None: 24:00). What depends on expressions is checked when the timer is planned (the
+    reminder is then not set, with an audit entry ``reminder_not_set``).
+    """
+    n, m = rem.before.amount, dl.amount
+    if not rem.on_a_day or isinstance(n, str):
+        return None
+    if (
+        dl.from_ is None
+        and dl.unit == "working_days"
+        and rem.before.unit == "working_days"
+        and not isinstance(m, str)
+        and n > m
+    ):
+        return (
+            f"a reminder {n} working days before a deadline of {m} working days falls before "
+            "the period starts, so it would never be sent; remind fewer working days before"
+        )
+    if n != 0 or dl.unit == "hours" or (dl.at is None and (isinstance(m, str) or m == 0)):
+        return None  # the deadline's day or time of day is not known before it runs
+    # the deadline's last day is a working day, so 0 days before it is that same day
+    due_clock = dl.at or close  # None: 24:00
+    if rem.at is not None and (due_clock is None or rem.at < due_clock):
+        return None
+    when = (rem.at or due_clock).strftime("%H:%M") if (rem.at or due_clock) else "24:00"
+    due = due_clock.strftime("%H:%M") if due_clock is not None else "24:00"
+    return (
+        f"this reminder would come at {when} on the deadline's own day, not before the "
+        f"deadline at {due}; give an earlier 'at' or remind a day before"
+    )

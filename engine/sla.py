@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -133,20 +133,23 @@ class SlaClock:
     def extended(self, extension: Extension) -> SlaClock:
         return replace(self, extensions=(*self.extensions, extension))
 
-    def extended_due(self, calendar: WorkingCalendar, amount: Decimal, unit: str) -> datetime:
+    def extended_due(
+        self, calendar: WorkingCalendar, amount: Decimal, unit: str, at: time | None = None
+    ) -> datetime:
         """Where one more extension of ``amount`` ``unit`` puts the deadline.
 
         In the deadline's own unit the whole period is counted again from its start:
         60 days plus 30 is day 90, even when day 60 fell on a holiday and the first
         deadline had moved to the next working day (Civil Code art. 203 moves only the
         last day of the period actually counted). Pauses push it back by their length.
-        In another unit it is counted on from the current deadline.
+        In another unit it is counted on from the current deadline. ``at`` (the deadline's
+        time of day) ends a period of days or working days at that time, not at 24:00.
         """
         if unit != self.unit or any(e.unit != unit for e in self.extensions):
-            return calendar.add(self.due_at, amount, unit)  # type: ignore[arg-type]
+            return calendar.add(self.due_at, amount, unit, at)  # type: ignore[arg-type]
         total = self.amount + sum(e.amount for e in self.extensions) + amount
         paused = sum((end - begin for begin, end in self.pauses), timedelta())
-        return calendar.add(self.counted_from, total, unit) + paused  # type: ignore[arg-type]
+        return calendar.add(self.counted_from, total, unit, at) + paused  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ JSON
 

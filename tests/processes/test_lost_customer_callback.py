@@ -16,15 +16,17 @@ D = Decimal
 NOW = at("2026-11-02 10:00")  # a Monday
 
 
+CUSTOMER = {
+    "customer": "王先生",
+    "contact": "13900000000",
+    "salesperson": "liu.yang",
+    "interest": "SUV",
+    "lost_reason_recorded": "价格",
+}
+
+
 def lost(**extra: str) -> Run:
-    data = {
-        "customer": "王先生",
-        "contact": "13900000000",
-        "salesperson": "liu.yang",
-        "interest": "SUV",
-        "lost_reason_recorded": "价格",
-    } | extra
-    return Run.start("lost_customer_callback", "liu.yang", NOW, **data)
+    return Run.start("lost_customer_callback", "liu.yang", NOW, **(CUSTOMER | extra))
 
 
 def test_callback_due_in_three_working_days_then_escalated_twice() -> None:
@@ -35,6 +37,21 @@ def test_callback_due_in_three_working_days_then_escalated_twice() -> None:
     escalations = [n.recipients for out in fired for n in out.notices if n.event == "escalated"]
     assert "role:showroom_manager" in escalations[0] and "role:sales_vp" in escalations[1]
     assert run.state == "callback"
+
+
+def test_the_agent_is_reminded_at_nine_the_working_day_before() -> None:
+    run = lost()  # Mon 2 Nov 10:00: due at the close of Thu 5 Nov
+    [reminder] = run.pending("reminder")
+    assert reminder.due_at == at("2026-11-04 09:00")  # Wed, not midnight
+    assert run.advance(at("2026-11-04 08:59")) == []
+    [fired] = run.advance(at("2026-11-04 09:00"))
+    assert [(n.event, n.recipients) for n in fired.notices] == [
+        ("reminder", ("role:callback_agent",))
+    ]
+    friday = Run.start("lost_customer_callback", "liu.yang", at("2026-11-06 10:00"), **CUSTOMER)
+    # 9, 10, 11 Nov: due at the close of Wed 11 Nov; the reminder skips the weekend
+    assert friday.task.due_at == at("2026-11-12 00:00")
+    assert [t.due_at for t in friday.pending("reminder")] == [at("2026-11-10 09:00")]
 
 
 def test_not_buying_is_closed() -> None:
