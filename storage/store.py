@@ -31,6 +31,7 @@ from storage.auditlog import AuditLog
 from storage.db import open_database
 from storage.deliveries import DeliveryQueue
 from storage.listing import Listings
+from storage.reportdata import ReportData
 from storage.rows import aware, timer_record
 from storage.tables import (
     definitions,
@@ -55,6 +56,7 @@ class Store(AuditLog, Listings):
         keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
         super().__init__(engine, keys)
         self.deliveries = DeliveryQueue(self)
+        self.reports = ReportData(self)
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:

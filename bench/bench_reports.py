@@ -1,0 +1,170 @@
+"""The monthly report's time at about 1M audit entries, with the plans of its reads.
+
+Fills a fresh database with a year of instances (bulk inserts, not driven through the
+engine: only the rows the reports read matter): each instance has two decided tasks and
+twelve audit entries, some of them escalations, so 1M audit entries are about 83k
+instances. Then times ``report summary`` for one month (``build_report``, what the CLI
+and a scheduled delivery call) and prints the plan of every statement it ran.
+
+    python bench/bench_reports.py --audit 1000000
+    python bench/bench_reports.py --audit 1000000 --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+Not a test: figures go to docs/benchmarks.md with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_queries import pg_schema_url  # noqa: E402
+from service.reports import build_report  # noqa: E402
+from storage.store import Store  # noqa: E402
+from storage.tables import audit_log, instances, tasks  # noqa: E402
+from tests.sqlplans import captured, plans  # noqa: E402
+
+YEAR = datetime(2026, 1, 1, tzinfo=UTC)
+MONTH = (datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
+NOW = datetime(2026, 12, 31, tzinfo=UTC)
+PER_INSTANCE = 12
+PROCESSES = [f"p{i}" for i in range(12)]
+STATES = ["review", "approve", "check"]
+USERS = [f"u{i:03d}" for i in range(200)]
+
+
+def fill(store: Store, audit_rows: int, seed: int = 11) -> int:
+    rnd = random.Random(seed)
+    n = audit_rows // PER_INSTANCE
+    batch = 4000
+    for lo in range(0, n, batch):
+        inst, tsk, aud = [], [], []
+        for i in range(lo, min(n, lo + batch)):
+            iid = f"r{i:07d}"
+            process = rnd.choice(PROCESSES)
+            created = YEAR + timedelta(seconds=rnd.uniform(0, 360 * 86400))
+            done = rnd.random() < 0.95
+            inst.append(
+                {
+                    "id": iid, "process": process, "version": 1,
+                    "state": "done" if done else "review",
+                    "status": "completed" if done else "active",
+                    "outcome": rnd.choice(("approved", "rejected")) if done else None,
+                    "variables": {}, "requester": rnd.choice(USERS), "task_seq": 2,
+                    "approvers": [], "meta": {}, "created_at": created,
+                    "updated_at": created, "row_version": 2,
+                }
+            )  # fmt: skip
+            at = created
+            for k, state in enumerate(STATES[:2]):
+                opened = at
+                at = opened + timedelta(hours=rnd.expovariate(1 / 20))
+                closed = done or k == 0
+                tsk.append(
+                    {
+                        "id": f"{iid}-{k + 1}", "instance_id": iid, "process": process,
+                        "name": state, "state": state, "roles": ["clerk"], "mode": "any",
+                        "actions": ["approve"], "status": "done" if closed else "open",
+                        "created_at": opened, "due_at": opened + timedelta(hours=24),
+                        "closed_at": at if closed else None,
+                        "decision": "approve" if closed else None,
+                        "decided_by": rnd.choice(USERS) if closed else None,
+                        "signoffs": [], "meta": {},
+                    }
+                )  # fmt: skip
+            for k in range(PER_INSTANCE):
+                action = "escalation" if k == 5 and rnd.random() < 0.2 else f"step{k}"
+                aud.append(
+                    {
+                        "at": created + timedelta(minutes=10 * k), "recorded_at": created,
+                        "actor": rnd.choice(USERS), "on_behalf_of": None, "process": process,
+                        "instance_id": iid, "task_id": None, "action": action,
+                        "from_state": "review", "to_state": "review",
+                        "data": {"level": 1} if action == "escalation" else {},
+                        "chain_key": iid, "prev_hash": "0" * 64, "hash": "0" * 64,
+                    }
+                )  # fmt: skip
+        with store.engine.begin() as conn:
+            conn.execute(sa.insert(instances), inst)
+            conn.execute(sa.insert(tasks), tsk)
+            conn.execute(sa.insert(audit_log), aud)
+    return n
+
+
+def bench(url: str, audit: int, runs: int) -> dict[str, object]:
+    store = Store.open(url)
+    t = time.perf_counter()
+    n = fill(store, audit)
+    fill_s = time.perf_counter() - t
+    if store.dialect == "postgresql":
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+    def run() -> object:
+        return build_report(store, "summary", *MONTH, NOW)
+
+    result = run()
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - t)
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    for plan in plans(store, captured(store, run)):
+        print(f"  plan [{store.dialect}]: {plan}")
+    rows = sum(len(s.rows) for s in result.sections)  # type: ignore[attr-defined]
+    store.close()
+    print(f"# filled {n} instances, {audit} audit entries in {fill_s:.0f} s", file=sys.stderr)
+    return {
+        "db": store.dialect,
+        "instances": n,
+        "audit": audit,
+        "median_s": statistics.median(samples),
+        "max_s": max(samples),
+        "peak_mib": peak / 2**20,
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--audit", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pg", help="also run on this PostgreSQL URL (in a scratch schema)")
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        results.append(bench(f"sqlite:///{tmp}/r.db", args.audit, args.runs))
+    if args.pg:
+        url, drop = pg_schema_url(args.pg)
+        try:
+            results.append(bench(url, args.audit, args.runs))
+        finally:
+            drop()
+    print(
+        "| database | instances | audit entries | summary, one month (median) | max "
+        "| peak Python memory | report rows |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(
+            f"| {r['db']} | {r['instances']:,} | {r['audit']:,} | {r['median_s']:.2f} s | "
+            f"{r['max_s']:.2f} s | {r['peak_mib']:.1f} MiB | {r['rows']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
