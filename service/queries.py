@@ -252,7 +252,14 @@ def instance_view(
     for timer in deadlines["timers"]:
         for key in ("due_at", "fired_at"):
             timer[key] = iso(timer[key])
-    data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
+    data = instance_json(
+        snapshot,
+        variables,
+        tasks,
+        history=history,
+        deadlines=deadlines,
+        cc=list(snapshot.meta.get("cc", ())),  # readers (抄送): who was copied, by whom, when
+    )
     clock = snapshot.sla
     return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
 
