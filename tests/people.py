@@ -71,3 +71,43 @@ def make_people(folder: Path) -> Path:
     (folder / "purchase.yaml").write_text(PURCHASE, encoding="utf-8")
     (folder / "strict.yaml").write_text(STRICT, encoding="utf-8")
     return folder
+
+
+START = "2026-09-30T10:00:00+08:00"
+
+
+def outbox(db_url: str) -> list[tuple[str, list[str], dict]]:
+    """Every notice put in the outbox so far: (event, recipients, data), oldest first."""
+    import json
+
+    import sqlalchemy as sa
+
+    from storage.store import Store
+
+    store = Store.open(db_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT event, recipients, data FROM outbox ORDER BY id")
+            ).all()
+    finally:
+        store.close()
+    decode = lambda v: v if not isinstance(v, str) else json.loads(v)  # noqa: E731
+    return [(e, decode(r), decode(d)) for e, r, d in rows]
+
+
+def refused_unchanged(sh, db_url: str, instance_id: str, command: str, match: str) -> None:  # noqa: ANN001
+    """``command`` is refused with one line naming ``match``, and changes nothing but one
+    ``denied`` audit entry: the instance, its tasks, timers and the outbox stay as they
+    were."""
+    before = sh.js(f"show {instance_id}", now=START)
+    notices = outbox(db_url)
+    sh.refused(command, match, now=START)
+    after = sh.js(f"show {instance_id}", now=START)
+    assert {k: v for k, v in after.items() if k != "history"} == {
+        k: v for k, v in before.items() if k != "history"
+    }
+    assert after["history"][:-1] == before["history"]
+    denied = after["history"][-1]
+    assert denied["action"] == "denied" and match in denied["data"]["reason"], denied
+    assert outbox(db_url) == notices
