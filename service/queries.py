@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 from engine.errors import NoDatabase, NotFound, WorkflowError
-from service.display import iso, plain_decimal
+from service.display import iso, iso_text, plain_decimal
 from service.views import audit_json, display_variables, instance_json, task_json
 from service.workflow import Workflow, org_catalog
 
@@ -258,7 +258,8 @@ def instance_view(
         tasks,
         history=history,
         deadlines=deadlines,
-        cc=list(snapshot.meta.get("cc", ())),  # readers (抄送): who was copied, by whom, when
+        # readers (抄送): who was copied, by whom, when (in the display zone like every time)
+        cc=[r | {"at": iso_text(r["at"])} for r in snapshot.meta.get("cc", ())],
     )
     clock = snapshot.sla
     return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
