@@ -89,6 +89,20 @@ class ActionNotAllowed(WorkflowError):
         super().__init__(f"action {action!r} on task {task}: {reason}")
 
 
+class InstanceOperationNotAllowed(ActionNotAllowed):
+    """The actor may not do this to the whole instance now (withdraw, cc).
+
+    An ``ActionNotAllowed`` so that the refusal is recorded as ``denied`` like any other;
+    ``task`` holds the instance id.
+    """
+
+    def __init__(self, instance: str, action: str, reason: str) -> None:
+        self.task = instance
+        self.action = action
+        self.reason = reason
+        WorkflowError.__init__(self, f"{action} of instance {instance}: {reason}")
+
+
 class InvalidData(WorkflowError):
     """A value given for a variable is missing, unknown or of the wrong type."""
 

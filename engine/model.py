@@ -312,6 +312,42 @@ class DecideSpec(Frozen):
     )
 
 
+class CcSpec(Frozen):
+    """One reader to copy (抄送): a named user, every holder of a role, or the user held in a
+    ``type: user`` variable. Readers are told and may ``show`` the instance; they never act."""
+
+    user: str | None = Field(default=None, description="A user id of org.yaml.")
+    role: str | None = Field(
+        default=None, description="Every holder of this role (an absent one's delegate instead)."
+    )
+    variable: str | None = Field(
+        default=None, description="A `type: user` variable: the user it holds at that moment."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> CcSpec:
+        if sum(x is not None for x in (self.user, self.role, self.variable)) != 1:
+            raise ValueError("a cc entry needs exactly one of 'user', 'role' or 'variable'")
+        return self
+
+
+class WithdrawSpec(Frozen):
+    """When the requester may take an active request back (撤回).
+
+    Default (no ``withdraw:`` key): allowed in every state until the instance is decided,
+    as DingTalk and Feishu allow the requester to withdraw a pending request.
+    """
+
+    allowed: bool = Field(default=True, description="false: requests cannot be withdrawn.")
+    in_states: tuple[str, ...] = Field(
+        default=(), description="Only while the instance is in one of these states (empty: any)."
+    )
+    until_first_approval: bool = Field(
+        default=False,
+        description="Only until someone other than the requester has acted on the instance.",
+    )
+
+
 class StateSpec(Frozen):
     """A state: a human task, an automatic route, or a final state."""
 
@@ -331,6 +367,9 @@ class StateSpec(Frozen):
     final: bool = False
     outcome: str | None = Field(
         default=None, description="Result name of a final state (approved, rejected, closed...)."
+    )
+    cc: tuple[CcSpec, ...] = Field(
+        default=(), description="Readers copied (抄送) when an instance enters this state."
     )
 
     @model_validator(mode="after")
@@ -374,6 +413,15 @@ class ProcessSpec(Frozen):
     )
     decisions: dict[str, Any] = Field(
         default_factory=dict, description="Decision tables by name (see the YAML reference)."
+    )
+    withdraw: WithdrawSpec = Field(
+        default_factory=WithdrawSpec,
+        description="When the requester may withdraw (撤回) an active request; default: "
+        "in any state until it is decided.",
+    )
+    cc: tuple[CcSpec, ...] = Field(
+        default=(),
+        description="Readers copied (抄送) when an instance completes (reaches any final state).",
     )
     start: StartSpec
     states: dict[str, StateSpec]

@@ -22,6 +22,7 @@ from engine.errors import DefinitionError, ExpressionError, InvalidData, Problem
 from engine.expressions import BUILTIN_NAMES, Expression
 from engine.model import (
     NAME,
+    CcSpec,
     DeadlineSpec,
     DecideSpec,
     Duration,
@@ -140,7 +141,25 @@ class _Checker:
             self.check_schedule(("schedules", i), sched)
         if len({s.name for s in spec.schedules}) != len(spec.schedules):
             self.add(("schedules",), "schedule names must be unique within a process")
+        self.check_state_names(("withdraw", "in_states"), spec.withdraw.in_states)
+        self.check_cc(("cc",), spec.cc)
+        for sname, state in spec.states.items():
+            self.check_cc(("states", sname, "cc"), state.cc)
         self.check_graph()
+
+    def check_cc(self, path: PathKey, entries: Iterable[CcSpec]) -> None:
+        """Readers to copy: known users (with ``people``), known roles, user variables."""
+        for i, entry in enumerate(entries):
+            if entry.user is not None and self.people and entry.user not in self.org.users:
+                self.add((*path, i, "user"), f"unknown user {entry.user!r}; see 'run.py users'")
+            self.check_role((*path, i, "role"), entry.role)
+            if entry.variable is not None:
+                var = self.spec.variables.get(entry.variable)
+                if var is None or var.type is not VarType.user:
+                    self.add(
+                        (*path, i, "variable"),
+                        f"{entry.variable!r} is not a variable of type user",
+                    )
 
     # ------------------------------------------------------------------ building blocks
 

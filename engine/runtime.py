@@ -14,12 +14,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from engine import deadlines
+from engine import deadlines, handover, readers, reminding, withdrawal
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
 from engine.errors import ActionNotAllowed, NotFound, WorkflowError
 from engine.groups import next_group
 from engine.model import TaskMode
+from engine.operations import (
+    Cc,
+    Claim,
+    InstanceOperation,
+    Remind,
+    TaskOperation,
+    Transfer,
+    Unclaim,
+    Withdraw,
+)
 from engine.org import Actor
 from engine.process import GOTO_PREFIX, NEW, SLA, START_TRIGGER, CompiledProcess
 from engine.records import (
@@ -78,7 +88,7 @@ class TimerFired:
     timer: TimerRecord
 
 
-Event = Start | Act | TimerFired
+Event = Start | Act | TimerFired | TaskOperation | InstanceOperation
 
 
 def fire(
@@ -100,6 +110,20 @@ def fire(
         raise NotFound("instance", None)
     if isinstance(event, TimerFired):
         return _timer(process, snapshot, event.timer, now)
+    if isinstance(event, Withdraw):
+        return withdrawal.withdraw(process, snapshot, event, actor, now)
+    if isinstance(event, Cc):
+        return readers.cc(process, snapshot, event, actor, now)
+    if isinstance(event, Transfer):
+        return handover.transfer(process, snapshot, event, actor, now)
+    if isinstance(event, Claim):
+        return handover.claim(process, snapshot, event, actor, now)
+    if isinstance(event, Unclaim):
+        return handover.unclaim(process, snapshot, event, actor, now)
+    if isinstance(event, Remind):
+        return reminding.remind(process, snapshot, event, actor, now)
+    if not isinstance(event, Act):
+        raise WorkflowError(f"{type(event).__name__} is not supported by this engine yet")
     return _act(process, snapshot, event, actor, data, now)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from transitions import EventData, MachineError
 
-from engine import deadlines
+from engine import deadlines, readers
 from engine.context import context, encode_variables
 from engine.decisions import evaluate as evaluate_table
 from engine.errors import ExpressionError, InvalidData
@@ -73,6 +73,7 @@ class Step:
         self._told: dict[str, Any] = {}
         self._cancel_states: list[str] = []
         self._timers: list[TimerRecord] = []
+        self._meta_set: dict[str, Any] = {}  # snapshot meta keys this step changes (cc readers)
         self._ctx: dict[str, Any] | None = None  # what expressions see; None once values change
 
     # ---------------------------------------------------------------- values
@@ -171,6 +172,7 @@ class Step:
             self.state = target
             record["to_state"] = target
             deadlines.on_enter(self, target, record)
+            readers.on_enter(self, target, record)
             entry: dict[str, Any] = {}
             for i, dec in enumerate(state.decide):
                 table = self.process.decisions[dec.table]
@@ -327,11 +329,22 @@ class Step:
             )
         )
 
+    def meta(self, key: str) -> Any:
+        """A key of the instance's meta as this step has left it so far."""
+        return self._meta_set[key] if key in self._meta_set else self.base.meta.get(key)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Set a key of the instance's meta (JSON-safe), e.g. ``cc`` readers."""
+        self._meta_set[key] = value
+
     def _meta(self) -> dict[str, Any]:
-        """The snapshot's meta, copied only if this step changed the clock."""
-        if self.sla is self._base_sla or self.sla is None:
+        """The snapshot's meta, copied only if this step changed it (the clock, readers)."""
+        if (self.sla is self._base_sla or self.sla is None) and not self._meta_set:
             return self.base.meta
-        return {**self.base.meta, "sla": self.sla.to_json()}
+        meta = {**self.base.meta, **self._meta_set}
+        if self.sla is not None and self.sla is not self._base_sla:
+            meta["sla"] = self.sla.to_json()
+        return meta
 
     def outcome(self, expected: int | None) -> Outcome:
         snapshot = replace(

@@ -40,6 +40,7 @@ _DEFAULTS: dict[str, Any] = {
     "comment": None,
     "by": "",
     "action": "",
+    "cc_by": "",
 }
 
 
@@ -65,6 +66,10 @@ SUBJECTS_ZH = {
     "escalated": "【{process}】第 {level} 级升级：{what}",
     "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
     "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
+    "withdrawn": "【{process}】申请 {instance_id} 已撤回",
+    "transferred": "【{process}】转交给您：{what}",
+    "cc": "【{process}】抄送：申请 {instance_id}（{what}）",
+    "remind_now": "【{process}】催办：{what}",
 }
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
@@ -73,6 +78,10 @@ SUBJECTS = {
     "escalated": "[{process}] Escalation level {level}: {what}",
     "completed": "[{process}] Request {instance_id} finished: {outcome}",
     "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
+    "withdrawn": "[{process}] Request {instance_id} withdrawn",
+    "transferred": "[{process}] Transferred to you: {what}",
+    "cc": "[{process}] Copy for you: request {instance_id} ({what})",
+    "remind_now": "[{process}] Please handle: {what}",
 }
 
 

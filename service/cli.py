@@ -85,6 +85,7 @@ def cli(
 
 # the commands register themselves on ``cli`` (imported for that, not for a name)
 from service import (  # noqa: E402, F401
+    cli_approvals,
     cli_audit,
     cli_definitions,
     cli_instances,

@@ -182,6 +182,8 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
     click.echo(f"state    {data['state']} ({view.state_title or '-'})")
     click.echo(f"status   {data['status']}" + (f" ({data['outcome']})" if data["outcome"] else ""))
     click.echo(f"by       {data['requester']} at {data['created_at']}")
+    if data.get("cc"):
+        click.echo(f"cc       {', '.join(r['user'] for r in data['cc'])}")
     click.echo("variables:")
     for key, value in data["variables"].items():
         click.echo(f"  {key}: {cell(value)}")
@@ -211,7 +213,9 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
 @cli.command()
 @click.option("--process", help="Only this process.")
 @click.option("--state", help="Only instances in this state.")
-@click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
+@click.option(
+    "--status", type=click.Choice(["active", "completed", "withdrawn"]), help="Only this status."
+)
 @limit_option
 @after_option("instances")
 @output_option

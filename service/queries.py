@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 from engine.errors import NoDatabase, NotFound, WorkflowError
-from service.display import iso, plain_decimal
+from service.display import iso, iso_text, plain_decimal
 from service.views import audit_json, display_variables, instance_json, task_json
 from service.workflow import Workflow, org_catalog
 
@@ -252,7 +252,15 @@ def instance_view(
     for timer in deadlines["timers"]:
         for key in ("due_at", "fired_at"):
             timer[key] = iso(timer[key])
-    data = instance_json(snapshot, variables, tasks, history=history, deadlines=deadlines)
+    data = instance_json(
+        snapshot,
+        variables,
+        tasks,
+        history=history,
+        deadlines=deadlines,
+        # readers (抄送): who was copied, by whom, when (in the display zone like every time)
+        cc=[r | {"at": iso_text(r["at"])} for r in snapshot.meta.get("cc", ())],
+    )
     clock = snapshot.sla
     return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
 

@@ -40,6 +40,7 @@ def task_json(
         "decision": task.decision,
         "decided_by": task.decided_by,
         "signoffs": [s.to_json() | {"at": iso(s.at)} for s in task.signoffs],
+        "claimed_by": task.claimed_by,
     }
     if title:
         data["title"] = title

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.catalog import Catalog, compile_stored, load_catalog, org_catalog, org_catalog_files
 from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
+from engine.operations import Cc, Claim, Remind, Transfer, Unclaim, Withdraw
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
@@ -284,6 +285,52 @@ class Workflow:
         self.store.apply(outcome, self.clock())
         return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
 
+    # the approval operations (issue 9): thin calls, shared by the CLI and the HTTP API
+
+    def withdraw(
+        self, instance_id: str, user: str, comment: str | None = None, now: datetime | None = None
+    ) -> Snapshot:
+        """撤回: the requester (or their delegate) takes back an active request."""
+        _check_comment(comment)
+        return self.on_instance(instance_id, user, Withdraw(comment), now)
+
+    def cc(
+        self,
+        instance_id: str,
+        user: str,
+        to: Sequence[str],
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Snapshot:
+        """抄送: copy the instance to ``to`` (readers told now, who may ``show`` it)."""
+        for reader in to:
+            check_name("user", reader)
+        _check_comment(comment)
+        return self.on_instance(instance_id, user, Cc(tuple(to), comment), now)
+
+    def transfer(
+        self, task_id: str, user: str, to: str, comment: str, now: datetime | None = None
+    ) -> Snapshot:
+        """转交: ``user``'s turn on the task becomes ``to``'s alone."""
+        check_name("user", to)
+        _check_comment(comment)
+        return self.on_task(task_id, user, Transfer(task_id, to, comment), None, now)
+
+    def remind(
+        self, task_id: str, user: str, comment: str | None = None, now: datetime | None = None
+    ) -> Snapshot:
+        """催办: tell whoever the task waits for, now (at most once an hour per task)."""
+        _check_comment(comment)
+        return self.on_task(task_id, user, Remind(task_id, comment), None, now)
+
+    def claim(self, task_id: str, user: str, now: datetime | None = None) -> Snapshot:
+        """Take a role task: it is ``user``'s alone until released."""
+        return self.on_task(task_id, user, Claim(task_id), None, now)
+
+    def unclaim(self, task_id: str, user: str, now: datetime | None = None) -> Snapshot:
+        """Release a claimed task to everyone it was assigned to."""
+        return self.on_task(task_id, user, Unclaim(task_id), None, now)
+
     def _step_time(self, snapshot: Snapshot, now: datetime | None) -> datetime:
         """The step's time: the real clock, never before the instance's last step; an
         explicit ``now`` before it is refused before anything (even a denial) is dated
@@ -467,6 +514,11 @@ class Workflow:
             "calendar_warnings": warnings,
             "provisional_years": cal.provisional_years(min(dues), max(dues)),
         }
+
+
+def _check_comment(comment: str | None) -> None:
+    if comment is not None:
+        check_text("comment", comment)
 
 
 def _mask(values: dict[str, Any], secret: set[str]) -> dict[str, Any]:
