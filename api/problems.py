@@ -268,7 +268,10 @@ def install(app: FastAPI) -> None:
             405: f"{request.method} is not allowed on {request.url.path}",
             413: "the request body is larger than this server accepts",
         }.get(exc.status_code, str(exc.detail))
-        return problem_response(slug, detail, request.url.path, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
+        return problem_response(slug, detail, request.url.path, headers)
 
     async def on_unicode(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
@@ -295,6 +298,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(UnicodeError, on_unicode)
     app.add_exception_handler(Exception, on_error)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route offers on this path (Starlette names only the first
+    route's, wrong where GET and POST are two routes on one path)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _message(error: Mapping[str, Any]) -> str:

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from api.auth import Actor, Reader
 from api.deps import workflow
 from api.paging import Cursor, Limit, checked_cursor, page
 from api.problems import ApiProblem
 from api.routes import router
-from api.schemas import Diagram, Instance, InstanceDetail, Page, StartRequest
+from api.schemas import (
+    NAME_PATTERN,
+    Diagram,
+    Instance,
+    InstanceDetail,
+    Page,
+    StartRequest,
+    path_name,
+    query_name,
+)
 from service.queries import instance_diagram, instance_rows, instance_view
 
 api = router("instances", 404, 409)
-InstanceId = Annotated[str, Path(min_length=1, max_length=200, description="An instance id.")]
+InstanceId = Annotated[str, path_name("An instance id.")]
 
 
 @api.post(
@@ -40,13 +49,14 @@ def list_instances(
     request: Request,
     response: Response,
     caller: Reader,
-    process: Annotated[str | None, Query(max_length=200)] = None,
-    state: Annotated[str | None, Query(max_length=200)] = None,
+    process: Annotated[str | None, query_name()] = None,
+    state: Annotated[str | None, query_name()] = None,
     status: Annotated[Literal["active", "completed"] | None, Query()] = None,
     requester: Annotated[
         str | None,
         Query(
             max_length=200,
+            pattern=NAME_PATTERN,
             description="'me' (the default without the admin scope) or a user id (admin).",
         ),
     ] = None,

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from api.auth import Actor, Reader
 from api.deps import workflow
 from api.paging import Cursor, Limit, checked_cursor, page
 from api.routes import router
-from api.schemas import Decision, InstanceDetail, Page, Task
+from api.schemas import Decision, InstanceDetail, Page, Task, path_name, query_name
 from service.queries import instance_view, task_rows, task_view
 
 api = router("tasks", 404, 409)
-TaskId = Annotated[str, Path(min_length=1, max_length=200, description="A task id.")]
+TaskId = Annotated[str, path_name("A task id.")]
 
 
 @api.get("/tasks", response_model=Page[Task], summary="Tasks the caller may act on now")
@@ -27,8 +27,8 @@ def list_tasks(
     request: Request,
     response: Response,
     caller: Reader,
-    role: Annotated[str | None, Query(max_length=200, description="Only this role.")] = None,
-    process: Annotated[str | None, Query(max_length=200, description="Only this process.")] = None,
+    role: Annotated[str | None, query_name("Only this role.")] = None,
+    process: Annotated[str | None, query_name("Only this process.")] = None,
     overdue: Annotated[bool, Query(description="Only tasks past their due time.")] = False,
     limit: Limit = 100,
     cursor: Cursor = None,
