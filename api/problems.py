@@ -166,9 +166,7 @@ def problem_for(exc: ShenpiError) -> ApiProblem:
         return ApiProblem("out-of-order", str(exc), instance_id=exc.instance_id)
     if isinstance(exc, InvalidData):
         return ApiProblem(
-            "invalid-request",
-            str(exc),
-            errors=[{"detail": exc.reason, "pointer": f"#/variables/{_escape(exc.field)}"}],
+            "invalid-request", str(exc), errors=[{"detail": exc.reason} | _field(exc.field)]
         )
     if isinstance(exc, DefinitionError):
         return ApiProblem(
@@ -204,6 +202,19 @@ def invalid(detail: str, *, parameter: str | None = None, pointer: str | None = 
     """A 422 about one query parameter or body member."""
     where = {"parameter": parameter} if parameter else {"pointer": pointer or "#"}
     return ApiProblem("invalid-request", detail, errors=[{"detail": detail} | where])
+
+
+# InvalidData names a body member or a variable (engine/steps.py, engine/values.py)
+_BODY_FIELDS = {"action": "#/action", "comment": "#/comment", "process": "#/process"}
+_NOT_IN_BODY = {"task id", "instance id", "user", "file", "limit"}
+
+
+def _field(name: str) -> dict[str, str]:
+    if name in _BODY_FIELDS:
+        return {"pointer": _BODY_FIELDS[name]}
+    if name in _NOT_IN_BODY or " " in name:
+        return {}
+    return {"pointer": f"#/variables/{_escape(name)}"}
 
 
 def _escape(name: str) -> str:

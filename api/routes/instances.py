@@ -40,7 +40,8 @@ def start(
     CALLER``); answers 201 with ``Location`` and the instance as the caller sees it."""
     wf = workflow(request)
     snapshot = wf.start(body.process, caller.user, body.variables)
-    response.headers["Location"] = str(request.url_for("get_instance", instance_id=snapshot.id))
+    # a path, not an absolute URL: behind a TLS proxy this server does not know the scheme
+    response.headers["Location"] = request.app.url_path_for("get_instance", instance_id=snapshot.id)
     return instance_view(wf, snapshot.id, caller.user, wf.clock()).data
 
 
