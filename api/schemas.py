@@ -184,3 +184,13 @@ def query_name(description: str | None = None) -> Any:
     from fastapi import Query
 
     return Query(max_length=200, pattern=NAME_PATTERN, description=description)
+
+
+class Me(BaseModel):
+    user: str
+    name: str
+    roles: list[str]
+    active: bool
+    delegate: str | None
+    token_id: str
+    scopes: list[str]

@@ -124,3 +124,15 @@ def test_health_and_readiness(api: Api) -> None:
     ready = api.http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["revision"] == ready.json()["expected_revision"] == "0008"
+
+
+def test_me_says_who_the_token_acts_as(api: Api) -> None:
+    res = api.get("/v1/me", headers=api.auth("chen.jun", "read"))
+    assert res.status_code == 200
+    body = res.json()
+    assert (body["user"], body["roles"], body["delegate"], body["scopes"]) == (
+        "chen.jun",
+        ["service_director"],
+        "zhou.min",
+        ["read"],
+    )
