@@ -75,3 +75,23 @@ def test_scopes_and_expiry_parsing() -> None:
     assert parse_expiry("2026-12-01T00:00+00:00", now) == datetime(2026, 12, 1, tzinfo=UTC)
     with pytest.raises(InvalidData, match="at least 1"):
         parse_expiry("0d", now)
+
+
+def test_migration_0008_adds_and_removes_only_api_tokens(db_url: str) -> None:
+    from alembic import command
+
+    from storage.db import alembic_config, open_database
+
+    engine = open_database(db_url)
+    try:
+        with engine.begin() as conn:
+            before = set(sa.inspect(conn).get_table_names())
+            assert "api_tokens" in before
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0007")
+            assert set(sa.inspect(conn).get_table_names()) == before - {"api_tokens"}
+            command.upgrade(config, "0008")
+            assert set(sa.inspect(conn).get_table_names()) == before
+    finally:
+        engine.dispose()
