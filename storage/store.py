@@ -39,6 +39,7 @@ from storage.tables import (
     schedule_runs,
     timers,
 )
+from storage.tokens import TokenTable
 
 _DEFINITION_RETRIES = 5
 
@@ -57,6 +58,7 @@ class Store(AuditLog, Listings):
         super().__init__(engine, keys)
         self.deliveries = DeliveryQueue(self)
         self.reports = ReportData(self)
+        self.tokens = TokenTable(self)
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:
