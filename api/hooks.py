@@ -21,7 +21,8 @@ the first 2xx answer again (header ``Idempotent-Replayed: true``). Refusals keep
 so a retry after the cause is fixed (the user added to ``acts_for``) is judged afresh.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run
+# time, and some name dependencies local to the router factory.
 
 import base64
 import logging
@@ -29,9 +30,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from standardwebhooks import Webhook
@@ -39,7 +40,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.responses import JSONResponse, Response
 
 from api.hookconfig import HooksConfig, Sender
-from api.problem_reply import problem
+from api.idempotency import IdempotencyGuard
+from api.problem_reply import Reply, problem
 from engine.errors import ActionNotAllowed, Conflict, InvalidData, NotFound, WorkflowError
 from engine.records import Snapshot, TaskRecord, TaskStatus
 from engine.values import load_json_object
@@ -68,7 +70,7 @@ class HookBody(BaseModel):
     start: str | None = Field(default=None, min_length=1, description="Process to start.")
 
     @model_validator(mode="after")
-    def _one_request(self) -> HookBody:
+    def _one_request(self) -> "HookBody":
         if (self.task is None) == (self.start is None):
             raise ValueError("give either 'task' (with 'action') or 'start', not both or neither")
         if self.task is not None and self.action is None:
@@ -253,17 +255,51 @@ def _reply(answer: Answer, replayed: bool) -> Response:
     return problem(answer.status, answer.kind, detail, **body)
 
 
-def hooks_router(workflow: Any, config: HooksConfig | None, clock: Clock) -> APIRouter:
+@dataclass(frozen=True)
+class Verified:
+    """A delivery whose signature checked out: its sender, id and raw body."""
+
+    sender: Sender
+    webhook_id: str
+    raw: bytes
+
+
+def hooks_router(
+    workflow: Any,
+    config: HooksConfig | None,
+    clock: Clock,
+    guard: IdempotencyGuard | None = None,
+) -> APIRouter:
     """The webhook endpoint for the senders of ``config`` (None: every sender is refused).
 
-    ``workflow`` is the service facade (service.workflow.Workflow) the CLI uses too.
+    ``workflow`` is the service facade (service.workflow.Workflow) the CLI uses too. The
+    app must answer :class:`api.problem_reply.Reply` (``api.mount`` sees to it). With
+    ``guard``, an ``Idempotency-Key`` is honoured too, scoped to the sender and claimed
+    only once the signature checked out; ``webhook-id`` is the key senders normally use.
     """
     handler = HookHandler(workflow, config, clock)
     router = APIRouter(tags=["webhooks"])
 
+    async def verified(sender: str, request: Request) -> Verified:
+        raw = await request.body()
+        known = handler.sender(sender)
+        headers = dict(request.headers)
+        if not verify(known, raw, headers) or known is None:
+            detail = "the webhook signature, its timestamp (5 minutes) or the sender is not valid"
+            raise Reply(problem(401, "bad-signature", detail, headers=_UNAUTHORIZED))
+        webhook_id = headers.get("webhook-id", "")
+        if len(webhook_id) > MAX_WEBHOOK_ID or not webhook_id.isprintable():
+            detail = f"webhook-id must be at most {MAX_WEBHOOK_ID} printable characters"
+            raise Reply(problem(422, "invalid-body", detail))
+        return Verified(known, webhook_id, raw)
+
+    def sender_scope(hook: Annotated[Verified, Depends(verified)]) -> str:
+        return f"hook:{hook.sender.name}"
+
     @router.post(
         "/v1/hooks/{sender}",
         summary="A signed webhook from a system acting for a person",
+        dependencies=[guard.dependency(sender_scope)] if guard is not None else [],
         responses={
             200: {"description": "Done, or already decided (with who decided what)."},
             401: {"description": "Bad signature, stale timestamp or unknown sender."},
@@ -273,20 +309,11 @@ def hooks_router(workflow: Any, config: HooksConfig | None, clock: Clock) -> API
             422: {"description": "The body is not valid."},
         },
     )
-    async def receive(sender: str, request: Request) -> Response:
-        raw = await request.body()
-        known = handler.sender(sender)
-        headers = dict(request.headers)
-        if not verify(known, raw, headers):
-            detail = "the webhook signature, its timestamp (5 minutes) or the sender is not valid"
-            return problem(401, "bad-signature", detail, headers=_UNAUTHORIZED)
-        assert known is not None
-        webhook_id = headers.get("webhook-id", "")
-        if len(webhook_id) > MAX_WEBHOOK_ID or not webhook_id.isprintable():
-            detail = f"webhook-id must be at most {MAX_WEBHOOK_ID} printable characters"
-            return problem(422, "invalid-body", detail)
-        answer, replayed = await run_in_threadpool(handler.handle, known, webhook_id, raw)
-        log.info("hook %s %s: %s", sender, webhook_id, answer.status)
+    async def receive(hook: Annotated[Verified, Depends(verified)]) -> Response:
+        answer, replayed = await run_in_threadpool(
+            handler.handle, hook.sender, hook.webhook_id, hook.raw
+        )
+        log.info("hook %s %s: %s", hook.sender.name, hook.webhook_id, answer.status)
         return _reply(answer, replayed)
 
     return router

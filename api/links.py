@@ -13,8 +13,10 @@ server did not sign gets 404. A refusal changes nothing; a post the task refuses
 required comment missing, a guard not met) gives the link back, so it can be tried again.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run
+# time, and some name dependencies local to the router factory.
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from jinja2 import Environment
 from starlette.responses import HTMLResponse, Response
 
+from api.idempotency import IdempotencyGuard
 from api.linktokens import ActionLinks, LinkClaims, task_version
 from engine.errors import (
     ActionNotAllowed,
@@ -307,8 +310,16 @@ class LinkPages:
         raise AssertionError("unreachable")
 
 
-def links_router(workflow: Any, links: ActionLinks, clock: Clock) -> APIRouter:
-    """The two endpoints of the action links made by ``links``."""
+def link_scope(token: str) -> str:
+    """Idempotency keys on a link's POST belong to the link (its token is the credential)."""
+    return "link:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def links_router(
+    workflow: Any, links: ActionLinks, clock: Clock, guard: IdempotencyGuard | None = None
+) -> APIRouter:
+    """The two endpoints of the action links made by ``links`` (with ``guard``, POST also
+    honours an ``Idempotency-Key``, though a link acts once anyway)."""
     pages = LinkPages(workflow, links, clock)
     router = APIRouter(tags=["action links"])
 
@@ -326,6 +337,7 @@ def links_router(workflow: Any, links: ActionLinks, clock: Clock) -> APIRouter:
         "/a/{token}",
         summary="Take the action of an action link, once",
         response_class=HTMLResponse,
+        dependencies=[guard.dependency(link_scope)] if guard is not None else [],
         responses={
             403: {"description": "The task refused the action"},
             404: {"description": "Not a valid link"},

@@ -40,3 +40,11 @@ def problem(
 ) -> Response:
     body = json.dumps(problem_body(status, kind, detail, **extra), ensure_ascii=False)
     return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+class Reply(Exception):  # noqa: N818 (it is not an error: it carries the answer)
+    """Raised by a dependency to answer at once (a replay, a refusal) with ``response``."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response

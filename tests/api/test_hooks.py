@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from standardwebhooks import Webhook
 
 from api.hookconfig import load_hooks_text
-from api.hooks import hooks_router
+from api.mount import mount_acting
 from engine.errors import DefinitionError
 from service.workflow import Workflow
 from tests.api.live import Clock, dump, make_processes, new_secret, serve
@@ -54,10 +54,14 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     snapshot = wf.start("errand", "wang.fang", {"note": "buy paper"})
     config = load_hooks_text(HOOKS, "hooks.yaml", ENV, wf.org)
     clock = Clock()
-    app = FastAPI()
-    app.include_router(hooks_router(wf, config, clock))
+
+    def make_app(_url: str) -> FastAPI:
+        app = FastAPI()
+        mount_acting(app, wf, clock, config, None)
+        return app
+
     try:
-        with serve(app) as url:
+        with serve(make_app) as url:
             yield World(wf, url, clock, snapshot.tasks[0].id)
     finally:
         wf.store.close()

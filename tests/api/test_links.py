@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api.links import links_router
 from api.linktokens import ActionLinks, from_env, link_keys, link_ttl, task_version
+from api.mount import mount_acting
 from engine.errors import LinkKeyError
 from notifiers.outbox import Dispatcher, Outlet
 from notifiers.routing import Router
@@ -51,12 +51,17 @@ def world(db_url: str, tmp_path: Path) -> Iterator[World]:
     wf.deploy()
     snapshot = wf.start("errand", "wang.fang", {"note": "buy paper"})
     clock = Clock()
-    app = FastAPI()
+    made: list[ActionLinks] = []
+
+    def make_app(url: str) -> FastAPI:
+        app = FastAPI()
+        made.append(ActionLinks([KEY], url))
+        mount_acting(app, wf, clock, None, made[0])
+        return app
+
     try:
-        with serve(app) as url:
-            links = ActionLinks([KEY], url)
-            app.include_router(links_router(wf, links, clock))
-            yield World(wf, url, clock, links, snapshot.tasks[0].id)
+        with serve(make_app) as url:
+            yield World(wf, url, clock, made[0], snapshot.tasks[0].id)
     finally:
         wf.store.close()
 
