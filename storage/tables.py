@@ -97,6 +97,7 @@ instances = sa.Table(
     sa.Index("ix_instances_status_created_at_id", "status", "created_at", "id"),
     sa.Index("ix_instances_process_state_created_at_id", "process", "state", "created_at", "id"),
     sa.Index("ix_instances_process_status_created_at_id", "process", "status", "created_at", "id"),
+    sa.Index("ix_instances_requester_created_at_id", "requester", "created_at", "id"),
 )
 
 tasks = sa.Table(
@@ -117,11 +118,14 @@ tasks = sa.Table(
     sa.Column("decision", sa.String),
     sa.Column("decided_by", sa.String),
     sa.Column("signoffs", json_type(), nullable=False),
+    # claim, who was resolved and why, signers added, last 催办 (engine.records.TaskRecord)
+    sa.Column("meta", json_type(), nullable=False, server_default=sa.text("'{}'")),
     sa.Index("ix_tasks_instance_id_status", "instance_id", "status"),
     sa.Index("ix_tasks_status_due_at_id", "status", "due_at", "id"),
 )
 
-# The pending roles of open tasks only: "what may I act on" becomes an index range scan
+# The pending slots of open tasks only, as lookup keys (a role id, or ``user:<id>`` for a
+# named person, engine.slots): "what may I act on" becomes an index range scan per key
 # instead of a JSON search through every task ever opened. due_at is the task's, copied
 # here so that one role's tasks come out of the index already in inbox order.
 task_roles = sa.Table(
@@ -254,6 +258,25 @@ schedule_runs = sa.Table(
     sa.Column("planned_at", UTCDateTime, primary_key=True),
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("instance_id", sa.String),
+)
+
+# API tokens (issue 11): ``shp_<id>_<secret>`` is shown once; only sha256(secret) is kept,
+# so a copy of the database lets nobody call the API. A token acts as ``user_id`` within
+# its ``scopes`` (a JSON list of read, act, admin) until it expires or is revoked.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String, nullable=False),
+    sa.Column("name", sa.String),
+    sa.Column("scopes", json_type(), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Index("ix_api_tokens_user_id", "user_id"),
 )
 
 # The HTTP face's memory (migration 0009). Each is keyed so that a second insert of the

@@ -19,7 +19,7 @@ from alembic import op
 from storage.migrations.helpers import json_type, when
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0006"  # TEMP: 0008 once h/api lands it
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
