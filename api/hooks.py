@@ -42,7 +42,8 @@ from starlette.responses import JSONResponse, Response
 from api.hookconfig import HooksConfig, Sender
 from api.idempotency import IdempotencyGuard
 from api.problem_reply import Reply, problem
-from engine.errors import ActionNotAllowed, Conflict, InvalidData, NotFound, WorkflowError
+from api.problems import problem_for
+from engine.errors import ActionNotAllowed, Conflict, InvalidData, ShenpiError
 from engine.records import Snapshot, TaskRecord, TaskStatus
 from engine.values import load_json_object
 from storage.hookreceipts import WebhookReceipts
@@ -171,39 +172,33 @@ class HookHandler:
             data = load_json_object(raw.decode("utf-8"), "body")
             body = HookBody.model_validate(data)
         except UnicodeDecodeError:
-            return Answer(422, {"detail": "the body is not UTF-8 text"}, "invalid-body")
+            return Answer(422, {"detail": "the body is not UTF-8 text"}, "invalid-request")
         except InvalidData as exc:
-            return Answer(422, {"detail": str(exc)}, "invalid-body")
+            return Answer(422, {"detail": str(exc)}, "invalid-request")
         except ValidationError as exc:
             errors = [
                 {"detail": e["msg"], "pointer": _pointer(e["loc"])}
                 for e in exc.errors(include_url=False)
             ]
             detail = "; ".join(f"{e['pointer']}: {e['detail']}" for e in errors)
-            return Answer(422, {"detail": detail, "errors": errors}, "invalid-body")
+            return Answer(422, {"detail": detail, "errors": errors}, "invalid-request")
         user = body.as_
         if user not in sender.acts_for:
             detail = f"sender {sender.name!r} may not act for user {user!r}"
-            return Answer(403, {"detail": detail}, "forbidden-user")
+            return Answer(403, {"detail": detail}, "sender-not-allowed")
         try:
             if body.start is not None:
                 return self._start(sender, body)
             return self._decide(sender, body)
-        except NotFound as exc:
-            return Answer(404, {"detail": str(exc)}, "not-found")
-        except InvalidData as exc:
-            errors = [{"detail": exc.reason, "pointer": f"#/variables/{exc.field}"}]
-            return Answer(422, {"detail": str(exc), "errors": errors}, "invalid-value")
-        except ActionNotAllowed as exc:
-            return Answer(403, {"detail": str(exc)}, "action-not-allowed")
-        except WorkflowError as exc:
-            return Answer(409, {"detail": str(exc)}, "conflict")
+        except ShenpiError as exc:  # answered as the rest of the API answers it
+            found = problem_for(exc)
+            return Answer(found.status, {"detail": found.detail} | found.extensions, found.slug)
 
     def _start(self, sender: Sender, body: HookBody) -> Answer:
         assert body.start is not None
         if body.start not in sender.may_start:
             detail = f"sender {sender.name!r} may not start process {body.start!r}"
-            return Answer(403, {"detail": detail}, "forbidden-process")
+            return Answer(403, {"detail": detail}, "sender-not-allowed")
         snapshot = self.workflow.start(body.start, body.as_, body.variables)
         result = {"result": "started", "by": body.as_, "sender": sender.name}
         return Answer(200, result | {"instance": _instance(snapshot)})
@@ -252,7 +247,7 @@ def _reply(answer: Answer, replayed: bool) -> Response:
         return JSONResponse(answer.body, status_code=answer.status, headers=headers)
     body = dict(answer.body)
     detail = str(body.pop("detail", ""))
-    return problem(answer.status, answer.kind, detail, **body)
+    return problem(answer.kind, detail, **body)
 
 
 @dataclass(frozen=True)
@@ -286,11 +281,11 @@ def hooks_router(
         headers = dict(request.headers)
         if not verify(known, raw, headers) or known is None:
             detail = "the webhook signature, its timestamp (5 minutes) or the sender is not valid"
-            raise Reply(problem(401, "bad-signature", detail, headers=_UNAUTHORIZED))
+            raise Reply(problem("bad-signature", detail, headers=_UNAUTHORIZED))
         webhook_id = headers.get("webhook-id", "")
         if len(webhook_id) > MAX_WEBHOOK_ID or not webhook_id.isprintable():
             detail = f"webhook-id must be at most {MAX_WEBHOOK_ID} printable characters"
-            raise Reply(problem(422, "invalid-body", detail))
+            raise Reply(problem("invalid-request", detail))
         return Verified(known, webhook_id, raw)
 
     def sender_scope(hook: Annotated[Verified, Depends(verified)]) -> str:

@@ -177,18 +177,21 @@ class IdempotencyGuard:
 
     def dependency(self, scope_of: Callable[..., Any] = authorization_scope) -> Any:
         """``Depends(...)`` for ``APIRouter(dependencies=[...])`` or a route: ``scope_of``
-        is a dependency returning the caller's scope (e.g. ``token:<id>``)."""
+        is a dependency returning the caller's scope (e.g. ``token:<id>``), or None when
+        the request has no caller it could belong to (then the key is not honoured and
+        the route's own authentication answers)."""
 
-        async def claim(request: Request, scope: Annotated[str, Depends(scope_of)]) -> None:
-            if request.method != "POST":
-                return
+        async def claim(request: Request, scope: Annotated[str | None, Depends(scope_of)]) -> None:
+            state = request.scope.setdefault("state", {})
+            if request.method != "POST" or scope is None or _STATE in state:
+                return  # not a POST, no caller to scope it to, or claimed already
             raw = request.headers.get(HEADER)
             if raw is None:
                 return
             try:
                 key = parse_key(raw)
             except ValueError as exc:
-                raise Reply(problem(400, "invalid-idempotency-key", f"{HEADER}: {exc}")) from None
+                raise Reply(problem("malformed-request", f"{HEADER}: {exc}")) from None
             body = await request.body()
             print_ = fingerprint(request.method, request.url.path, request.url.query, body)
             now = self.clock()
@@ -207,11 +210,11 @@ class IdempotencyGuard:
                 )
             if found.verdict == "mismatch":
                 detail = f"{HEADER} {key!r} was used for another request; use a new key"
-                raise Reply(problem(422, "idempotency-key-reused", detail))
+                raise Reply(problem("idempotency-key-reused", detail))
             if found.verdict == "busy":
                 detail = f"a request with {HEADER} {key!r} is still being handled; retry"
-                raise Reply(problem(409, "in-progress", detail, headers={"Retry-After": "1"}))
-            request.scope.setdefault("state", {})[_STATE] = {
+                raise Reply(problem("in-progress", detail, headers={"Retry-After": "1"}))
+            state[_STATE] = {
                 "scope": scope,
                 "key": key,
                 "claimed_at": found.claimed_at,

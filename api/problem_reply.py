@@ -1,5 +1,10 @@
-"""``application/problem+json`` (RFC 9457) answers for the hooks, links and idempotency
-modules: a stable ``type`` per kind, ``title`` per kind, ``detail`` for this occurrence."""
+"""problem+json answers of the hooks, links and idempotency modules, and ``Reply``.
+
+Kinds the API already names (api/problems.KINDS) are answered exactly as the rest of
+the API answers them. The kinds only these modules have keep the same ``type`` base and
+are listed in ``EXTRA_KINDS``, with their status and title (the contract: add, never
+rename).
+"""
 
 from __future__ import annotations
 
@@ -8,38 +13,30 @@ from typing import Any
 
 from starlette.responses import Response
 
-PROBLEM_BASE = "https://shenpi.dev/problems/"
-MEDIA_TYPE = "application/problem+json"
+from api.problems import KINDS, MEDIA_TYPE, TYPE_BASE, Kind, problem_response
 
-TITLES = {
-    "bad-signature": "Webhook signature not valid",
-    "forbidden-user": "Sender may not act for this user",
-    "forbidden-process": "Sender may not start this process",
-    "action-not-allowed": "Action not allowed",
-    "not-found": "Not found",
-    "invalid-body": "Invalid request body",
-    "invalid-value": "Invalid value",
-    "in-progress": "The same request is being handled",
-    "conflict": "Changed meanwhile",
-    "idempotency-key-reused": "Idempotency-Key reused with another request",
-    "invalid-idempotency-key": "Invalid Idempotency-Key",
+EXTRA_KINDS: dict[str, Kind] = {
+    "bad-signature": Kind(401, "The webhook signature is not valid"),
+    "sender-not-allowed": Kind(403, "The sender may not do this"),
+    "in-progress": Kind(409, "The same request is being handled"),
+    "idempotency-key-reused": Kind(422, "Idempotency-Key reused for another request"),
 }
 
 
-def problem_body(status: int, kind: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": PROBLEM_BASE + kind,
-        "title": TITLES.get(kind, kind.replace("-", " ").capitalize()),
-        "status": status,
-        "detail": detail,
-    } | extra
-
-
 def problem(
-    status: int, kind: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    slug: str, detail: str, /, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response:
-    body = json.dumps(problem_body(status, kind, detail, **extra), ensure_ascii=False)
-    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    """The problem+json response of ``slug`` (a KINDS or EXTRA_KINDS slug)."""
+    if slug in KINDS:
+        return problem_response(slug, detail, None, headers, **extra)
+    found = EXTRA_KINDS[slug]
+    body = {"type": TYPE_BASE + slug, "title": found.title, "status": found.status}
+    text = json.dumps(body | {"detail": detail} | extra, ensure_ascii=False)
+    return Response(text, status_code=found.status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def status_of(slug: str) -> int:
+    return (KINDS.get(slug) or EXTRA_KINDS[slug]).status
 
 
 class Reply(Exception):  # noqa: N818 (it is not an error: it carries the answer)

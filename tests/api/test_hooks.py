@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from standardwebhooks import Webhook
 
+from api.app import create_app
 from api.hookconfig import load_hooks_text
-from api.mount import mount_acting
 from engine.errors import DefinitionError
 from service.workflow import Workflow
 from tests.api.live import Clock, dump, make_processes, new_secret, serve
@@ -47,21 +46,21 @@ class World:
 
 
 @pytest.fixture
-def world(db_url: str, tmp_path: Path) -> Iterator[World]:
+def world(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The real app (create_app), its hooks.yaml in the processes folder, secrets in env."""
     procs = make_processes(tmp_path / "processes")
+    (procs / "hooks.yaml").write_text(HOOKS, encoding="utf-8")
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SHENPI_HOOKS", raising=False)
+    monkeypatch.delenv("SHENPI_PUBLIC_URL", raising=False)
     wf = Workflow.open(db_url, procs, create=True)
+    clock = Clock()
+    wf.clock = clock
     wf.deploy()
     snapshot = wf.start("errand", "wang.fang", {"note": "buy paper"})
-    config = load_hooks_text(HOOKS, "hooks.yaml", ENV, wf.org)
-    clock = Clock()
-
-    def make_app(_url: str) -> FastAPI:
-        app = FastAPI()
-        mount_acting(app, wf, clock, config, None)
-        return app
-
     try:
-        with serve(make_app) as url:
+        with serve(lambda _url: create_app(wf)) as url:
             yield World(wf, url, clock, snapshot.tasks[0].id)
     finally:
         wf.store.close()
@@ -176,7 +175,7 @@ def test_a_user_the_sender_may_not_act_for_is_refused_and_changes_nothing(
     raw, headers = signed([ERP], decide(world, who="zhou.min"), "msg_f")
     response = post(world, "erp", raw, headers)
     assert response.status_code == 403
-    assert response.json()["type"].endswith("/forbidden-user")
+    assert response.json()["type"].endswith("/sender-not-allowed")
     assert "zhou.min" in response.json()["detail"]
     assert world.dump() == before
 
@@ -211,7 +210,7 @@ def test_a_body_that_is_not_one_json_object_gets_422(world: World, raw: bytes) -
     raw, headers = signed([ERP], raw, "msg_j")
     response = post(world, "erp", raw, headers)
     assert response.status_code == 422
-    assert response.json()["type"].endswith("/invalid-body")
+    assert response.json()["type"].endswith("/invalid-request")
     assert world.dump() == before
 
 
@@ -274,7 +273,7 @@ def test_a_sender_may_start_only_the_processes_it_lists(world: World) -> None:
     raw, headers = signed([BOT], body, "msg_s2")
     response = post(world, "bot", raw, headers)
     assert response.status_code == 403
-    assert response.json()["type"].endswith("/forbidden-process")
+    assert response.json()["type"].endswith("/sender-not-allowed")
     assert world.dump() == before
 
 

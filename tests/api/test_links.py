@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from api.app import create_app
 from api.linktokens import ActionLinks, from_env, link_keys, link_ttl, task_version
-from api.mount import mount_acting
 from engine.errors import LinkKeyError
 from notifiers.outbox import Dispatcher, Outlet
 from notifiers.routing import Router
@@ -45,19 +45,23 @@ class World:
 
 
 @pytest.fixture
-def world(db_url: str, tmp_path: Path) -> Iterator[World]:
+def world(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The real app (create_app) with its public URL and link key from the environment."""
     procs = make_processes(tmp_path / "processes")
+    monkeypatch.setenv("SHENPI_LINK_SECRET", KEY.decode())
+    monkeypatch.delenv("SHENPI_LINK_SECRET_FILE", raising=False)
+    monkeypatch.delenv("SHENPI_LINK_HOURS", raising=False)
     wf = Workflow.open(db_url, procs, create=True)
+    clock = Clock()
+    wf.clock = clock
     wf.deploy()
     snapshot = wf.start("errand", "wang.fang", {"note": "buy paper"})
-    clock = Clock()
     made: list[ActionLinks] = []
 
     def make_app(url: str) -> FastAPI:
-        app = FastAPI()
-        made.append(ActionLinks([KEY], url))
-        mount_acting(app, wf, clock, None, made[0])
-        return app
+        monkeypatch.setenv("SHENPI_PUBLIC_URL", url)
+        made.append(from_env(None) or ActionLinks([], url))
+        return create_app(wf)
 
     try:
         with serve(make_app) as url:
