@@ -69,6 +69,8 @@ def parse_key(raw: str) -> str:
         if escaped:
             raise ValueError("the quoted key ends in a lone backslash")
         value = "".join(out)
+    elif '"' in value or "\\" in value:
+        raise ValueError('a key with " or \\ in it must be a quoted, escaped string')
     if not 1 <= len(value) <= MAX_KEY:
         raise ValueError(f"the key must be 1 to {MAX_KEY} characters")
     if any(not (0x20 <= ord(ch) <= 0x7E) for ch in value):

@@ -43,7 +43,7 @@ def mount_acting(
 ) -> IdempotencyGuard:
     """Add ``/v1/hooks/{sender}``, ``/a/{token}`` (when there are links: a public URL is
     configured) and Idempotency-Key support to ``app``; returns the guard."""
-    clock = clock or workflow.clock
+    clock = clock or (lambda: workflow.clock())  # a test may swap the Workflow's clock
     if hooks is FROM_ENV:
         hooks = load_hooks(None, workflow.processes_dir, os.environ, workflow.org)
     if links is FROM_ENV:
