@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import uvicorn
 
@@ -51,6 +53,26 @@ def make_processes(folder: Path) -> Path:
     )
     (folder / "errand.yaml").write_text(ERRAND, encoding="utf-8")
     return folder
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file at the head revision, made once: each test copies it instead of
+    running every migration again (that was most of a test's time)."""
+    from storage.db import open_database
+
+    path = tmp_path_factory.mktemp("template") / "shenpi.db"
+    open_database(f"sqlite:///{path}").dispose()
+    return path
+
+
+def database(db_url: str, tmp_path: Path, template: Path) -> str:
+    """``db_url``, or for SQLite a copy of the migrated template in ``tmp_path``."""
+    if not db_url.startswith("sqlite"):
+        return db_url
+    copy = tmp_path / "copied.db"
+    shutil.copyfile(template, copy)
+    return f"sqlite:///{copy}"
 
 
 class Clock:
@@ -97,11 +119,20 @@ def serve(make_app: Callable[[str], Any]) -> Iterator[str]:
 
 
 def dump(engine: sa.Engine) -> dict[str, list[str]]:
-    """Every row of every table, as sorted text: compare before and after a refusal."""
-    meta = sa.MetaData()
-    meta.reflect(engine)
+    """Every row of every table, as sorted text: compare before and after a refusal.
+
+    The tables of storage/tables.py (a test checks they are all the migrations make), so
+    no reflection: reflecting the schema twice per test cost more than the test.
+    """
+    from storage.tables import metadata
+
     out: dict[str, list[str]] = {}
     with engine.connect() as conn:
-        for name, table in sorted(meta.tables.items()):
-            out[name] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(table)))
+        for table in metadata.sorted_tables:
+            out[table.name] = sorted(repr(tuple(row)) for row in conn.execute(sa.select(table)))
     return out
+
+
+# Most tests here run on SQLite only; those whose behaviour rests on the database's
+# concurrency and uniqueness (replays, single use, concurrent duplicates) run on both.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -23,7 +23,15 @@ from notifiers.outbox import Dispatcher, Outlet
 from notifiers.routing import Router
 from service.timekeeper import tick
 from service.workflow import Workflow
-from tests.api.live import Clock, dump, make_processes, serve
+from tests.api.live import (  # noqa: F401 (migrated_sqlite is a fixture)
+    Clock,
+    database,
+    dump,
+    make_processes,
+    migrated_sqlite,
+    serve,
+    sqlite_only,
+)
 
 KEY = b"k" * 32
 
@@ -45,13 +53,18 @@ class World:
 
 
 @pytest.fixture
-def world(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    migrated_sqlite: Path,  # noqa: F811
+) -> Iterator[World]:
     """The real app (create_app) with its public URL and link key from the environment."""
     procs = make_processes(tmp_path / "processes")
     monkeypatch.setenv("SHENPI_LINK_SECRET", KEY.decode())
     monkeypatch.delenv("SHENPI_LINK_SECRET_FILE", raising=False)
     monkeypatch.delenv("SHENPI_LINK_HOURS", raising=False)
-    wf = Workflow.open(db_url, procs, create=True)
+    wf = Workflow.open(database(db_url, tmp_path, migrated_sqlite), procs, create=True)
     clock = Clock()
     wf.clock = clock
     wf.deploy()
@@ -85,6 +98,7 @@ def text(response: httpx.Response) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
 
 
+@sqlite_only
 def test_get_shows_a_confirmation_page_and_never_acts(world: World) -> None:
     link = world.link()
     before = world.dump()
@@ -116,6 +130,7 @@ def test_post_acts_once_and_a_second_use_is_410_saying_what_was_done(world: Worl
     assert world.dump() == before
 
 
+@sqlite_only
 def test_a_link_after_someone_else_acted_is_410_naming_them(world: World) -> None:
     link = world.link()
     world.wf.act(world.task, "reject", "sun.li", comment="no budget")
@@ -126,6 +141,7 @@ def test_a_link_after_someone_else_acted_is_410_naming_them(world: World) -> Non
     assert world.dump() == before
 
 
+@sqlite_only
 def test_a_link_after_reassignment_is_410_and_changes_nothing(world: World) -> None:
     link = world.link()
     # the deadline passes: the escalation moves the task to the service director
@@ -142,6 +158,7 @@ def test_a_link_after_reassignment_is_410_and_changes_nothing(world: World) -> N
     assert post(fresh).status_code == 200
 
 
+@sqlite_only
 def test_a_link_after_expiry_is_410_and_changes_nothing(world: World) -> None:
     link = world.link()
     world.clock.advance(timedelta(hours=71, minutes=59))
@@ -154,6 +171,7 @@ def test_a_link_after_expiry_is_410_and_changes_nothing(world: World) -> None:
     assert world.dump() == before
 
 
+@sqlite_only
 def test_a_changed_or_foreign_token_is_404_and_changes_nothing(world: World) -> None:
     link = world.link()
     before = world.dump()
@@ -169,6 +187,7 @@ def test_a_changed_or_foreign_token_is_404_and_changes_nothing(world: World) -> 
     assert world.dump() == before
 
 
+@sqlite_only
 def test_a_required_comment_is_asked_for_and_the_link_stays_usable(world: World) -> None:
     link = world.link(action="reject")
     page = get(link)
@@ -182,6 +201,7 @@ def test_a_required_comment_is_asked_for_and_the_link_stays_usable(world: World)
     assert world.wf.store.get_task(world.task).decision == "reject"
 
 
+@sqlite_only
 def test_someone_without_the_role_gets_403_and_the_link_back(world: World) -> None:
     link = world.link(user="wang.fang")  # a complaint clerk, not a handler
     response = post(link)
@@ -245,6 +265,7 @@ def test_notices_carry_one_working_link_per_action_for_each_person_who_may_act(
     assert post(message.card.buttons[0].url).status_code == 410
 
 
+@sqlite_only
 def test_without_a_public_url_notices_have_no_links(world: World) -> None:
     sink = Sink()
     outlet = Outlet({"sink": sink}, Router({"sink": "webhook"}))
@@ -273,6 +294,7 @@ def test_the_link_key_and_lifetime_come_from_the_environment(tmp_path: Path) -> 
         from_env("ftp://x", {"SHENPI_LINK_SECRET": "s" * 20})
 
 
+@sqlite_only
 def test_a_link_made_with_the_old_key_still_works_after_a_rotation(world: World) -> None:
     old = ActionLinks([b"o" * 32], world.url)
     task = world.wf.store.get_task(world.task)
