@@ -27,6 +27,7 @@ so a retry after the cause is fixed (the user added to ``acts_for``) is judged a
 import base64
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,7 @@ log = logging.getLogger("shenpi.hooks")
 
 Clock = Callable[[], datetime]
 MAX_WEBHOOK_ID = 255
+PRUNE_EVERY_S = 600.0
 REPLAYED = "Idempotent-Replayed"
 # Checked when the sender is unknown, so that answer takes as long as a bad signature.
 _DUMMY = Webhook("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
@@ -141,13 +143,18 @@ class HookHandler:
         self.config = config
         self.clock = clock
         self.receipts = WebhookReceipts(workflow.store)
+        self._pruned = 0.0
 
     def sender(self, name: str) -> Sender | None:
         return self.config.senders.get(name) if self.config is not None else None
 
     def handle(self, sender: Sender, webhook_id: str, raw: bytes) -> tuple[Answer, bool]:
         """The answer to a verified delivery, and whether it is a replay."""
-        receipt = self.receipts.claim(sender.name, webhook_id, self.clock())
+        now = self.clock()
+        if time.monotonic() - self._pruned > PRUNE_EVERY_S:  # receipts older than a week
+            self._pruned = time.monotonic()
+            self.receipts.prune(now)
+        receipt = self.receipts.claim(sender.name, webhook_id, now)
         if receipt.verdict == "replay":
             return Answer(int(receipt.http_status or 200), dict(receipt.body or {})), True
         if receipt.verdict == "busy":

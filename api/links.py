@@ -18,6 +18,7 @@ required comment missing, a guard not met) gives the link back, so it can be tri
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,7 @@ log = logging.getLogger("shenpi.links")
 
 Clock = Callable[[], datetime]
 MAX_COMMENT = 4000
+PRUNE_EVERY_S = 600.0
 
 # Pages carry the token in their URL: no referrer may leak it, no cache keep it, no robot
 # index it; they run no script and post only to themselves.
@@ -128,6 +130,7 @@ class LinkPages:
         self.links = links
         self.clock = clock
         self.used = UsedLinks(workflow.store)
+        self._pruned = 0.0
 
     def _name(self, user: str) -> str:
         spec = self.workflow.org.users.get(user)
@@ -254,6 +257,10 @@ class LinkPages:
         if not comment and self._comment_required(task, claims.action):
             return self._confirm(claims, task, "", "A comment is required for this action.", 422)
         now = self.clock()
+        if time.monotonic() - self._pruned > PRUNE_EVERY_S:
+            self._pruned = time.monotonic()
+            # a row older than two lifetimes guards a link that expired long ago
+            self.used.prune(now, 2 * self.links.ttl)
         if not self.used.claim(claims.link_id, task.id, claims.user, claims.action, now):
             return self._refusal(claims)[0] or _gone("This link was already used.")
         try:

@@ -333,3 +333,28 @@ def test_hooks_yaml_secrets_come_from_env_and_files(tmp_path: Path) -> None:
     bad = "senders:\n  erp:\n    secrets: ['${K}']\n    acts_for: [li.qiang]\n"
     with pytest.raises(DefinitionError, match=r"hooks.yaml:3:\d+: .*whsec_"):
         load_hooks_text(bad, "hooks.yaml", {"K": "not-a-whsec"})
+
+
+def test_receipts_are_kept_a_week_and_a_lost_claim_can_be_taken_over(db_url: str) -> None:
+    from storage.hookreceipts import WebhookReceipts
+    from storage.store import Store
+
+    store = Store.open(db_url)
+    try:
+        receipts = WebhookReceipts(store)
+        t0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
+        first = receipts.claim("erp", "m1", t0)
+        assert first.verdict == "new" and first.received_at is not None
+        assert receipts.claim("erp", "m1", t0 + timedelta(seconds=5)).verdict == "busy"
+        assert receipts.claim("bot", "m1", t0).verdict == "new"  # ids are per sender
+        later = receipts.claim("erp", "m1", t0 + receipts.lease + timedelta(seconds=1))
+        assert later.verdict == "new" and later.received_at is not None
+        assert not receipts.complete("erp", "m1", first.received_at, 200, {"a": 1})
+        assert receipts.complete("erp", "m1", later.received_at, 200, {"a": 2})
+        replay = receipts.claim("erp", "m1", t0 + timedelta(days=3))
+        assert (replay.verdict, replay.body) == ("replay", {"a": 2})
+        assert receipts.prune(t0 + timedelta(days=6)) == 0
+        assert receipts.prune(t0 + timedelta(days=8)) == 2
+        assert receipts.get("erp", "m1") is None
+    finally:
+        store.close()
