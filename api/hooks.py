@@ -301,6 +301,9 @@ def hooks_router(
     @router.post(
         "/v1/hooks/{sender}",
         summary="A signed webhook from a system acting for a person",
+        # documented in docs/http-api.md: its body is signed bytes, not a schema a client
+        # could fill in, and nothing but a sender holding the secret can call it
+        include_in_schema=False,
         dependencies=[guard.dependency(sender_scope)] if guard is not None else [],
         responses={
             200: {"description": "Done, or already decided (with who decided what)."},

@@ -110,13 +110,13 @@ class Idempotency:
     :func:`install` does, build one and keep it to make the dependency.
     """
 
-    def __init__(self, app: ASGIApp, keys: IdempotencyKeys, clock: Clock) -> None:
+    def __init__(self, app: ASGIApp, keys: IdempotencyKeys | None, clock: Clock) -> None:
         self.app = app
         self.keys = keys
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST" or self.keys is None:
             await self.app(scope, receive, send)
             return
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
@@ -172,7 +172,7 @@ class Idempotency:
 class IdempotencyGuard:
     """Makes the per-router dependency that claims a POST's key before its endpoint runs."""
 
-    def __init__(self, keys: IdempotencyKeys, clock: Clock) -> None:
+    def __init__(self, keys: IdempotencyKeys | None, clock: Clock) -> None:
         self.keys = keys
         self.clock = clock
         self._pruned = 0.0
@@ -185,7 +185,7 @@ class IdempotencyGuard:
 
         async def claim(request: Request, scope: Annotated[str | None, Depends(scope_of)]) -> None:
             state = request.scope.setdefault("state", {})
-            if request.method != "POST" or scope is None or _STATE in state:
+            if request.method != "POST" or scope is None or _STATE in state or not self.keys:
                 return  # not a POST, no caller to scope it to, or claimed already
             raw = request.headers.get(HEADER)
             if raw is None:
@@ -231,7 +231,7 @@ class IdempotencyGuard:
         await run_in_threadpool(self.keys.prune, now)
 
 
-def install(app: Any, keys: IdempotencyKeys, clock: Clock) -> IdempotencyGuard:
+def install(app: Any, keys: IdempotencyKeys | None, clock: Clock) -> IdempotencyGuard:
     """Add the middleware and the handler of guard replies to ``app``; the returned guard
     makes the dependency each router adds (``guard.dependency(scope_of)``)."""
     app.add_middleware(Idempotency, keys=keys, clock=clock)

@@ -333,6 +333,7 @@ def links_router(
     @router.get(
         "/a/{token}",
         summary="The confirmation page of an action link (never acts)",
+        include_in_schema=False,  # a page for people (docs/http-api.md), not an API
         response_class=HTMLResponse,
         responses={404: {"description": "Not a valid link"}, 410: {"description": "Gone"}},
     )
@@ -343,6 +344,7 @@ def links_router(
     @router.post(
         "/a/{token}",
         summary="Take the action of an action link, once",
+        include_in_schema=False,
         response_class=HTMLResponse,
         dependencies=[guard.dependency(link_scope)] if guard is not None else [],
         responses={

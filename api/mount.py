@@ -44,6 +44,10 @@ def mount_acting(
     """Add ``/v1/hooks/{sender}``, ``/a/{token}`` (when there are links: a public URL is
     configured) and Idempotency-Key support to ``app``; returns the guard."""
     clock = clock or (lambda: workflow.clock())  # a test may swap the Workflow's clock
+    if workflow is None:  # an app made only for its OpenAPI document: no storage at all
+        guard = install(app, None, clock)
+        app.router.dependencies.append(guard.dependency(lambda: None))
+        return guard
     if hooks is FROM_ENV:
         hooks = load_hooks(None, workflow.processes_dir, os.environ, workflow.org)
     if links is FROM_ENV:

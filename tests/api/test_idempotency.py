@@ -232,3 +232,24 @@ def test_a_claim_whose_holder_died_can_be_taken_over(keys: IdempotencyKeys) -> N
     assert not keys.complete("s", "k", first.claimed_at, 200, {}, b"late")
     assert keys.complete("s", "k", second.claimed_at, 200, {}, b"ok")
     assert keys.claim("s", "k", "f", t0 + timedelta(minutes=5)).body == b"ok"
+
+
+def test_migration_0009_adds_and_removes_only_its_three_tables(db_url: str) -> None:
+    from alembic import command
+
+    from storage.db import alembic_config, open_database
+
+    mine = {"webhook_receipts", "action_links", "idempotency_keys"}
+    engine = open_database(db_url)
+    try:
+        with engine.begin() as conn:
+            before = set(sa.inspect(conn).get_table_names())
+            assert mine <= before
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0008")
+            assert set(sa.inspect(conn).get_table_names()) == before - mine
+            command.upgrade(config, "0009")
+            assert set(sa.inspect(conn).get_table_names()) == before
+    finally:
+        engine.dispose()
