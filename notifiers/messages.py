@@ -287,7 +287,9 @@ def _message(
         markdown=f"**{markdown_escape(subject)}**\n\n{body}",
         card=Card(title=subject, text=body, buttons=tuple(Button(a, u) for a, u in links)),
         event=f"shenpi.{event}",
-        data={"event": event, "recipient": to.user_id} | data,
+        data={"event": event, "recipient": to.user_id}
+        | data
+        | ({"links": [{"action": a, "url": u} for a, u in links]} if links else {}),
     )
 
 

@@ -257,6 +257,10 @@ def test_notices_carry_one_working_link_per_action_for_each_person_who_may_act(
     assert [b.title for b in message.card.buttons] == ["approve", "reject"]
     assert f'href="{urls[0]}"' in (message.html or "")
     assert "python run.py act" in message.text  # the CLI lines stay
+    assert message.data["links"] == [
+        {"action": "approve", "url": urls[0]},
+        {"action": "reject", "url": urls[1]},
+    ]  # what the webhook channel posts
     # each link is the recipient's own: sun.li's approve link acts as sun.li
     sun_approve = to["sun.li"].card.buttons[0].url
     assert sun_approve != message.card.buttons[0].url
@@ -273,6 +277,7 @@ def test_without_a_public_url_notices_have_no_links(world: World) -> None:
     assert sink.messages
     for message in sink.messages:
         assert "/a/" not in message.text and not message.card.buttons
+        assert "links" not in message.data
     assert from_env(None, {}) is None
 
 
