@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from standardwebhooks import Webhook
 
 from api.app import create_app
 from api.hookconfig import load_hooks_text
 from engine.errors import DefinitionError
 from service.workflow import Workflow
+from storage.tables import audit_log
 from tests.api.live import (  # noqa: F401 (migrated_sqlite is a fixture)
     Clock,
     database,
@@ -358,3 +360,36 @@ def test_receipts_are_kept_a_week_and_a_lost_claim_can_be_taken_over(db_url: str
         assert receipts.get("erp", "m1") is None
     finally:
         store.close()
+
+
+def test_the_same_delivery_arriving_eight_times_at_once_acts_once(world: World) -> None:
+    import threading
+
+    raw, headers = signed([ERP], decide(world), "msg_burst")
+    results: list[httpx.Response] = []
+    barrier = threading.Barrier(8)
+
+    def deliver() -> None:
+        barrier.wait()
+        results.append(post(world, "erp", raw, headers))
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r.status_code for r in results} <= {200, 409}
+    first = [r for r in results if r.status_code == 200 and "idempotent-replayed" not in r.headers]
+    assert len(first) == 1 and first[0].json()["result"] == "decided"
+    for r in results:
+        if r.status_code == 200:
+            assert r.json() == first[0].json()
+        else:
+            assert r.json()["type"].endswith("/in-progress")
+    task = world.wf.store.get_task(world.task)
+    assert (task.decision, task.decided_by) == ("approve", "li.qiang")
+    with world.wf.store.engine.connect() as conn:
+        approvals = conn.execute(
+            sa.select(sa.func.count()).select_from(audit_log).where(audit_log.c.action == "approve")
+        ).scalar()
+    assert approvals == 1
