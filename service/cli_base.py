@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -161,11 +161,15 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], full: Collection[str] = ()
+) -> None:
+    """A text table; cells are cut at 60 characters except in the ``full`` columns (a
+    reason or a comment is read whole, so those go last)."""
     if not rows:
         click.echo("(none)")
         return
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[cell(r.get(c), c in full) for c in columns] for r in rows]
     widths = [max(_width(c), *(_width(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo(
         "  ".join(
@@ -178,7 +182,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
         )
 
 
-def cell(value: Any) -> str:
+def cell(value: Any, full: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -190,7 +194,7 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return str(jsonable(value))
     text = str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if full or len(text) <= 60 else text[:57] + "..."
 
 
 def emit(output: str, data: Any, render: Callable[[], None]) -> None:
@@ -296,9 +300,9 @@ def emit_page(
         click.echo(f"next: --after {nxt}", err=True)
 
 
-def print_page(output: str, page: Rows, columns: Sequence[str]) -> None:
+def print_page(output: str, page: Rows, columns: Sequence[str], full: Collection[str] = ()) -> None:
     """A listing's page as a table of ``columns`` (or JSON), and the next cursor if any."""
-    emit_page(output, page.items, page.next, lambda: print_table(page.items, columns))
+    emit_page(output, page.items, page.next, lambda: print_table(page.items, columns, full))
 
 
 def _override(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
