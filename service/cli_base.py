@@ -238,7 +238,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-def _usage_error(ctx: click.Context, message: str) -> NoReturn:
+def usage_error(ctx: click.Context, message: str) -> NoReturn:
     """A bad option value: one line on stderr and exit 2 (click's own would add usage)."""
     click.echo(f"error: {message}", err=True)
     ctx.exit(2)
@@ -251,7 +251,7 @@ def _limit(ctx: click.Context, _param: click.Parameter, value: str) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        _usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+        usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
     return limit
 
 
@@ -266,9 +266,10 @@ limit_option = click.option(
 )
 
 
-def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--after CURSOR for one listing; a cursor of another listing or a mangled one is a
-    usage error, found before the database is opened."""
+def after_option(kind: str, *also: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--after CURSOR for one listing (or one of several a command prints, ``also``); a
+    cursor of another listing or a mangled one is a usage error, found before the
+    database is opened."""
 
     def check(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
         if value is None:
@@ -276,10 +277,16 @@ def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
         from engine.errors import InvalidData
         from service.queries import check_cursor
 
+        for other in also:
+            try:
+                check_cursor(other, value)
+                return value
+            except InvalidData:
+                pass
         try:
             check_cursor(kind, value)
         except InvalidData as exc:
-            _usage_error(ctx, str(exc))
+            usage_error(ctx, str(exc))
         return value
 
     return click.option(

@@ -21,6 +21,7 @@ from service.cli_base import (
     print_page,
     print_table,
     refusals,
+    usage_error,
 )
 
 if TYPE_CHECKING:
@@ -75,24 +76,57 @@ def start(
     help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
 )
 @click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@click.option(
+    "--done-by",
+    metavar="USER",
+    help="Instead: the tasks USER decided or signed, newest first, each with USER's action "
+    "and comment (one row per signature in a countersign).",
+)
 @limit_option
-@after_option("tasks")
+@after_option("tasks", "done")
 @output_option
 @pass_settings
+@click.pass_context
 def tasks(
+    ctx: click.Context,
     settings: Settings,
     user: str | None,
     role: str | None,
     process: str | None,
     include_closed: bool,
     overdue: bool,
+    done_by: str | None,
     limit: int,
     after: str | None,
     output: str,
 ) -> None:
-    """List open tasks by due time, undated last (the ones USER may act on, with --as)."""
-    from service.queries import task_rows
+    """List open tasks by due time, undated last (the ones USER may act on, with --as).
 
+    With --done-by USER: what USER decided, newest first (--as, --role, --process, --all
+    and --overdue do not apply).
+    """
+    from service.queries import check_cursor, decision_rows, task_rows
+
+    if done_by is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("user", "role", "process", "include_closed", "overdue")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            usage_error(ctx, f"{', '.join(given).replace('--user', '--as')} cannot go with "
+                        "--done-by")  # fmt: skip
+        _check_after(ctx, check_cursor, "done", after)
+        with refusals():
+            page = decision_rows(settings.workflow(), done_by, limit=limit, after=after)
+        print_page(
+            output,
+            page,
+            ["at", "id", "process", "state", "action", "task_status", "comment"],
+            full=("comment",),
+        )
+        return
+    _check_after(ctx, check_cursor, "tasks", after)
     with refusals():
         wf = settings.workflow()
         page = task_rows(
@@ -111,6 +145,20 @@ def tasks(
         page,
         ["id", "process", "state", "role", "status", "actions", "due_at", "instance_id"],
     )
+
+
+def _check_after(
+    ctx: click.Context, check: Callable[[str, str], None], kind: str, after: str | None
+) -> None:
+    """``tasks`` prints two listings; a cursor of the other one is a usage error."""
+    from engine.errors import InvalidData
+
+    if after is None:
+        return
+    try:
+        check(kind, after)
+    except InvalidData as exc:
+        usage_error(ctx, str(exc))
 
 
 @cli.command()
@@ -248,38 +296,68 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
         print_table(
             deadlines["timers"], ["kind", "level", "due_at", "status", "fired_at", "task_id"]
         )
+    click.echo("opinions:")
+    print_table(
+        data["opinions"],
+        ["at", "actor", "on_behalf_of", "state", "action", "comment"],
+        full=("comment",),
+    )
     click.echo("history:")
     print_table(
-        data["history"], ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"]
+        data["history"],
+        ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state", "comment"],
     )
 
 
 @cli.command()
 @click.option("--process", help="Only this process.")
 @click.option("--state", help="Only instances in this state.")
-@click.option("--status", type=click.Choice(["active", "completed"]), help="Only this status.")
+@click.option(
+    "--status", type=click.Choice(["active", "completed", "withdrawn"]), help="Only this status."
+)
+@click.option(
+    "--requester",
+    metavar="USER|me",
+    help="Only requests started by USER ('me': the user of --as): my requests.",
+)
+@click.option(
+    "--as",
+    "viewer",
+    metavar="USER",
+    help="List as USER sees it (confidential fields masked); 'me' in --requester is USER.",
+)
 @limit_option
 @after_option("instances")
 @output_option
 @pass_settings
+@click.pass_context
 def instances(
+    ctx: click.Context,
     settings: Settings,
     process: str | None,
     state: str | None,
     status: str | None,
+    requester: str | None,
+    viewer: str | None,
     limit: int,
     after: str | None,
     output: str,
 ) -> None:
-    """List instances, oldest first."""
+    """List instances, oldest first (--requester me --as USER: USER's own requests)."""
     from service.queries import instance_rows
 
+    if requester == "me":
+        if viewer is None:
+            usage_error(ctx, "--requester me needs --as USER (who 'me' is)")
+        requester = viewer
     with refusals():
         page = instance_rows(
             settings.workflow(),
             process=process,
             state=state,
             status=status,
+            requester=requester,
+            viewer=viewer,
             limit=limit,
             after=after,
         )
