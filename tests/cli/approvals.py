@@ -11,9 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PURCHASE = """\
 process: purchase
 title: Purchase request
+confidential_to: [cfo]
 variables:
   item: {type: string}
-start: {to: review, accept: [item]}
+  bank: {type: string, confidential: true}
+start: {to: review, accept: [item, bank]}
 states:
   review:
     title: Finance review
