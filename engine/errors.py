@@ -101,6 +101,8 @@ class InstanceOperationNotAllowed(ActionNotAllowed):
         self.action = action
         self.reason = reason
         WorkflowError.__init__(self, f"{action} of instance {instance}: {reason}")
+
+
 class TaskClosed(ActionNotAllowed):
     """The task was already decided (or cancelled), possibly a moment ago by someone else.
 

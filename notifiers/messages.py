@@ -77,8 +77,9 @@ SUBJECTS_ZH = {
     "overdue": "【{process}】已超期：{what}",
     "escalated": "【{process}】第 {level} 级升级：{what}",
     "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
-    "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
+    "sent_back": "【{process}】申请 {instance_id} 已被退回",
     "withdrawn": "【{process}】申请 {instance_id} 已撤回",
+    "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
     "transferred": "【{process}】转交给您：{what}",
     "cc": "【{process}】抄送：申请 {instance_id}（{what}）",
     "remind_now": "【{process}】催办：{what}",
@@ -89,12 +90,22 @@ SUBJECTS = {
     "overdue": "[{process}] OVERDUE: {what}",
     "escalated": "[{process}] Escalation level {level}: {what}",
     "completed": "[{process}] Request {instance_id} finished: {outcome}",
-    "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
+    "sent_back": "[{process}] Request {instance_id} sent back",
     "withdrawn": "[{process}] Request {instance_id} withdrawn",
+    "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
     "transferred": "[{process}] Transferred to you: {what}",
     "cc": "[{process}] Copy for you: request {instance_id} ({what})",
     "remind_now": "[{process}] Please handle: {what}",
 }
+
+
+# An event without a template of its own still says who did it and why: a comment must
+# never be lost on the way to the person it was written for.
+_FALLBACK = (
+    "[{{ process }}] {{ event }} on instance {{ instance_id }}"
+    "{% if task_id %} (task {{ task_id }}){% endif %}"
+    "{% if by %} by {{ by }}{% endif %}.{% if comment %} Comment: {{ comment }}{% endif %}"
+)
 
 
 def render_text(event: str, data: dict[str, Any], lang: str = "en") -> str:
@@ -103,7 +114,7 @@ def render_text(event: str, data: dict[str, Any], lang: str = "en") -> str:
     try:
         template = _TEXT.select_template(names)
     except TemplateNotFound:
-        template = _TEXT.from_string("[{{ process }}] {{ event }} on instance {{ instance_id }}.")
+        template = _TEXT.from_string(_FALLBACK)
     return template.render(**(_DEFAULTS | {"event": event} | data)).strip()
 
 
