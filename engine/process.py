@@ -22,9 +22,12 @@ from engine.errors import DefinitionError, ExpressionError, InvalidData, Problem
 from engine.expressions import BUILTIN_NAMES, Expression
 from engine.model import (
     NAME,
+    ActionSpec,
+    CommentRule,
     DeadlineSpec,
     DecideSpec,
     Duration,
+    Escalation,
     Inputs,
     ProcessSpec,
     ScheduleSpec,
@@ -42,6 +45,10 @@ START_TRIGGER = "__start__"
 ROUTE_TRIGGER = "__route__"
 GOTO_PREFIX = "__goto__"  # escalation moves, from any state
 SLA = "@sla"  # the pseudo-state of instance-wide deadline timers
+# the state of a request sent back to its requester (退回到发起人): not in any file, added
+# to every compiled process (``with_resubmit``); "__" keeps it apart from owners' names
+RESUBMIT = "__resubmit__"
+RESUBMIT_ACTIONS = ("resubmit", "withdraw")
 MAX_DURATION = 36_600  # days or hours: a century of days is more than any policy needs
 # expression functions that need the process calendar; bound at run time (runtime.context)
 CALENDAR_FUNCTIONS = frozenset({"next_working_day"})
@@ -139,6 +146,7 @@ class _Checker:
             self.check_schedule(("schedules", i), sched)
         if len({s.name for s in spec.schedules}) != len(spec.schedules):
             self.add(("schedules",), "schedule names must be unique within a process")
+        self.check_rollback()
         self.check_graph()
 
     # ------------------------------------------------------------------ building blocks
@@ -312,11 +320,35 @@ class _Checker:
             if esc.after is not None:
                 self.check_duration((*epath, "after"), esc.after, f"{key}.esc.{i}")
             self.check_roles((*epath, "notify"), esc.notify)
-            self.check_role((*epath, "reassign"), esc.reassign)
+            self.check_reassign((*epath, "reassign"), esc)
             if esc.goto is not None:
                 self.check_target((*epath, "goto"), esc.goto)
         for i, rem in enumerate(dl.reminders):
             self.check_duration((*path, "reminders", i), rem.before, f"{key}.rem.{i}")
+
+    def check_reassign(self, path: PathKey, esc: Escalation) -> None:
+        target = esc.target
+        if target is None:
+            return
+        if isinstance(esc.reassign, str):
+            self.check_role(path, target.role)
+            return
+        self.check_role((*path, "role"), target.role)
+        if self.people and target.user is not None and target.user not in self.org.users:
+            self.add((*path, "user"), f"unknown user {target.user!r} (see 'run.py users')")
+
+    def check_rollback(self) -> None:
+        """``rollback.allowed_from`` names task states."""
+        allowed = self.spec.rollback.allowed_from or ()
+        for i, name in enumerate(allowed):
+            state = self.spec.states.get(name)
+            if state is None:
+                self.add(("rollback", "allowed_from", i), f"unknown state {name!r}")
+            elif state.task is None:
+                self.add(
+                    ("rollback", "allowed_from", i),
+                    f"state {name!r} has no task; only a task can be sent back",
+                )
 
     def check_state_deadlines(self, sname: str, state: StateSpec) -> None:
         """A state's own deadline, and the instance deadline its actions extend."""
@@ -445,7 +477,7 @@ def compile_process(
     if ck.problems:
         raise DefinitionError(ck.problems)
     process = CompiledProcess(
-        spec=spec,
+        spec=with_resubmit(spec),
         source_hash=source_hash(_source_text(doc)),
         source_text=_source_text(doc),
         file=doc.file,
@@ -457,6 +489,45 @@ def compile_process(
         decisions=ck.decisions,
     )
     return attach_machine(process)
+
+
+def with_resubmit(spec: ProcessSpec) -> ProcessSpec:
+    """``spec`` with the state a request sent back to its requester waits in (退回到发起人).
+
+    Its task goes to the requester alone (``engine.steps`` gives it the slot
+    ``user:<requester>``): ``resubmit`` takes the start inputs again and goes on as
+    ``rollback.resubmit`` says (``engine.rollback``); ``withdraw`` ends the request. Built
+    without validation because its assignee is decided per instance, not by a role.
+    """
+    if RESUBMIT in spec.states:
+        return spec
+    accept = tuple(dict.fromkeys((*spec.start.require, *spec.start.accept)))
+    task = TaskSpec.model_construct(
+        title="Revise and resubmit",
+        description="Sent back to the requester: change the request and resubmit it, "
+        "or withdraw it.",
+        role=None,
+        role_from=None,
+        roles=(),
+        mode=TaskMode.any,
+        countersign=None,
+        four_eyes=False,
+        actions={
+            "resubmit": ActionSpec.model_construct(
+                title="Resubmit", to=spec.start.to, accept=accept, require=(), set={},
+                when=None, when_message=None, comment=CommentRule.optional, extend=None,
+            ),
+            "withdraw": ActionSpec.model_construct(
+                title="Withdraw", to=spec.start.to, accept=(), require=(), set={},
+                when=None, when_message=None, comment=CommentRule.optional, extend=None,
+            ),
+        },
+    )  # fmt: skip
+    state = StateSpec.model_construct(
+        title="Sent back to the requester", description="", set={}, decide=(), task=task,
+        route=(), deadline=None, final=False, outcome=None,
+    )  # fmt: skip
+    return spec.model_copy(update={"states": {**spec.states, RESUBMIT: state}})
 
 
 def attach_machine(process: CompiledProcess) -> CompiledProcess:
