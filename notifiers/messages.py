@@ -40,6 +40,11 @@ _DEFAULTS: dict[str, Any] = {
     "comment": None,
     "by": "",
     "action": "",
+    "where": "",
+    "mode": "",
+    "their_turn": False,
+    "sent_back_from": "",
+    "to_requester": False,
 }
 
 
@@ -65,6 +70,8 @@ SUBJECTS_ZH = {
     "escalated": "【{process}】第 {level} 级升级：{what}",
     "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
     "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
+    "signer_added": "【{process}】加签：{what}",
+    "sent_back": "【{process}】申请 {instance_id} 被退回：{what}",
 }
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
@@ -73,6 +80,8 @@ SUBJECTS = {
     "escalated": "[{process}] Escalation level {level}: {what}",
     "completed": "[{process}] Request {instance_id} finished: {outcome}",
     "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
+    "signer_added": "[{process}] You were added as a signer: {what}",
+    "sent_back": "[{process}] Request {instance_id} sent back: {what}",
 }
 
 
