@@ -178,3 +178,48 @@ def test_rollback_to_the_requester_and_resubmit(db_url: str, tmp_path: Path, mod
     shown = sh.js(f"act {inst}-3 resubmit --as amy --set amount=900", now=steps(4))
     assert shown["variables"]["amount"] == "900"
     assert shown["state"] == ("manager_review" if mode == "restart" else "finance_review")
+
+
+BOARD = """\
+process: board
+title: Board countersign
+start: {to: board}
+states:
+  board:
+    deadline:
+      hours: 4
+      escalations:
+        - reassign: {manager_of: approver}
+    task:
+      roles: [manager, finance]
+      mode: all
+      countersign: approve
+      actions:
+        approve: {to: approved}
+        reject: {to: rejected}
+  approved: {final: true}
+  rejected: {final: true}
+"""
+
+
+def test_escalation_to_the_approvers_manager_keeps_the_signature(
+    db_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "procs"
+    folder.mkdir()
+    (folder / "org.yaml").write_text(ORG, encoding="utf-8")
+    (folder / "board.yaml").write_text(BOARD, encoding="utf-8")
+    sh = Shell(db_url, folder)
+    sh.ok("deploy", now=T0)
+    inst = sh.js("start board --as amy", now=steps(1))["id"]
+    task = f"{inst}-1"
+    sh.ok(f"act {task} approve --as fei", now=steps(2))  # finance signs; manager is late
+    assert sh.js("tick", now="2026-10-12T13:01:00+08:00")["fired"] >= 1
+    [shown] = sh.js(f"show {inst}")["tasks"]
+    assert shown["pending_roles"] == ["user:mia,gao"]  # mia, or her manager gao
+    assert [(s["user"], s["role"]) for s in shown["signoffs"]] == [("fei", "finance")]
+    [entry] = sh.js(f"audit --instance {inst} --action escalation")
+    assert entry["data"]["reassigned_to"] == "user:gao"
+    assert [t["id"] for t in sh.js("tasks --as gao")] == [task]
+    done = sh.js(f"act {task} approve --as gao", now="2026-10-12T13:05:00+08:00")
+    assert (done["status"], done["state"]) == ("completed", "approved")
