@@ -144,6 +144,12 @@ def test_add_signer_after_and_parallel(db_url: str, tmp_path: Path) -> None:
 
 def test_rollback_to_an_earlier_state_and_its_refusals(db_url: str, tmp_path: Path) -> None:
     sh, inst = setup(db_url, tmp_path)
+    first = sh.js(f"show {inst}")
+    sh.refused(
+        f"rollback {inst}-1 --to finance_review --as mia --comment x",
+        "this instance has never been there; choose one of: start",
+    )
+    unchanged_but_denied(sh, inst, first, denials=1)
     sh.ok(f"act {inst}-1 approve --as mia", now=steps(2))
     task = f"{inst}-2"
     before = sh.js(f"show {inst}")
@@ -151,7 +157,7 @@ def test_rollback_to_an_earlier_state_and_its_refusals(db_url: str, tmp_path: Pa
     sh.refused(f"rollback {task} --to finance_review --as fei --comment x", "where it is now")
     sh.refused(f"rollback {task} --to manager_review --as fei", "--comment TEXT is required")
     sh.refused(f"rollback {task} --to manager_review --as mia --comment x", "needs role finance")
-    unchanged_but_denied(sh, inst, before, denials=4)
+    unchanged_but_denied(sh, inst, before, denials=5)
     shown = sh.js(
         f"rollback {task} --to manager_review --as fei --comment 'attach the quote'",
         now=steps(3),
@@ -223,3 +229,14 @@ def test_escalation_to_the_approvers_manager_keeps_the_signature(
     assert [t["id"] for t in sh.js("tasks --as gao")] == [task]
     done = sh.js(f"act {task} approve --as gao", now="2026-10-12T13:05:00+08:00")
     assert (done["status"], done["state"]) == ("completed", "approved")
+
+
+def test_the_requester_withdraws_a_request_sent_back(db_url: str, tmp_path: Path) -> None:
+    sh, inst = setup(db_url, tmp_path)
+    sh.ok(f"rollback {inst}-1 --to start --as mia --comment 'not this quarter'", now=steps(2))
+    sh.refused(f"act {inst}-2 approve --as amy", "sent back; choose: resubmit, withdraw")
+    shown = sh.js(f"act {inst}-2 withdraw --as amy --comment ok", now=steps(3))
+    assert (shown["status"], shown["tasks"]) == ("withdrawn", [])
+    actions = [e["action"] for e in sh.js(f"audit --instance {inst}")]
+    assert actions == ["start", "rollback", "denied", "withdraw"]
+    assert sh.ok("audit --verify").code == 0
