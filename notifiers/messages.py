@@ -49,6 +49,11 @@ _DEFAULTS: dict[str, Any] = {
     "by": "",
     "action": "",
     "cc_by": "",
+    "where": "",
+    "mode": "",
+    "their_turn": False,
+    "sent_back_from": "",
+    "to_requester": False,
 }
 
 
@@ -77,12 +82,13 @@ SUBJECTS_ZH = {
     "overdue": "【{process}】已超期：{what}",
     "escalated": "【{process}】第 {level} 级升级：{what}",
     "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
-    "sent_back": "【{process}】申请 {instance_id} 已被退回",
     "withdrawn": "【{process}】申请 {instance_id} 已撤回",
     "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
     "transferred": "【{process}】转交给您：{what}",
     "cc": "【{process}】抄送：申请 {instance_id}（{what}）",
     "remind_now": "【{process}】催办：{what}",
+    "signer_added": "【{process}】加签：{what}",
+    "sent_back": "【{process}】申请 {instance_id} 被退回：{what}",
 }
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
@@ -90,12 +96,13 @@ SUBJECTS = {
     "overdue": "[{process}] OVERDUE: {what}",
     "escalated": "[{process}] Escalation level {level}: {what}",
     "completed": "[{process}] Request {instance_id} finished: {outcome}",
-    "sent_back": "[{process}] Request {instance_id} sent back",
     "withdrawn": "[{process}] Request {instance_id} withdrawn",
     "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
     "transferred": "[{process}] Transferred to you: {what}",
     "cc": "[{process}] Copy for you: request {instance_id} ({what})",
     "remind_now": "[{process}] Please handle: {what}",
+    "signer_added": "[{process}] You were added as a signer: {what}",
+    "sent_back": "[{process}] Request {instance_id} sent back: {what}",
 }
 
 
