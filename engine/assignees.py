@@ -24,27 +24,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from engine.org import Org
+from engine.slots import people, user_slot
 from engine.validation import Frozen
-
-USER_PREFIX = "user:"
-
-
-# --------------------------------------------------------------------------- slots
 
 
 def person_slot(users: Iterable[str]) -> str:
-    """The slot any one of ``users`` may fill: ``user:a`` or ``user:a,b`` (sorted, unique)."""
-    people = sorted(set(users))
-    if not people:
-        raise ValueError("a person slot needs at least one user")
-    return USER_PREFIX + ",".join(people)
-
-
-def slot_people(slot: str) -> tuple[str, ...] | None:
-    """The users of a person slot, or None for a role slot."""
-    if not slot.startswith(USER_PREFIX):
-        return None
-    return tuple(slot[len(USER_PREFIX) :].split(","))
+    """The slot any one of ``users`` may fill, sorted so the same people give one slot."""
+    return user_slot(*sorted(set(users)))
 
 
 # --------------------------------------------------------------------------- the YAML
@@ -224,7 +210,7 @@ class Slot:
 
     @property
     def people(self) -> tuple[str, ...] | None:
-        return slot_people(self.slot)
+        return people(self.slot) or None
 
 
 @dataclass(frozen=True)

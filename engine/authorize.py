@@ -11,6 +11,7 @@ from engine.model import TaskMode
 from engine.org import Actor
 from engine.process import CompiledProcess
 from engine.records import Snapshot, TaskRecord
+from engine.slots import describe, role
 
 
 def authorize(
@@ -20,14 +21,30 @@ def authorize(
     tspec = process.spec.states[task.state].task
     assert tspec is not None
     pending = task.pending_roles
-    options = [(role, who) for role in pending for who in actor.identities(role)]
+    options = [(slot, who) for slot in pending for who in actor.identities(slot)]
+    claimed = task.claimed_by
+    if claimed is not None:
+        options = [(s, w) for s, w in options if claimed in (actor.user, w)]
+        if not options:
+            raise ActionNotAllowed(
+                task.id,
+                action,
+                f"{claimed} has claimed this task; only they may act until "
+                "they release it ('unclaim')",
+            )
     if not options:
-        raise ActionNotAllowed(
-            task.id,
-            action,
-            f"needs role {' or '.join(pending)}, which {actor.user} does not hold "
-            "(nor stands in for someone who does)",
-        )
+        if pending and all(role(slot) for slot in pending):
+            reason = (
+                f"needs role {' or '.join(pending)}, which {actor.user} does not hold "
+                "(nor stands in for someone who does)"
+            )
+        else:
+            wanted = " or ".join(describe(slot) for slot in pending) or "nobody (it is complete)"
+            reason = (
+                f"is assigned to {wanted}; {actor.user} is not one of them "
+                "(nor stands in for someone who is)"
+            )
+        raise ActionNotAllowed(task.id, action, reason)
     four_eyes = tspec.four_eyes if tspec.four_eyes is not None else process.spec.four_eyes
     if four_eyes:
         persons = lambda who: {actor.user, who} - {None}  # noqa: E731

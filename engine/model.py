@@ -216,8 +216,10 @@ class TaskSpec(Frozen):
     mode: TaskMode = TaskMode.any
     countersign: str | None = Field(
         default=None,
-        description="With mode all/sequence: the action every role must take before the task "
-        "moves on; any other action decides at once (e.g. reject).",
+        description="The agreeing action. With mode all/sequence: the action every role must "
+        "take before the task moves on; any other action decides at once (e.g. reject). In "
+        "any mode it is also what signers added to the task (add-signer) take to agree. "
+        "Default outside all/sequence: `approve` if the task has it.",
     )
     four_eyes: bool | Literal["requester"] | None = Field(
         default=None,
@@ -226,6 +228,14 @@ class TaskSpec(Frozen):
         "Default: the process's four_eyes.",
     )
     actions: dict[str, ActionSpec]
+
+    @property
+    def agree(self) -> str | None:
+        """The action that counts as agreement: it passes a countersign or an added
+        signer's turn; any other action by someone whose turn it is decides the task."""
+        if self.countersign is not None:
+            return self.countersign
+        return "approve" if "approve" in self.actions else None
 
     @model_validator(mode="after")
     def _who(self) -> TaskSpec:
@@ -236,8 +246,6 @@ class TaskSpec(Frozen):
             raise ValueError(f"mode {self.mode.value!r} needs 'roles' (one person per role)")
         if self.mode is not TaskMode.any and self.countersign is None:
             raise ValueError(f"mode {self.mode.value!r} needs 'countersign': the shared action")
-        if self.mode is TaskMode.any and self.countersign is not None:
-            raise ValueError("'countersign' is only for mode all or sequence")
         if self.mode is not TaskMode.any and len(set(self.roles)) != len(self.roles):
             raise ValueError("each role can be listed once")
         return self

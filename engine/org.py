@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from engine.errors import DefinitionError, NotFound, Problem, WorkflowError
+from engine.slots import people
 from engine.validation import Frozen, parse_model
 from engine.yamlsafe import Document, PathKey
 
@@ -217,11 +218,25 @@ class Actor:
     roles: frozenset[str]
     stands_in_for: tuple[tuple[str, frozenset[str]], ...] = ()
 
-    def identities(self, role: str) -> list[str | None]:
-        """Ways this actor may act in ``role``: ``None`` as themselves, else the absentee's id."""
-        ways: list[str | None] = [None] if role in self.roles else []
-        ways += [absent for absent, roles in self.stands_in_for if role in roles]
+    def identities(self, slot: str) -> list[str | None]:
+        """Ways this actor may fill ``slot`` (a role id or ``user:<id>[,<id>]``, see
+        ``engine.slots``): ``None`` as themselves, else the id of the absentee they stand in
+        for."""
+        named = people(slot)
+        if named:
+            ways: list[str | None] = [None] if self.user in named else []
+            return ways + [absent for absent, _ in self.stands_in_for if absent in named]
+        ways = [None] if slot in self.roles else []
+        ways += [absent for absent, roles in self.stands_in_for if slot in roles]
         return ways
+
+    def task_keys(self) -> set[str]:
+        """The ``task_roles`` keys of the tasks this actor may find in their list: their
+        roles and their name, and those of everyone they stand in for."""
+        keys = set(self.roles) | {f"user:{self.user}"}
+        for absent, roles in self.stands_in_for:
+            keys |= set(roles) | {f"user:{absent}"}
+        return keys
 
 
 class Org:

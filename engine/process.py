@@ -61,6 +61,9 @@ class CompiledProcess:
     file: str
     known_roles: frozenset[str]
     known_users: frozenset[str] = frozenset()
+    # the org chart as of compiling: tasks resolve their people from it when they open,
+    # and operations check who may receive a task; data handed to the pure engine
+    org: Org | None = None
     calendar: WorkingCalendar = field(default_factory=default_calendar)
     expressions: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
@@ -448,6 +451,7 @@ def compile_process(
         file=doc.file,
         known_roles=ck.roles,
         known_users=frozenset(org.users),
+        org=org,
         calendar=calendars.get(spec.calendar, default_calendar()),
         expressions=ck.exprs,
         decisions=ck.decisions,

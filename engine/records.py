@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.sla import SlaClock
+from engine.slots import lookup_keys, recipients
 
 JSON = dict[str, Any]
 
@@ -27,12 +28,13 @@ JSON = dict[str, Any]
 class InstanceStatus(StrEnum):
     active = "active"
     completed = "completed"  # a final state was reached
+    withdrawn = "withdrawn"  # the requester took it back (撤回) before it was decided
 
 
 class TaskStatus(StrEnum):
     open = "open"
     done = "done"  # someone took an action that closed it
-    cancelled = "cancelled"  # an escalation moved the instance away from it
+    cancelled = "cancelled"  # the instance moved away from it (escalation, withdrawal, rollback)
 
 
 class TimerStatus(StrEnum):
@@ -56,6 +58,12 @@ class NoticeEvent(StrEnum):
     escalated = "escalated"
     completed = "completed"
     schedule_failed = "schedule_failed"
+    withdrawn = "withdrawn"
+    transferred = "transferred"
+    sent_back = "sent_back"
+    cc = "cc"
+    remind_now = "remind_now"
+    signer_added = "signer_added"
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,14 @@ class Signoff:
 
 @dataclass(frozen=True)
 class TaskRecord:
-    """A human task as stored. ``roles`` are the roles that may act (resolved, not expressions)."""
+    """A human task as stored.
+
+    ``roles`` are its slots (``engine.slots``): role ids or ``user:<id>[,<id>...]``, resolved
+    when the task opened, never expressions. ``meta`` holds what only some tasks have:
+    ``claimed_by`` (a role task taken by one person), ``assigned`` (who was resolved and
+    why), ``queue`` (groups of added signers still to decide, each ``{roles, mode, kind}``),
+    ``signed`` (signoffs of groups already done), ``reminded_at`` (last 催办).
+    """
 
     id: str
     instance_id: str
@@ -110,21 +125,53 @@ class TaskRecord:
     decision: str | None = None
     decided_by: str | None = None
     signoffs: tuple[Signoff, ...] = ()
+    meta: JSON = field(default_factory=dict)
 
     @property
     def pending_roles(self) -> tuple[str, ...]:
-        """Roles still expected to act.
+        """Slots still expected to act in the current group.
 
-        All of them for `any`, the unsigned ones for `all`, the next one for `sequence`.
+        All of them for `any` (none once someone signed it), the unsigned ones for `all`,
+        the next one for `sequence`.
         """
         if self.status != TaskStatus.open:
             return ()
         if self.mode == "any":
-            return self.roles
+            return () if self.signoffs else self.roles
         signed = [s.role for s in self.signoffs]
         if self.mode == "sequence":
             return self.roles[len(signed) : len(signed) + 1]
         return tuple(r for r in self.roles if r not in signed)
+
+    @property
+    def claimed_by(self) -> str | None:
+        """The person who claimed this task (it is theirs alone until they release it)."""
+        return self.meta.get("claimed_by")
+
+    @property
+    def queue(self) -> tuple[JSON, ...]:
+        """Groups of signers still to come after the current one (加签)."""
+        return tuple(self.meta.get("queue", ()))
+
+    @property
+    def pending_keys(self) -> tuple[str, ...]:
+        """The ``task_roles`` rows of this task: who finds it in their list now."""
+        pending = self.pending_roles
+        if not pending:
+            return ()
+        if self.claimed_by is not None:
+            return (f"user:{self.claimed_by}",)
+        return lookup_keys(pending)
+
+    @property
+    def pending_recipients(self) -> tuple[str, ...]:
+        """Who a notice about this task goes to now."""
+        pending = self.pending_roles
+        if not pending:
+            return ()
+        if self.claimed_by is not None:
+            return (f"user:{self.claimed_by}",)
+        return recipients(pending)
 
 
 @dataclass(frozen=True)

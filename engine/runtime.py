@@ -18,6 +18,7 @@ from engine import deadlines
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
 from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.groups import next_group
 from engine.model import TaskMode
 from engine.org import Actor
 from engine.process import GOTO_PREFIX, NEW, SLA, START_TRIGGER, CompiledProcess
@@ -205,14 +206,15 @@ def _act(
     }
     step.signed_by(actor.user, on_behalf_of)
     signoffs = (*task.signoffs, signoff)
-    signed = (
-        replace(task, signoffs=signoffs)
-        if tspec.mode is not TaskMode.any and event.action == tspec.countersign
-        else None
-    )
+    # signatures collect while a group must agree together (会签/依次) or more signers are
+    # queued (加签); the agreeing action passes this person's turn, any other decides now
+    joint = task.mode != TaskMode.any.value or bool(task.queue)
+    signed = replace(task, signoffs=signoffs) if joint and event.action == tspec.agree else None
+    while signed is not None and not signed.pending_roles and signed.queue:
+        signed = next_group(signed)
     if signed is not None and signed.pending_roles:
-        # 会签 / 依次: not everyone has signed yet, the task stays open; every signature
-        # must meet the guard, not only the last one
+        # not everyone has agreed yet, the task stays open; every signature must meet the
+        # guard, not only the last one
         if aspec.when is not None:
             guard = process.expr(f"{task.state}.{event.action}.when")
             if not guard.test(step.ctx()):
@@ -222,6 +224,19 @@ def _act(
         record["to_state"] = task.state
         record["data"]["waiting_for"] = list(signed.pending_roles)
         step.log(record)
+        if signed.roles != task.roles or signed.mode != task.mode:
+            # the next group's turn: tell them as a newly assigned task is told
+            step.notify(
+                NoticeEvent.task_assigned,
+                signed.pending_recipients,
+                task.id,
+                {"state": task.state, "actions": list(task.actions)}
+                | ({"due_at": task.due_at.isoformat()} if task.due_at else {}),
+            )
+            step.tell(
+                {"by": actor.user, "action": event.action}
+                | ({"comment": comment} if comment else {})
+            )
         return step.outcome(snapshot.row_version)
     target = step.trigger(task.state, event.action)
     if target is None:
@@ -277,8 +292,7 @@ def _timer(
         record["action"] = f"{timer.kind}_skipped"
         step.log(record)
         return step.outcome(snapshot.row_version)
-    roles = open_task.pending_roles if open_task else ()
-    recipients = tuple(f"role:{r}" for r in roles)
+    recipients = open_task.pending_recipients if open_task else ()
     task_id = timer.task_id or (open_task.id if open_task else None)
     notice_data = dict(timer.data) | {"state": snapshot.state}
     if open_task is not None:

@@ -256,7 +256,7 @@ class Step:
         self._tasks[task.id] = task
         self.notify(
             NoticeEvent.task_assigned,
-            tuple(f"role:{r}" for r in task.pending_roles),
+            task.pending_recipients,
             task.id,
             {
                 "state": sname,

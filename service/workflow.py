@@ -22,7 +22,16 @@ from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
-from engine.runtime import SYSTEM, Act, Start, authorize, decode_variables, fire, live_values
+from engine.runtime import (
+    SYSTEM,
+    Act,
+    Event,
+    Start,
+    authorize,
+    decode_variables,
+    fire,
+    live_values,
+)
 from engine.sla import NumberText, TimeText
 from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
@@ -215,38 +224,76 @@ class Workflow:
         # checked before anything is looked up or recorded: a name no backend can store
         # (undecodable bytes, control characters) is refused like a wrong type, with no
         # `denied` entry; a well-formed action the task does not offer is still recorded
-        check_name("task id", task_id)
         check_name("action", action)
-        check_name("user", user)
         if comment is not None:
             check_text("comment", comment)
         check_input_names(data or {})
+        return self.on_task(task_id, user, Act(task_id, action, comment), data or {}, now)
+
+    def on_task(
+        self,
+        task_id: str,
+        user: str,
+        event: Event,
+        data: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> Snapshot:
+        """Fire ``event`` (an action or an operation on an open task: transfer, claim...)
+        as ``user``; a refusal is recorded as ``denied`` and changes nothing else."""
+        check_name("task id", task_id)
+        check_name("user", user)
         actor = self.actor(user)
         snapshot = self._snapshot_of_task(task_id)
         task = next((t for t in snapshot.tasks if t.id == task_id), None)
+        what = getattr(event, "action", None) or type(event).__name__.lower()
         if task is None:
             task = self.store.get_task(task_id)  # decided since we first looked
             by = f" by {task.decided_by}" if task.decided_by else ""
             raise ActionNotAllowed(
                 task_id,
-                action,
+                what,
                 f"the task is already {task.status} ({task.decision or 'no decision'}{by}); "
                 "nothing was changed",
             )
-        if now is None:
-            now = max(self.clock(), snapshot.updated_at)
-        elif now < snapshot.updated_at:
-            # before anything else, so not even a `denied` entry is dated into the past
-            last = snapshot.updated_at.astimezone(now.tzinfo).isoformat()
-            raise OutOfOrder(snapshot.id, now.isoformat(), last)
+        now = self._step_time(snapshot, now)
         proc = self.process(snapshot.process, snapshot.version)
         try:
-            outcome = fire(proc, snapshot, Act(task_id, action, comment), actor, data or {}, now)
+            outcome = fire(proc, snapshot, event, actor, data or {}, now)
         except ActionNotAllowed as exc:
-            self._record_denial(snapshot, task, exc, user, now)
+            self._record_denial(snapshot, task.id, exc, user, now)
             raise
         self.store.apply(outcome, self.clock())
         return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
+
+    def on_instance(
+        self, instance_id: str, user: str, event: Event, now: datetime | None = None
+    ) -> Snapshot:
+        """Fire ``event`` on a whole instance (withdraw, cc) as ``user``; a refusal is
+        recorded as ``denied`` and changes nothing else."""
+        check_name("instance id", instance_id)
+        check_name("user", user)
+        actor = self.actor(user)
+        snapshot = self.store.load_snapshot(instance_id)
+        now = self._step_time(snapshot, now)
+        proc = self.process(snapshot.process, snapshot.version)
+        try:
+            outcome = fire(proc, snapshot, event, actor, {}, now)
+        except ActionNotAllowed as exc:
+            self._record_denial(snapshot, None, exc, user, now)
+            raise
+        self.store.apply(outcome, self.clock())
+        return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
+
+    def _step_time(self, snapshot: Snapshot, now: datetime | None) -> datetime:
+        """The step's time: the real clock, never before the instance's last step; an
+        explicit ``now`` before it is refused before anything (even a denial) is dated
+        into the past."""
+        if now is None:
+            return max(self.clock(), snapshot.updated_at)
+        if now < snapshot.updated_at:
+            last = snapshot.updated_at.astimezone(now.tzinfo).isoformat()
+            raise OutOfOrder(snapshot.id, now.isoformat(), last)
+        return now
 
     def _snapshot_of_task(self, task_id: str) -> Snapshot:
         """Task ids are ``<instance>-<n>``: load the instance directly, one query fewer."""
@@ -259,7 +306,12 @@ class Workflow:
         return self.store.load_snapshot(self.store.get_task(task_id).instance_id)
 
     def _record_denial(
-        self, snapshot: Snapshot, task: TaskRecord, exc: ActionNotAllowed, user: str, now: datetime
+        self,
+        snapshot: Snapshot,
+        task_id: str | None,
+        exc: ActionNotAllowed,
+        user: str,
+        now: datetime,
     ) -> None:
         """A refused action changes nothing but the audit log: who tried what, and why not."""
         self.store.append_audit(
@@ -272,7 +324,7 @@ class Workflow:
                     instance_id=snapshot.id,
                     from_state=snapshot.state,
                     to_state=snapshot.state,
-                    task_id=task.id,
+                    task_id=task_id,
                     data={"action": exc.action, "reason": exc.reason},
                 )
             ],
@@ -302,7 +354,7 @@ class Workflow:
         roles: set[str] | None = None
         actor = self.org.actor(user) if user is not None else None
         if actor is not None:
-            roles = set(actor.roles) | {r for _, rs in actor.stands_in_for for r in rs}
+            roles = actor.task_keys()
         if role is not None:
             if role not in self.org.roles:
                 raise NotFound("role", role, "see 'python run.py users'")

@@ -162,7 +162,7 @@ class Listings(Database):
                 if (status is None or t.status == status)
                 and (process is None or t.process == process)
                 and (overdue_at is None or (t.due_at is not None and t.due_at < overdue_at))
-                and (roles is None or set(t.pending_roles) & set(roles))
+                and (roles is None or set(t.pending_keys) & set(roles))
                 and (key is None or _due_order(t) > _due_order_key(key))
             ]
             return sorted(rows, key=_due_order)[:n]

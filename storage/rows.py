@@ -68,6 +68,7 @@ def task_record(r: Mapping[str, Any]) -> TaskRecord:
         decision=r["decision"],
         decided_by=r["decided_by"],
         signoffs=tuple(Signoff.from_json(s) for s in json_out(r["signoffs"])),
+        meta=json_out(r["meta"]) or {},
     )
 
 
@@ -168,6 +169,7 @@ class Binder:
             "decision": task.decision,
             "decided_by": task.decided_by,
             "signoffs": self.json_in([s.to_json() for s in task.signoffs]),
+            "meta": self.json_in(task.meta),
         }
 
     def audit_params(self, entry: Mapping[str, Any]) -> dict[str, Any]:

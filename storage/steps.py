@@ -198,7 +198,7 @@ class StepWriter(RawSQL):
         pending = {
             (t.id, role): t.due_at
             for t in (*outcome.opened, *outcome.changed)
-            for role in t.pending_roles
+            for role in t.pending_keys
         }
         plan.roles = [
             {"task_id": i, "role": r, "due_at": when(due)}

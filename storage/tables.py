@@ -97,6 +97,7 @@ instances = sa.Table(
     sa.Index("ix_instances_status_created_at_id", "status", "created_at", "id"),
     sa.Index("ix_instances_process_state_created_at_id", "process", "state", "created_at", "id"),
     sa.Index("ix_instances_process_status_created_at_id", "process", "status", "created_at", "id"),
+    sa.Index("ix_instances_requester_created_at_id", "requester", "created_at", "id"),
 )
 
 tasks = sa.Table(
@@ -117,11 +118,14 @@ tasks = sa.Table(
     sa.Column("decision", sa.String),
     sa.Column("decided_by", sa.String),
     sa.Column("signoffs", json_type(), nullable=False),
+    # claim, who was resolved and why, signers added, last 催办 (engine.records.TaskRecord)
+    sa.Column("meta", json_type(), nullable=False, server_default=sa.text("'{}'")),
     sa.Index("ix_tasks_instance_id_status", "instance_id", "status"),
     sa.Index("ix_tasks_status_due_at_id", "status", "due_at", "id"),
 )
 
-# The pending roles of open tasks only: "what may I act on" becomes an index range scan
+# The pending slots of open tasks only, as lookup keys (a role id, or ``user:<id>`` for a
+# named person, engine.slots): "what may I act on" becomes an index range scan per key
 # instead of a JSON search through every task ever opened. due_at is the task's, copied
 # here so that one role's tasks come out of the index already in inbox order.
 task_roles = sa.Table(

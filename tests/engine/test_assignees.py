@@ -18,7 +18,6 @@ from engine.assignees import (
     Fallback,
     person_slot,
     resolve,
-    slot_people,
 )
 from engine.errors import DefinitionError
 from engine.org import Org, OrgSpec, load_org
@@ -69,8 +68,6 @@ def slots(org: Org, entries: list[Any], requester: str = "ann", **kw: Any) -> li
 
 def test_slot_encoding_round_trips() -> None:
     assert person_slot(["b", "a", "b"]) == "user:a,b"
-    assert slot_people("user:a,b") == ("a", "b")
-    assert slot_people("finance") is None
     with pytest.raises(ValueError, match="at least one user"):
         person_slot([])
 
