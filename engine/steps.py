@@ -15,11 +15,14 @@ from typing import Any
 from transitions import EventData, MachineError
 
 from engine import deadlines
+from engine.assignees import Context as AssigneeContext
+from engine.assignees import Resolution
+from engine.assignees import resolve as resolve_assignees
 from engine.context import context, encode_variables
 from engine.decisions import evaluate as evaluate_table
-from engine.errors import ExpressionError, InvalidData
+from engine.errors import ExpressionError, InvalidData, WorkflowError
 from engine.model import Inputs
-from engine.process import ROUTE_TRIGGER, CompiledProcess
+from engine.process import ROUTE_TRIGGER, CompiledProcess, skip_action
 from engine.records import (
     AuditRecord,
     InstanceStatus,
@@ -210,9 +213,29 @@ class Step:
                 )
                 return
             if state.task is not None:
-                task = self.open_task(target)
-                record.setdefault("data", {})["opened_task"] = task.id
-                return
+                assigned = self.assignees(target)
+                if assigned is None or assigned.skip is None:
+                    task = self.open_task(target, assigned)
+                    record.setdefault("data", {})["opened_task"] = task.id
+                    if assigned is not None:
+                        record["data"]["assigned"] = assigned.to_json()
+                    return
+                # nobody to ask and the owner said skip: the system takes the action
+                nxt = self.trigger(target, assigned.skip)
+                if nxt is None:
+                    raise WorkflowError(
+                        f"state {target!r}: nobody can take its task and the skip action "
+                        f"{assigned.skip!r} is not allowed now (its 'when' is false)"
+                    )
+                record = {
+                    "actor": SYSTEM,
+                    "action": "skipped",
+                    "from_state": target,
+                    "data": {"action": assigned.skip, "skipped": assigned.to_json()},
+                }
+                records.append(record)
+                target = nxt
+                continue
             nxt = self.trigger(target, ROUTE_TRIGGER)
             if nxt is None:  # pragma: no cover - validation demands an otherwise branch
                 raise ExpressionError(target, "no route branch matched")
@@ -223,11 +246,41 @@ class Step:
 
     # ---------------------------------------------------------------- tasks
 
-    def open_task(self, sname: str) -> TaskRecord:
+    def assignees(self, sname: str) -> Resolution | None:
+        """Who the task of ``sname`` goes to, for a task with ``assignees`` (else None):
+        resolved now from the org the process was compiled with, the instance's requester
+        and variables. Refused, changing nothing, when nobody and no fallback is found."""
         tspec = self.process.spec.states[sname].task
         assert tspec is not None
-        if tspec.role is not None:
-            roles: tuple[str, ...] = (tspec.role,)
+        if not tspec.assignees:
+            return None
+        org = self.process.org
+        if org is None:  # pragma: no cover - compile_process always attaches the org
+            raise WorkflowError(f"process {self.process.name!r} was compiled without an org")
+        fallbacks = tspec.if_none or self.process.spec.if_none
+        result = resolve_assignees(
+            org,
+            tspec.assignees,
+            AssigneeContext(self.base.requester, self.values, self.process.calendar.tz),
+            self.now,
+            mode=tspec.mode.value,
+            if_none=fallbacks,
+            default_skip=next((skip_action(tspec, f) for f in fallbacks if f == "skip"), None),
+        )
+        if result.unresolved:
+            raise WorkflowError(
+                f"nobody can take the task of state {sname!r}: {'; '.join(result.unresolved)}; "
+                f"fix {org.file} (a head, a manager, a delegate) or give the task 'if_none:'"
+            )
+        return result
+
+    def open_task(self, sname: str, assigned: Resolution | None = None) -> TaskRecord:
+        tspec = self.process.spec.states[sname].task
+        assert tspec is not None
+        if assigned is not None:
+            roles: tuple[str, ...] = assigned.roles
+        elif tspec.role is not None:
+            roles = (tspec.role,)
         elif tspec.role_from is not None:
             expr = self.process.expr(f"{sname}.role_from")
             role = expr.evaluate(self.ctx())
@@ -251,6 +304,7 @@ class Step:
             status=TaskStatus.open,
             created_at=self.now,
             due_at=due_at,
+            meta={"assigned": assigned.to_json()} if assigned is not None else {},
         )
         self._opened.append(task)
         self._tasks[task.id] = task
