@@ -386,11 +386,12 @@ class Org:
         dates = f" ({window})" if window else ""
         return rule.to, f"{user_id} is away; their delegate {rule.to} stands in{dates}"
 
-    def actor(self, user_id: str, now: datetime | None = None) -> Actor:
+    def actor(self, user_id: str, now: datetime | None = None, tz: tzinfo | None = None) -> Actor:
         """The acting identity of ``user_id``; an inactive user cannot act at all.
 
         With ``now``, a delegation limited to dates counts only on those days; without it,
-        every delegation counts (callers that know the time pass it).
+        every delegation counts (callers that know the time pass it, and the zone the
+        dates are read in: the process calendar's).
         """
         user = self.user(user_id)
         if not user.active:
@@ -399,7 +400,7 @@ class Org:
         stands_in = tuple(
             (uid, frozenset(u.roles))
             for uid, u in self.spec.users.items()
-            if u.delegate_on(now) == user_id
+            if u.delegate_on(now, tz) == user_id
         )
         return Actor(user_id, frozenset(user.roles), stands_in)
 

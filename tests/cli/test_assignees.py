@@ -90,3 +90,41 @@ def test_validate_names_an_unknown_department_with_its_place(db_url: str, tmp_pa
     assert res.code == 1
     assert "purchase_request.yaml:16:20: unknown department 'treasury'" in res.out + res.err
     assert "unknown department 'treasury'" in res.out + res.err
+
+
+def test_a_dated_delegate_gets_the_task_only_on_those_days(db_url: str, tmp_path: Path) -> None:
+    procs = folder(tmp_path)
+    org = procs / "org.yaml"
+    text = org.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("  guo.yan:"))
+    away = line.replace(
+        "department: finance,",
+        "department: finance, active: false,"
+        " delegate: {to: deng.ping, from: 2026-10-12, until: 2026-10-16},",
+    )
+    assert away != line
+    org.write_text(text.replace(line, away), encoding="utf-8")
+    sh = Shell(db_url, procs)
+    sh.ok("deploy", now=AT)
+    finance_tasks = []
+    for day in ("2026-10-16", "2026-10-17"):  # the last day of the absence, and the next
+        at = f"{day}T09:00:00+08:00"
+        inst = sh.js("start purchase_request --as liu.yang --set amount=100", now=at)["id"]
+        sh.ok(f"act {inst}-1 approve --as xu.ming", now=f"{day}T09:30:00+08:00")
+        finance_tasks.append(f"{inst}-2")
+    inside, outside = finance_tasks
+    # on the 16th deng.ping stands in for the head of finance; on the 17th nobody does, and
+    # the process's manager_up gives the task to guo.yan's manager
+    assert [t["id"] for t in sh.js("tasks --as deng.ping")] == [inside]
+    assert [t["id"] for t in sh.js("tasks --as lin.feng")] == [outside]
+    instance = outside.rsplit("-", 1)[0]
+    [entry] = sh.js(f"audit --instance {instance} --action approve")
+    [slot] = entry["data"]["assigned"]["slots"]
+    assert slot["slot"] == "user:lin.feng"
+    assert (
+        "guo.yan is away and their delegation to deng.ping (from 2026-10-12 until "
+        in (slot["reason"])
+    )
+    assert slot["reason"].endswith(
+        "does not cover this day; nobody found; next manager up: lin.feng"
+    )
