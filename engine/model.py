@@ -225,6 +225,12 @@ class TaskSpec(Frozen):
         description="When an assignee finds nobody: manager_up, {role: R}, skip or "
         "{skip: ACTION}, tried in order. Default: the process's if_none.",
     )
+    auto_approve_repeat: bool = Field(
+        default=False,
+        description="With assignees: when the only person found is the one who just "
+        "approved the step before, the system approves this one too (audited), instead of "
+        "asking them twice. Never where four-eyes keeps earlier approvers out.",
+    )
     mode: TaskMode = TaskMode.any
     countersign: str | None = Field(
         default=None,
@@ -268,6 +274,8 @@ class TaskSpec(Frozen):
             )
         if self.if_none and not self.assignees:
             raise ValueError("'if_none' is only for 'assignees'")
+        if self.auto_approve_repeat and not self.assignees:
+            raise ValueError("'auto_approve_repeat' is only for 'assignees'")
         if self.mode is not TaskMode.any and self.countersign is None:
             raise ValueError(f"mode {self.mode.value!r} needs 'countersign': the shared action")
         if self.mode is not TaskMode.any and len(set(self.roles)) != len(self.roles):

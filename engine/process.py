@@ -358,6 +358,12 @@ class _Checker:
                 self.check_user((*path, "user"), who.user)
             if who.user_var is not None:
                 self.check_user_var((*path, "user_var"), who.user_var)
+        if task.auto_approve_repeat and skip_action(task, "skip") is None:
+            self.add(
+                (*base, "auto_approve_repeat"),
+                "auto_approve_repeat needs to know the approving action: give the task "
+                "'countersign' or an 'approve' action",
+            )
         own = bool(task.if_none)
         where: PathKey = (*base, "if_none") if own else ("if_none",)
         for j, fallback in enumerate(task.if_none or self.spec.if_none):

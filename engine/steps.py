@@ -214,6 +214,23 @@ class Step:
                 return
             if state.task is not None:
                 assigned = self.assignees(target)
+                repeat = self.repeated(target, assigned)
+                if repeat is not None:
+                    # asked once: who approved the step before approves this one too
+                    record = {
+                        "actor": SYSTEM,
+                        "action": "auto_approved",
+                        "from_state": target,
+                        "data": {
+                            "action": repeat[0],
+                            "for": self.actor,
+                            "reason": f"{self.actor} approved the step before and is the only "
+                            "one asked here (auto_approve_repeat)",
+                        },
+                    }
+                    records.append(record)
+                    target = repeat[1]
+                    continue
                 if assigned is None or assigned.skip is None:
                     task = self.open_task(target, assigned)
                     record.setdefault("data", {})["opened_task"] = task.id
@@ -273,6 +290,25 @@ class Step:
                 f"fix {org.file} (a head, a manager, a delegate) or give the task 'if_none:'"
             )
         return result
+
+    def repeated(self, sname: str, assigned: Resolution | None) -> tuple[str, str] | None:
+        """``(action, next state)`` when the task of ``sname`` would only ask the person who
+        just approved in this step and its owner opted in (``auto_approve_repeat``); None
+        otherwise, and always where four-eyes would keep that person out."""
+        tspec = self.process.spec.states[sname].task
+        assert tspec is not None
+        if not tspec.auto_approve_repeat or assigned is None or not assigned.slots:
+            return None
+        if self.actor not in self._approvers[len(self.base.approvers) :]:
+            return None  # not an approval in this step (a start, a timer)
+        if any(slot.people != (self.actor,) for slot in assigned.slots):
+            return None
+        four_eyes = tspec.four_eyes if tspec.four_eyes is not None else self.process.spec.four_eyes
+        if four_eyes is True or (four_eyes and self.actor == self.base.requester):
+            return None
+        action = skip_action(tspec, "skip")
+        target = self.trigger(sname, action) if action is not None else None
+        return (action, target) if action is not None and target is not None else None
 
     def open_task(self, sname: str, assigned: Resolution | None = None) -> TaskRecord:
         tspec = self.process.spec.states[sname].task

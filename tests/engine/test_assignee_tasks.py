@@ -223,3 +223,61 @@ def test_a_task_takes_one_way_of_naming_who_acts(tree: Org) -> None:
     )
     (msg,) = problems(text, tree)
     assert "'if_none' is only for 'assignees'" in msg
+
+
+REPEAT = """
+process: repeat
+title: Asked once
+variables:
+  amount: {type: money}
+start: {require: [amount], to: manager}
+states:
+  manager:
+    task:
+      assignees: [{manager: requester}]
+      actions: {approve: {to: branch}, reject: {to: rejected}}
+  branch:
+    task:
+      assignees: [{head: north}]
+      auto_approve_repeat: true
+      actions: {approve: {to: finance}, reject: {to: rejected}}
+  finance:
+    task:
+      role: finance
+      actions: {approve: {to: approved}}
+  approved: {final: true, outcome: approved}
+  rejected: {final: true, outcome: rejected}
+"""
+
+
+def test_the_same_approver_of_two_steps_is_asked_once(tree: Org) -> None:
+    out = start(REPEAT, tree, amount="5")
+    out = act(REPEAT, tree, out, "cat", "approve")
+    # cat heads north and is ann's manager: the branch step is approved for her
+    assert out.snapshot.state == "finance"
+    [auto] = [a for a in out.audit if a.action == "auto_approved"]
+    assert (auto.actor, auto.from_state, auto.to_state) == ("system", "branch", "finance")
+    assert auto.data["for"] == "cat" and auto.data["action"] == "approve"
+    # without the opt-in she is asked again
+    text = REPEAT.replace("      auto_approve_repeat: true\n", "")
+    out = act(text, tree, start(text, tree, amount="5"), "cat", "approve")
+    assert out.snapshot.state == "branch" and out.snapshot.tasks[0].roles == ("user:cat",)
+
+
+def test_asked_once_never_overrides_four_eyes(tree: Org) -> None:
+    text = REPEAT.replace("title: Asked once", "title: Asked once\nfour_eyes: true")
+    out = act(text, tree, start(text, tree, amount="5"), "cat", "approve")
+    assert out.snapshot.state == "branch"
+    assert not [a for a in out.audit if a.action == "auto_approved"]
+
+
+def test_asked_once_needs_assignees_and_an_approving_action(tree: Org) -> None:
+    text = REPEAT.replace("role: finance", "role: finance\n      auto_approve_repeat: true")
+    (msg,) = problems(text, tree)
+    assert "'auto_approve_repeat' is only for 'assignees'" in msg
+    text = REPEAT.replace(
+        "actions: {approve: {to: finance}, reject: {to: rejected}}",
+        "actions: {ok: {to: finance}, no: {to: rejected}}",
+    )
+    (msg,) = problems(text, tree)
+    assert re.match(r"p\.yaml:15:\d+: auto_approve_repeat needs to know the approving action", msg)
