@@ -267,6 +267,14 @@ def test_the_person_found_satisfies_the_rule(data: dict[str, Any], pick: st.Data
     expected = acting(org, walk[n - 1]) if len(walk) == n else None
     assert res.roles == ((f"user:{expected}",) if expected else ())
 
+    # up to a role: the first manager up the line who holds it
+    res = resolve(
+        org, [Assignee.model_validate({"manager": "requester", "up_to": {"role": "r2"}})], ctx, NOW
+    )
+    first = next((m for m in org.chain(requester) if "r2" in org.users[m].roles), None)
+    expected = acting(org, first) if first else None
+    assert res.roles == ((f"user:{expected}",) if expected else ())
+
     # the head of a department is its head (or their delegate)
     dept = pick.draw(st.sampled_from(sorted(org.departments)))
     res = resolve(org, [Assignee(head=dept)], ctx, NOW)
