@@ -128,3 +128,10 @@ def test_a_dated_delegate_gets_the_task_only_on_those_days(db_url: str, tmp_path
     assert slot["reason"].endswith(
         "does not cover this day; nobody found; next manager up: lin.feng"
     )
+
+
+def test_the_graph_names_who_each_task_goes_to(db_url: str, tmp_path: Path) -> None:
+    out = Shell(db_url, folder(tmp_path)).ok("graph purchase_request").out
+    assert "manager --> finance: approve (manager of the requester)" in out
+    assert "finance --> by_amount: approve (head of finance)" in out
+    assert "gm --> approved: approve (manager of the requester up to general_manager)" in out
