@@ -411,7 +411,7 @@ def resolve(
     missing: list[tuple[Assignee, _Found, list[str]]] = []
     for entry in assignees:
         if entry.role is not None and entry.in_ is None:
-            acting = org.holders(entry.role, now=now)
+            acting = org.holders(entry.role, now=now, tz=ctx.tz)
             if acting:
                 slots.append(Slot(entry.role, f"role {entry.role}: any holder"))
             else:
@@ -485,6 +485,6 @@ def _fall_back(
                 continue
             return action, f"{failed}; step skipped ({action})"
         assert isinstance(fb, Fallback) and fb.role is not None
-        if r.org.holders(fb.role, now=r.now):
+        if r.org.holders(fb.role, now=r.now, tz=r.ctx.tz):
             return Slot(fb.role, f"{failed}; fallback to role {fb.role}")
     return None

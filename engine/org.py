@@ -429,7 +429,14 @@ class Org:
             )
         return self.actor(delegate, now), user_id
 
-    def holders(self, role: str, *, acting: bool = True, now: datetime | None = None) -> list[str]:
+    def holders(
+        self,
+        role: str,
+        *,
+        acting: bool = True,
+        now: datetime | None = None,
+        tz: tzinfo | None = None,
+    ) -> list[str]:
         """Users who hold ``role``; with ``acting``, absentees are replaced by their delegate."""
         out: list[str] = []
         for uid, u in self.spec.users.items():
@@ -438,7 +445,7 @@ class Org:
             if u.active:
                 out.append(uid)
             elif acting:
-                delegate = u.delegate_on(now)
+                delegate = u.delegate_on(now, tz)
                 if delegate is not None and delegate in self.spec.users:
                     out.append(delegate)
         return sorted(set(out))
