@@ -10,8 +10,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
+from engine.assignees import Assignee, IfNone
 from engine.calendarspec import ClockTime
 from engine.validation import Frozen
 from engine.values import VarType
@@ -293,6 +294,23 @@ class TaskSpec(Frozen):
         default=None, description="Expression giving the role id at the moment the task opens."
     )
     roles: tuple[str, ...] = Field(default=(), description="Several roles (with mode).")
+    assignees: tuple[Assignee, ...] = Field(
+        default=(),
+        description="Who acts, relative to the instance (the requester's manager, a "
+        "department's head, a role in the requester's department, a user variable...), "
+        "resolved when the task opens; with mode, one slot per entry.",
+    )
+    if_none: tuple[IfNone, ...] = Field(
+        default=(),
+        description="When an assignee finds nobody: manager_up, {role: R}, skip or "
+        "{skip: ACTION}, tried in order. Default: the process's if_none.",
+    )
+    auto_approve_repeat: bool = Field(
+        default=False,
+        description="With assignees: when the only person found is the one who just "
+        "approved the step before, the system approves this one too (audited), instead of "
+        "asking them twice. Never where four-eyes keeps earlier approvers out.",
+    )
     mode: TaskMode = TaskMode.any
     countersign: str | None = Field(
         default=None,
@@ -317,13 +335,27 @@ class TaskSpec(Frozen):
             return self.countersign
         return "approve" if "approve" in self.actions else None
 
+    @field_validator("if_none", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
     @model_validator(mode="after")
     def _who(self) -> TaskSpec:
-        given = sum(x is not None and x != () for x in (self.role, self.role_from, self.roles))
+        kinds = (self.role, self.role_from, self.roles, self.assignees)
+        given = sum(x is not None and x != () for x in kinds)
         if given != 1:
-            raise ValueError("a task needs exactly one of 'role', 'role_from' or 'roles'")
-        if self.mode is not TaskMode.any and not self.roles:
-            raise ValueError(f"mode {self.mode.value!r} needs 'roles' (one person per role)")
+            raise ValueError(
+                "a task needs exactly one of 'role', 'role_from', 'roles' or 'assignees'"
+            )
+        if self.mode is not TaskMode.any and not (self.roles or self.assignees):
+            raise ValueError(
+                f"mode {self.mode.value!r} needs 'roles' or 'assignees' (one person per entry)"
+            )
+        if self.if_none and not self.assignees:
+            raise ValueError("'if_none' is only for 'assignees'")
+        if self.auto_approve_repeat and not self.assignees:
+            raise ValueError("'auto_approve_repeat' is only for 'assignees'")
         if self.mode is not TaskMode.any and self.countersign is None:
             raise ValueError(f"mode {self.mode.value!r} needs 'countersign': the shared action")
         if self.mode is not TaskMode.any and len(set(self.roles)) != len(self.roles):
@@ -459,6 +491,17 @@ class ProcessSpec(Frozen):
         description="Default for tasks: true keeps out the requester and earlier approvers, "
         "'requester' only the requester.",
     )
+    if_none: tuple[IfNone, ...] = Field(
+        default=(),
+        description="Default for tasks with assignees: what to do when one finds nobody "
+        "(manager_up, {role: R}, skip, {skip: ACTION}; tried in order).",
+    )
+
+    @field_validator("if_none", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str | dict) else value
+
     confidential_to: tuple[str, ...] = Field(
         default=(), description="Roles allowed to see confidential variables."
     )

@@ -386,11 +386,12 @@ class Org:
         dates = f" ({window})" if window else ""
         return rule.to, f"{user_id} is away; their delegate {rule.to} stands in{dates}"
 
-    def actor(self, user_id: str, now: datetime | None = None) -> Actor:
+    def actor(self, user_id: str, now: datetime | None = None, tz: tzinfo | None = None) -> Actor:
         """The acting identity of ``user_id``; an inactive user cannot act at all.
 
         With ``now``, a delegation limited to dates counts only on those days; without it,
-        every delegation counts (callers that know the time pass it).
+        every delegation counts (callers that know the time pass it, and the zone the
+        dates are read in: the process calendar's).
         """
         user = self.user(user_id)
         if not user.active:
@@ -399,7 +400,7 @@ class Org:
         stands_in = tuple(
             (uid, frozenset(u.roles))
             for uid, u in self.spec.users.items()
-            if u.delegate_on(now) == user_id
+            if u.delegate_on(now, tz) == user_id
         )
         return Actor(user_id, frozenset(user.roles), stands_in)
 
@@ -428,7 +429,14 @@ class Org:
             )
         return self.actor(delegate, now), user_id
 
-    def holders(self, role: str, *, acting: bool = True, now: datetime | None = None) -> list[str]:
+    def holders(
+        self,
+        role: str,
+        *,
+        acting: bool = True,
+        now: datetime | None = None,
+        tz: tzinfo | None = None,
+    ) -> list[str]:
         """Users who hold ``role``; with ``acting``, absentees are replaced by their delegate."""
         out: list[str] = []
         for uid, u in self.spec.users.items():
@@ -437,7 +445,7 @@ class Org:
             if u.active:
                 out.append(uid)
             elif acting:
-                delegate = u.delegate_on(now)
+                delegate = u.delegate_on(now, tz)
                 if delegate is not None and delegate in self.spec.users:
                     out.append(delegate)
         return sorted(set(out))

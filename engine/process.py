@@ -16,6 +16,7 @@ from typing import Any
 
 from transitions import Machine
 
+from engine.assignees import Fallback, IfNone, Ref
 from engine.calendar import WorkingCalendar, default_calendar
 from engine.decisions import DecisionTable, load_decisions
 from engine.errors import DefinitionError, ExpressionError, InvalidData, Problem
@@ -126,6 +127,7 @@ class _Checker:
         self.check_variables()
         self.check_roles(("confidential_to",), spec.confidential_to)
         self.check_role(("owner_role",), spec.owner_role)
+        self.check_if_none()
         if spec.calendar not in self.calendars:
             known = ", ".join(self.calendars)
             self.add(("calendar",), f"unknown calendar {spec.calendar!r}; known: {known}")
@@ -310,6 +312,8 @@ class _Checker:
 
     def check_task(self, sname: str, task: TaskSpec) -> None:
         base: PathKey = ("states", sname, "task")
+        if task.assignees:
+            self.check_assignees(base, task)
         self.check_role((*base, "role"), task.role)
         self.check_roles((*base, "roles"), task.roles)
         if task.role_from is not None:
@@ -330,6 +334,89 @@ class _Checker:
             if action.when is not None:
                 self.check_expr(f"{sname}.{aname}.when", action.when, (*apath, "when"))
             self.check_inputs(apath, action, f"{sname}.{aname}")
+
+    # ------------------------------------------------------------------ assignees
+
+    def check_department(self, path: PathKey, dept: str) -> None:
+        """Departments, like people, are checked for validate and deploy only: a running
+        instance whose department has gone finds nobody there and falls back (if_none)."""
+        if self.people and dept not in self.org.departments:
+            known = ", ".join(sorted(self.org.departments)) or "none"
+            self.add(path, f"unknown department {dept!r}; org.yaml has: {known}")
+
+    def check_user(self, path: PathKey, user: str) -> None:
+        if self.people and user not in self.org.users:
+            self.add(path, f"unknown user {user!r}; name a user of org.yaml (see 'run.py users')")
+
+    def check_user_var(self, path: PathKey, name: str) -> None:
+        var = self.spec.variables.get(name)
+        if var is None:
+            self.add(path, f"unknown variable {name!r}")
+        elif var.type is not VarType.user:
+            self.add(
+                path, f"variable {name!r} is of type {var.type.value}; it must be of type user"
+            )
+
+    def check_ref(self, path: PathKey, ref: Ref) -> None:
+        if ref.var is not None:
+            self.check_user_var((*path, "var"), ref.var)
+        if ref.user is not None:
+            self.check_user((*path, "user"), ref.user)
+        if ref.department is not None:
+            self.check_department((*path, "department"), ref.department)
+
+    def check_assignees(self, base: PathKey, task: TaskSpec) -> None:
+        """Every assignee names known roles, departments, users and user variables, and
+        every fallback a known role or an action this task has."""
+        for i, who in enumerate(task.assignees):
+            path: PathKey = (*base, "assignees", i)
+            self.check_role((*path, "role"), who.role)
+            for key, ref in (("in", who.in_), ("manager", who.manager)):
+                if ref is not None:
+                    self.check_ref((*path, key), ref)
+            if isinstance(who.head, str):
+                self.check_department((*path, "head"), who.head)
+            elif who.head is not None:
+                self.check_ref((*path, "head", "of"), who.head.of)
+            if who.up_to is not None:
+                self.check_role((*path, "up_to", "role"), who.up_to.role)
+                if who.up_to.department is not None:
+                    self.check_department((*path, "up_to", "department"), who.up_to.department)
+            if who.user is not None:
+                self.check_user((*path, "user"), who.user)
+            if who.user_var is not None:
+                self.check_user_var((*path, "user_var"), who.user_var)
+        if task.auto_approve_repeat and skip_action(task, "skip") is None:
+            self.add(
+                (*base, "auto_approve_repeat"),
+                "auto_approve_repeat needs to know the approving action: give the task "
+                "'countersign' or an 'approve' action",
+            )
+        own = bool(task.if_none)
+        where: PathKey = (*base, "if_none") if own else ("if_none",)
+        for j, fallback in enumerate(task.if_none or self.spec.if_none):
+            fpath: PathKey = (*where, j)
+            if isinstance(fallback, Fallback) and fallback.role is not None:
+                self.check_role((*fpath, "role"), fallback.role)
+                continue
+            if fallback == "manager_up":
+                continue
+            action = skip_action(task, fallback)
+            if action is None:
+                at = "" if own else f" (for task {base[1]!r})"
+                self.add(
+                    fpath,
+                    f"'skip' does not say which action to take{at}: the task has no countersign "
+                    "or approve action; write {skip: ACTION}",
+                )
+            elif action not in task.actions:
+                self.add((*fpath, "skip"), f"skip action {action!r} is not an action of this task")
+            elif task.actions[action].require:
+                self.add(
+                    (*fpath, "skip"),
+                    f"skip action {action!r} requires input ("
+                    f"{', '.join(task.actions[action].require)}), which nobody gives when skipped",
+                )
 
     def check_deadline(self, path: PathKey, dl: DeadlineSpec, key: str) -> None:
         self.check_duration(path, dl, key)
@@ -388,6 +475,12 @@ class _Checker:
             if self.spec.deadline is None:
                 self.add(apath, "'extend' needs an instance deadline ('deadline:' at the top)")
             self.check_duration((*apath, "by"), action.extend.by, f"{sname}.{aname}.extend")
+
+    def check_if_none(self) -> None:
+        """The process-wide fallbacks' roles (their skip actions are checked per task)."""
+        for j, fallback in enumerate(self.spec.if_none):
+            if isinstance(fallback, Fallback):
+                self.check_role(("if_none", j, "role"), fallback.role)
 
     def check_schedule(self, spath: PathKey, sched: ScheduleSpec) -> None:
         spec, org = self.spec, self.org
@@ -560,6 +653,16 @@ def attach_machine(process: CompiledProcess) -> CompiledProcess:
     for a process loaded from a cache (service/defcache.py), as neither pickles."""
     process.machine = _build_machine(process)
     return process
+
+
+def skip_action(task: TaskSpec, fallback: IfNone) -> str | None:
+    """The action an ``if_none`` skip takes: the one it names, else the task's agreeing
+    action (countersign, or approve), else its only action."""
+    if isinstance(fallback, Fallback) and fallback.skip is not None:
+        return fallback.skip
+    if task.agree is not None:
+        return task.agree
+    return next(iter(task.actions)) if len(task.actions) == 1 else None
 
 
 def _has_defaults(spec: ProcessSpec, names: Iterable[str]) -> bool:

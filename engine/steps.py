@@ -15,11 +15,14 @@ from typing import Any
 from transitions import EventData, MachineError
 
 from engine import deadlines, readers
+from engine.assignees import Context as AssigneeContext
+from engine.assignees import Resolution
+from engine.assignees import resolve as resolve_assignees
 from engine.context import context, encode_variables
 from engine.decisions import evaluate as evaluate_table
-from engine.errors import ExpressionError, InvalidData
+from engine.errors import ExpressionError, InvalidData, WorkflowError
 from engine.model import Inputs
-from engine.process import RESUBMIT, ROUTE_TRIGGER, CompiledProcess
+from engine.process import RESUBMIT, ROUTE_TRIGGER, CompiledProcess, skip_action
 from engine.records import (
     AuditRecord,
     InstanceStatus,
@@ -218,9 +221,46 @@ class Step:
                 )
                 return
             if state.task is not None:
-                task = self.open_task(target)
-                record.setdefault("data", {})["opened_task"] = task.id
-                return
+                assigned = self.assignees(target)
+                repeat = self.repeated(target, assigned)
+                if repeat is not None:
+                    # asked once: who approved the step before approves this one too
+                    record = {
+                        "actor": SYSTEM,
+                        "action": "auto_approved",
+                        "from_state": target,
+                        "data": {
+                            "action": repeat[0],
+                            "for": self.actor,
+                            "reason": f"{self.actor} approved the step before and is the only "
+                            "one asked here (auto_approve_repeat)",
+                        },
+                    }
+                    records.append(record)
+                    target = repeat[1]
+                    continue
+                if assigned is None or assigned.skip is None:
+                    task = self.open_task(target, assigned)
+                    record.setdefault("data", {})["opened_task"] = task.id
+                    if assigned is not None:
+                        record["data"]["assigned"] = assigned.to_json()
+                    return
+                # nobody to ask and the owner said skip: the system takes the action
+                nxt = self.trigger(target, assigned.skip)
+                if nxt is None:
+                    raise WorkflowError(
+                        f"state {target!r}: nobody can take its task and the skip action "
+                        f"{assigned.skip!r} is not allowed now (its 'when' is false)"
+                    )
+                record = {
+                    "actor": SYSTEM,
+                    "action": "skipped",
+                    "from_state": target,
+                    "data": {"action": assigned.skip, "skipped": assigned.to_json()},
+                }
+                records.append(record)
+                target = nxt
+                continue
             nxt = self.trigger(target, ROUTE_TRIGGER)
             if nxt is None:  # pragma: no cover - validation demands an otherwise branch
                 raise ExpressionError(target, "no route branch matched")
@@ -231,11 +271,60 @@ class Step:
 
     # ---------------------------------------------------------------- tasks
 
-    def open_task(self, sname: str) -> TaskRecord:
+    def assignees(self, sname: str) -> Resolution | None:
+        """Who the task of ``sname`` goes to, for a task with ``assignees`` (else None):
+        resolved now from the org the process was compiled with, the instance's requester
+        and variables. Refused, changing nothing, when nobody and no fallback is found."""
+        tspec = self.process.spec.states[sname].task
+        assert tspec is not None
+        if not tspec.assignees:
+            return None
+        org = self.process.org
+        if org is None:  # pragma: no cover - compile_process always attaches the org
+            raise WorkflowError(f"process {self.process.name!r} was compiled without an org")
+        fallbacks = tspec.if_none or self.process.spec.if_none
+        result = resolve_assignees(
+            org,
+            tspec.assignees,
+            AssigneeContext(self.base.requester, self.values, self.process.calendar.tz),
+            self.now,
+            mode=tspec.mode.value,
+            if_none=fallbacks,
+            default_skip=next((skip_action(tspec, f) for f in fallbacks if f == "skip"), None),
+        )
+        if result.unresolved:
+            raise WorkflowError(
+                f"nobody can take the task of state {sname!r}: {'; '.join(result.unresolved)}; "
+                f"fix {org.file} (a head, a manager, a delegate) or give the task 'if_none:'"
+            )
+        return result
+
+    def repeated(self, sname: str, assigned: Resolution | None) -> tuple[str, str] | None:
+        """``(action, next state)`` when the task of ``sname`` would only ask the person who
+        just approved in this step and its owner opted in (``auto_approve_repeat``); None
+        otherwise, and always where four-eyes would keep that person out."""
+        tspec = self.process.spec.states[sname].task
+        assert tspec is not None
+        if not tspec.auto_approve_repeat or assigned is None or not assigned.slots:
+            return None
+        if self.actor not in self._approvers[len(self.base.approvers) :]:
+            return None  # not an approval in this step (a start, a timer)
+        if any(slot.people != (self.actor,) for slot in assigned.slots):
+            return None
+        four_eyes = tspec.four_eyes if tspec.four_eyes is not None else self.process.spec.four_eyes
+        if four_eyes is True or (four_eyes and self.actor == self.base.requester):
+            return None
+        action = skip_action(tspec, "skip")
+        target = self.trigger(sname, action) if action is not None else None
+        return (action, target) if action is not None and target is not None else None
+
+    def open_task(self, sname: str, assigned: Resolution | None = None) -> TaskRecord:
         tspec = self.process.spec.states[sname].task
         assert tspec is not None
         if sname == RESUBMIT:  # sent back to the requester: theirs alone
             roles: tuple[str, ...] = (user_slot(self.base.requester),)
+        elif assigned is not None:
+            roles = assigned.roles
         elif tspec.role is not None:
             roles = (tspec.role,)
         elif tspec.role_from is not None:
@@ -261,6 +350,7 @@ class Step:
             status=TaskStatus.open,
             created_at=self.now,
             due_at=due_at,
+            meta={"assigned": assigned.to_json()} if assigned is not None else {},
         )
         self._opened.append(task)
         self._tasks[task.id] = task

@@ -26,11 +26,13 @@ def mermaid(spec: ProcessSpec, current: str | None = None) -> str:
     lines.append(f"    [*] --> {spec.start.to}: start")
     for name, state in spec.states.items():
         if state.task:
-            who = (
-                state.task.role
-                or state.task.role_from
-                or f"{state.task.mode.value}: " + ", ".join(state.task.roles)
-            )
+            task = state.task
+            if task.assignees:
+                names = [_label(a.describe()) for a in task.assignees]
+                single = len(names) == 1 and task.mode.value == "any"
+                who = names[0] if single else f"{task.mode.value}: " + ", ".join(names)
+            else:
+                who = task.role or task.role_from or f"{task.mode.value}: " + ", ".join(task.roles)
             for action_name, action in state.task.actions.items():
                 guard = f" [{_label(action.when)}]" if action.when else ""
                 lines.append(f"    {name} --> {action.to}: {action_name} ({who}){guard}")

@@ -210,8 +210,12 @@ class Workflow:
 
     # ------------------------------------------------------------------ commands
 
-    def actor(self, user: str) -> Actor:
-        return self.org.actor(user)
+    def actor(
+        self, user: str, now: datetime | None = None, proc: CompiledProcess | None = None
+    ) -> Actor:
+        """``user`` as an actor; with ``now``, delegations limited to dates count only on
+        their days, read in the zone of ``proc``'s calendar (as task assignment reads them)."""
+        return self.org.actor(user, now, proc.calendar.tz if proc is not None else None)
 
     def start(
         self, process: str, user: str, data: Mapping[str, Any], now: datetime | None = None
@@ -222,7 +226,7 @@ class Workflow:
         check_input_names(data)
         version = self.latest_version(process)
         proc = self.process(process, version)
-        actor = self.actor(user)
+        actor = self.actor(user, now, proc)
         outcome = fire(proc, None, Start(new_id(), version), actor, data, now)
         self.store.apply(outcome, self.clock())
         return outcome.snapshot
@@ -305,6 +309,7 @@ class Workflow:
             raise self._closed(task_id, what)  # decided since we first looked
         now = self._step_time(snapshot, now)
         proc = self.process(snapshot.process, snapshot.version)
+        actor = self.actor(user, now, proc)
         try:
             outcome = fire(proc, snapshot, event, actor, data or {}, now)
         except ActionNotAllowed as exc:
@@ -331,6 +336,7 @@ class Workflow:
         snapshot = self.store.load_snapshot(instance_id)
         now = self._step_time(snapshot, now)
         proc = self.process(snapshot.process, snapshot.version)
+        actor = self.actor(user, now, proc)
         try:
             outcome = fire(proc, snapshot, event, actor, {}, now)
         except ActionNotAllowed as exc:

@@ -98,10 +98,11 @@ def test_tick_stops_when_org_yaml_prefers_a_channel_channels_yaml_lacks(
     text = org.read_text(encoding="utf-8")
     assert old in text
     org.write_text(text.replace(old, "contacts: {channels: [sms]}"), encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.startswith("  zhao.lei:"))
     sh = Shell(db_url, procs)
     sh.refused(
         ["tick", "--channels", str(path)],
-        "org.yaml:44:",
+        f"org.yaml:{line}:",
         now="2026-09-30T10:00+08:00",
     )
     assert (

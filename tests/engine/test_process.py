@@ -118,7 +118,8 @@ states:
   b: {final: true}
 """
     with pytest.raises(
-        DefinitionError, match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from' or 'roles'"
+        DefinitionError,
+        match=r"p.yaml:6:5: .*exactly one of 'role', 'role_from', 'roles' or 'assignees'",
     ):
         build(text, org)
 

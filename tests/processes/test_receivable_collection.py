@@ -307,7 +307,8 @@ def test_phone_agreement_lapse_legal_uncollectible() -> None:
         D("100000.00"),
     )
     run.act("zhang.wei", "approve", approval_note="同意")
-    assert (run.state, run.role) == ("under_agreement", "branch_manager")
+    # the case now names the salesperson: their own manager follows it up
+    assert (run.state, run.role) == ("under_agreement", "user:xu.ming")
     # 24:00 of the last repayment day; Sunday 31 May moves to Monday 1 June (art. 203)
     assert run.task.due_at == at("2026-06-02 00:00")
     run.now = at("2026-03-31 15:00")
@@ -320,7 +321,7 @@ def test_phone_agreement_lapse_legal_uncollectible() -> None:
     run.act("xu.ming", "go_legal", comment="违约且失联", now=at("2026-06-03 10:00"))
     assert (run.state, run.role) == ("legal_consultation", "legal_adviser")
     run.act("peng.lv", "advise_action", legal_advice="证据充分，建议起诉")
-    assert (run.state, run.role) == ("legal_action", "branch_manager")
+    assert (run.state, run.role) == ("legal_action", "user:xu.ming")
     run.act(
         "xu.ming",
         "uncollectible",
@@ -616,3 +617,16 @@ def test_cli_holiday_term_end_payment_dates(sh: Shell) -> None:
     fee = policy_fee(D("100000.00"), HOLIDAY_TERM_END, date(2026, 10, 9))
     assert fee == D("20.00")
     assert (done["outcome"], D(done["variables"]["late_fee"])) == ("paid", fee)
+
+
+def test_collection_goes_to_the_salespersons_own_manager() -> None:
+    # huang.tao sells for the south branch: its head collects, not the north branch's manager
+    run = receivable(salesperson="huang.tao")
+    run.advance(run.pending("escalation")[-1].due_at)
+    assert (run.state, run.role) == ("phone_collection", "user:he.jing")
+    reason = run.task.meta["assigned"]["slots"][0]["reason"]
+    assert reason == "manager of variable salesperson: manager of huang.tao (head of sales_south)"
+    with pytest.raises(ActionNotAllowed, match="is assigned to he.jing; xu.ming is not one"):
+        run.act("xu.ming", "go_legal", overdue_reason="x", comment="x")
+    run.act("he.jing", "go_legal", overdue_reason="长期欠账", comment="恶意拖欠")
+    assert run.state == "legal_consultation"
