@@ -59,7 +59,8 @@ class ReportData:
         aware(until, "until")
         names = ("id", "process", "state", "status", "decision", "decided_by", "created_at")
         cols = [tasks.c[n] for n in (*names, "closed_at", "due_at")]
-        stmt = sa.select(*cols).where(tasks.c.closed_at >= since, tasks.c.closed_at < until)
+        closed = tasks.c.closed_at
+        stmt = sa.select(*cols).where(closed.is_not(None), closed >= since, closed < until)
         if process is not None:
             stmt = stmt.where(tasks.c.process == process)
         return self._stream(stmt)

@@ -122,6 +122,13 @@ tasks = sa.Table(
     sa.Column("meta", json_type(), nullable=False, server_default=sa.text("'{}'")),
     sa.Index("ix_tasks_instance_id_status", "instance_id", "status"),
     sa.Index("ix_tasks_status_due_at_id", "status", "due_at", "id"),
+    # reports count the tasks decided in a period (migration 0010)
+    sa.Index(
+        "ix_tasks_closed_at",
+        "closed_at",
+        sqlite_where=sa.text("closed_at IS NOT NULL"),
+        postgresql_where=sa.text("closed_at IS NOT NULL"),
+    ),
 )
 
 # The pending slots of open tasks only, as lookup keys (a role id, or ``user:<id>`` for a

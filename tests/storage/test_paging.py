@@ -352,3 +352,13 @@ def test_migration_0007_gives_existing_tasks_empty_notes_and_keeps_their_roles(
     with Store.open(db_url) as s:
         assert s.get_task("m1-1").meta == {}
         assert [t.id for t in walk(s.task_page, roles={"manager"})] == ["m1-1"]
+
+
+def test_reports_read_decided_tasks_through_their_close_index(sqlite_url: str) -> None:
+    """The month's decided tasks are one range scan of ``ix_tasks_closed_at`` (migration
+    0010), not a scan of every task ever opened."""
+    with Store.open(sqlite_url) as s:
+        since, until = T0, T0 + timedelta(days=30)
+        seen = captured(s, lambda: list(s.reports.tasks_closed(since, until)))
+        (plan,) = plans(s, seen)
+    assert "ix_tasks_closed_at" in plan, plan
