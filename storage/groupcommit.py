@@ -1,0 +1,210 @@
+"""Group commit: steps that arrive together from many request threads share one commit.
+
+A server with many approvers acting at once would otherwise pay one commit (an fsync on
+SQLite, a WAL flush and a round trip on PostgreSQL) per step, one after the other: on
+SQLite the writers queue on the single write lock anyway. Here the first thread to arrive
+becomes the *leader*: it takes every step queued so far (its own included) and writes
+them in one transaction, then commits once; the steps that arrive meanwhile wait and form
+the next batch, written by one of their own threads. There is no writer thread to start
+or stop and no timer: a batch is whatever queued while the last commit ran.
+
+Each step keeps its own result and its own error:
+
+- the steps of a batch run through ``StepWriter.execute_batch`` (PostgreSQL pipeline,
+  else a savepoint per step), so a step that lost its race (row version changed, the
+  same task twice in one batch) gets its ``Conflict`` and writes nothing, while the
+  others go ahead;
+- a step that fails in any other way (a constraint, a trigger, a driver error) makes
+  the batch roll back to its start and run again one step per savepoint, so only the
+  failing step gets the error;
+- if the transaction itself fails, the COMMIT included, every caller of the batch gets
+  that exception: nobody is told success for a step that is not durable;
+- a caller returns only after the commit that holds its step has returned.
+
+Nothing is retried behind a caller's back (a failed commit may not be repeated safely
+without knowing whether it happened), so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.records import Outcome
+from storage.auditkeys import AuditKeys
+from storage.db import open_database
+from storage.steps import Plan, StepWriter
+from storage.store import Store
+
+# On PostgreSQL each step of a batch holds its audit chain's advisory lock and its row
+# locks until the commit; this bounds how many, and how long one leader works.
+MAX_BATCH = 64
+
+StepResult = list[int] | BaseException
+
+
+class _Waiter:
+    """One caller's step and, once its batch is over, its result or its error."""
+
+    __slots__ = ("done", "error", "plan", "result")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.done = False
+        self.result: list[int] = []
+        self.error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Coalesces concurrent ``apply`` calls into shared transactions (leader/follower)."""
+
+    def __init__(self, steps: StepWriter, max_batch: int = MAX_BATCH) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self._steps = steps
+        self._max = max_batch
+        self._cond = threading.Condition()
+        self._queue: deque[_Waiter] = deque()
+        self._leading = False
+        # counters for benchmarks and operators (read without the lock: indicative only)
+        self.batches_started = 0  # batches a leader has taken (under the lock)
+        self.batches = 0  # batches committed
+        self.steps = 0  # steps in them (lost races included: they were written as nothing)
+
+    @property
+    def queued(self) -> int:
+        """Steps waiting for a leader to take them (tests wait on this, never on time)."""
+        with self._cond:
+            return len(self._queue)
+
+    def apply(self, plan: Plan) -> list[int]:
+        """Write ``plan`` in the next batch; its audit seqs once that batch is committed.
+
+        Raises the step's own ``Conflict`` or error, or the batch's error if the
+        transaction failed (then nothing of this step was written).
+        """
+        me = _Waiter(plan)
+        with self._cond:
+            self._queue.append(me)
+        while True:
+            with self._cond:
+                while self._leading and not me.done:
+                    self._cond.wait()
+                if me.done:
+                    break
+                self._leading = True
+                self.batches_started += 1
+                batch = [self._queue.popleft() for _ in range(min(self._max, len(self._queue)))]
+            try:
+                self._write(batch)
+            finally:
+                with self._cond:
+                    for waiter in batch:
+                        waiter.done = True
+                    self._leading = False
+                    self._cond.notify_all()
+        if me.error is not None:
+            raise me.error
+        return me.result
+
+    def _write(self, batch: Sequence[_Waiter]) -> None:
+        """One transaction for the batch; every waiter ends with a result or an error."""
+        try:
+            with self._steps.transaction(write=True) as cur:
+                results = self._execute(cur, [w.plan for w in batch])
+        except BaseException as exc:  # the transaction or its COMMIT failed: nothing is durable
+            for waiter in batch:
+                waiter.error = exc
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and the like still stop the leader's thread
+            return
+        self.batches += 1
+        self.steps += len(batch)
+        for waiter, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                waiter.error = result
+            else:
+                waiter.result = result
+
+    def _execute(self, cur: Any, plans: Sequence[Plan]) -> list[StepResult]:
+        """All plans in the open transaction: together first, one by one if one fails."""
+        run = self._steps.run
+        run(cur, "SAVEPOINT shenpi_group", {})
+        try:
+            results: list[StepResult] = list(self._steps.execute_batch(cur, plans))
+        except Exception:
+            # not a lost race (those come back as Conflict): find out whose step it is
+            run(cur, "ROLLBACK TO SAVEPOINT shenpi_group", {})
+            results = self._one_by_one(cur, plans)
+        run(cur, "RELEASE SAVEPOINT shenpi_group", {})
+        return results
+
+    def _one_by_one(self, cur: Any, plans: Sequence[Plan]) -> list[StepResult]:
+        """Each plan in a savepoint of its own; an error undoes only that plan.
+
+        In instance-id order, as ``execute_batch``, so that writers batching overlapping
+        instances take the PostgreSQL row locks in one order. If the database cannot roll
+        back to the savepoint (SQLite may abort the whole transaction on I/O errors), that
+        error ends the batch and reaches every caller.
+        """
+        run = self._steps.run
+        results: list[StepResult] = [[] for _ in plans]
+        for i in sorted(range(len(plans)), key=lambda i: plans[i].instance_id):
+            run(cur, "SAVEPOINT shenpi_one", {})
+            try:
+                results[i] = self._steps.execute(cur, plans[i])
+            except Exception as exc:
+                run(cur, "ROLLBACK TO SAVEPOINT shenpi_one", {})
+                results[i] = exc
+            run(cur, "RELEASE SAVEPOINT shenpi_one", {})
+        return results
+
+
+class GroupCommitStore(Store):
+    """A Store whose ``apply`` goes through a :class:`GroupCommitter`: for a server whose
+    request threads share one Store. Everything else is the plain Store's.
+
+    ``GroupCommitStore.open(url)`` opens it as ``Store.open`` does. Steps that claim a
+    schedule slot (the scheduler's) keep their own transaction.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        audit_keys: AuditKeys | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        super().__init__(engine, audit_keys)
+        self.committer = GroupCommitter(self._steps, max_batch)
+
+    @classmethod
+    def open(
+        cls, url: str, audit_keys: AuditKeys | None = None, max_batch: int = MAX_BATCH
+    ) -> GroupCommitStore:
+        """Open the database at ``url`` as ``Store.open`` does, with group commit."""
+        keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
+        return cls(open_database(url), keys, max_batch)
+
+    def apply(
+        self,
+        outcome: Outcome,
+        recorded_at: datetime,
+        fired_timer: str | None = None,
+        schedule_run: tuple[str, datetime] | None = None,
+    ) -> list[int]:
+        """As ``Store.apply``, sharing the commit with the steps that arrive together.
+
+        The plan (row parameters, audit hashes' documents) is made in the caller's
+        thread before it queues, so the leader's transaction holds only statements.
+        """
+        if schedule_run is not None:
+            return super().apply(outcome, recorded_at, fired_timer, schedule_run)
+        return self.committer.apply(self._steps.plan(outcome, recorded_at, fired_timer))
+
+
+__all__ = ["MAX_BATCH", "GroupCommitStore", "GroupCommitter"]
