@@ -89,6 +89,27 @@ class ActionNotAllowed(WorkflowError):
         super().__init__(f"action {action!r} on task {task}: {reason}")
 
 
+class TaskClosed(ActionNotAllowed):
+    """The task was already decided (or cancelled), possibly a moment ago by someone else.
+
+    A subclass so that everything that treats it as a refused action still does; the HTTP
+    face answers it 409 with who decided, not 403: the caller was not wrong to try.
+    """
+
+    def __init__(
+        self, task: str, action: str, status: str, decision: str | None, decided_by: str | None
+    ) -> None:
+        self.status = status
+        self.decision = decision
+        self.decided_by = decided_by
+        by = f" by {decided_by}" if decided_by else ""
+        super().__init__(
+            task,
+            action,
+            f"the task is already {status} ({decision or 'no decision'}{by}); nothing was changed",
+        )
+
+
 class InvalidData(WorkflowError):
     """A value given for a variable is missing, unknown or of the wrong type."""
 
@@ -139,3 +160,14 @@ class NoDatabase(WorkflowError):
             f"no database at {where}; run 'python run.py deploy' first (it creates one), "
             "or check --db"
         )
+
+
+# --------------------------------------------------------------------------- API callers
+
+
+class NotAuthenticated(ShenpiError):
+    """No API token, or one that is unknown, malformed, expired or revoked."""
+
+
+class NotPermitted(WorkflowError):
+    """The caller is known but may not use this operation (a scope or an operator view)."""

@@ -89,6 +89,7 @@ from service import (  # noqa: E402, F401
     cli_definitions,
     cli_instances,
     cli_ops,
+    cli_tokens,
     notices_cli,
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from service.cli import cli
@@ -14,6 +16,12 @@ from service.cli_base import (
     refusals,
 )
 from service.display import display_tz
+
+if TYPE_CHECKING:
+    import socket
+
+    from notifiers.outbox import Outlet
+    from service.workflow import Workflow
 
 CHANNELS_HELP = (
     "channels.yaml to send through (env SHENPI_CHANNELS; default: channels.yaml in "
@@ -79,21 +87,115 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
     type=click.FloatRange(0.5, 3600),
     help="Seconds between ticks.",
 )
-@click.option("--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron).")
+@click.option(
+    "--once", is_flag=True, help="Deploy, run one tick and exit (for checks and cron; no HTTP)."
+)
 @channels_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the HTTP API listens on (0.0.0.0: every interface; put TLS in front).",
+)
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="HTTP port."
+)
+@click.option("--no-http", is_flag=True, help="Only the scheduler, no HTTP API.")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Allow browser calls from this origin, e.g. https://ops.example.com (repeatable; "
+    "default: CORS off).",
+)
+@click.option(
+    "--max-body",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    metavar="KIB",
+    help="Largest request body accepted, in KiB (larger: 413).",
+)
+@click.option(
+    "--rate",
+    default=600,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    metavar="N",
+    help="Requests per minute per API token (bursts of up to a tenth, at least 10; "
+    "more: 429 with Retry-After; 0: no limit).",
+)
 @pass_settings
-def serve(settings: Settings, every: float, once: bool, channels_file: str | None) -> None:
-    """Deploy the processes in --processes, then run the scheduler: every few seconds fire
-    due timers and scheduled runs and send the outbox. Several serve processes may share a
-    PostgreSQL database; each timer and scheduled run still happens once."""
+def serve(
+    settings: Settings,
+    every: float,
+    once: bool,
+    channels_file: str | None,
+    host: str,
+    port: int,
+    no_http: bool,
+    cors_origins: tuple[str, ...],
+    max_body: int,
+    rate: int,
+) -> None:
+    """Deploy the processes in --processes, then serve the HTTP API (/v1, docs at /docs)
+    on --host:--port and run the scheduler beside it: every few seconds fire due timers
+    and scheduled runs and send the outbox. Several serve processes may share a
+    PostgreSQL database; each timer and scheduled run still happens once. Ctrl-C stops
+    both cleanly."""
     from service.channels import load_outlet
     from service.scheduler import run_scheduler
 
     with refusals():
         outlet = load_outlet(settings.processes, channels_file, print)
         wf = settings.workflow(create=True)
+        sock = None
+        if not (once or no_http):
+            from api.server import bind
+
+            sock = bind(host, port)  # before anything runs: a port in use is one line
         result = wf.deploy([], by="system", now=settings.at())
         for d in result:
             status = "deployed" if d.created else "unchanged"
             click.echo(f"{d.process} v{d.version} {status}", err=True)
-        run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)
+        if sock is None:
+            run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)
+            return
+        _serve_http(settings, wf, sock, every, outlet, cors_origins, max_body, rate)
+
+
+def _serve_http(
+    settings: Settings,
+    wf: Workflow,
+    sock: socket.socket,
+    every: float,
+    outlet: Outlet,
+    cors_origins: tuple[str, ...],
+    max_body: int,
+    rate: int,
+) -> None:
+    """uvicorn in the main thread (it owns the signals), the scheduler on its own thread
+    with a Workflow of its own on the same store."""
+    from api import server
+    from api.app import ApiConfig, create_app
+    from service.scheduler import start_background
+    from service.workflow import Workflow
+
+    config = ApiConfig(
+        max_body_bytes=max_body * 1024,
+        rate_per_minute=float(rate),
+        rate_burst=max(10, rate // 10),
+        cors_origins=cors_origins,
+    )
+    app = create_app(wf, config)
+    ticker = Workflow(wf.store, wf.processes_dir, cache=wf.cache)
+    scheduler = start_background(ticker, every=every, fixed_now=settings.now, outlet=outlet)
+    host, port = sock.getsockname()[:2]
+    click.echo(f"HTTP API on http://{host}:{port}/v1 (docs: /docs)", err=True)
+    try:
+        server.run(app, sock)
+    finally:
+        scheduler.shutdown(wait=True)
+        sock.close()
+        click.echo("stopped", err=True)

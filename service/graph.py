@@ -9,7 +9,9 @@ def _label(text: str) -> str:
     return text.replace('"', "'").replace(":", "：").replace("\n", " ")
 
 
-def mermaid(spec: ProcessSpec) -> str:
+def mermaid(spec: ProcessSpec, current: str | None = None) -> str:
+    """The diagram; ``current`` (an instance's state) is drawn highlighted, so a person
+    sees where the instance stands in the whole flow."""
     lines = ["stateDiagram-v2", f"    %% {spec.process}: {_label(spec.title)}"]
     for name, state in spec.states.items():
         if state.title:
@@ -50,4 +52,7 @@ def mermaid(spec: ProcessSpec) -> str:
                 lines.append(
                     f"    {spec.start.to} --> {esc.goto}: overdue, escalation level {level}"
                 )
+    if current is not None and current in spec.states:
+        lines.append("    classDef current fill:#fde68a,stroke:#b45309,stroke-width:3px")
+        lines.append(f"    class {current} current")
     return "\n".join(lines) + "\n"

@@ -34,6 +34,11 @@ __all__ = [
     "audit_rows",
     "calendar_view",
     "check_cursor",
+    "definition_rows",
+    "definition_view",
+    "instance_diagram",
+    "task_view",
+    "validate_text",
     "delivery_rows",
     "deploy_rows",
     "instance_rows",
@@ -104,6 +109,68 @@ def deploy_rows(
         }
         for d in wf.deploy(list(paths), by=by, now=now)
     ]
+
+
+def validate_text(wf: Workflow, text: str, file: str) -> dict[str, Any]:
+    """Check one posted YAML text as ``validate`` checks a file: against the org and
+    calendars of the processes folder. DefinitionError lists every problem."""
+    from engine.calendarspec import load_calendar
+    from engine.catalog import kind_of
+    from engine.errors import DefinitionError
+    from engine.org import load_org
+    from engine.process import compile_process
+    from engine.values import check_name
+    from engine.yamlsafe import load_text
+
+    check_name("file", file)
+    doc = load_text(text, file)
+    kind = kind_of(doc)
+    if kind == "process":
+        catalog = wf.catalog
+        name = compile_process(doc, catalog.org, catalog.calendars).name
+    elif kind == "org":
+        load_org(doc)
+        name = None
+    elif kind == "calendar":
+        name = load_calendar(doc).calendar
+    else:
+        raise DefinitionError(
+            [doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")]
+        )
+    return {"valid": True, "kind": kind, "name": name, "problems": []}
+
+
+def definition_rows(wf: Workflow) -> list[dict[str, Any]]:
+    """The latest deployed version of every process, by name (without the source)."""
+    return [_definition_json(wf, row) for row in wf.store.list_definitions()]
+
+
+def definition_view(wf: Workflow, process: str, version: int | None) -> dict[str, Any]:
+    """One deployed version (the latest when ``version`` is None) with its YAML source."""
+    from engine.values import check_name
+
+    check_name("process", process)
+    row = wf.store.get_definition(process, version)
+    if row is None:
+        what = process if version is None else f"{process} v{version}"
+        raise NotFound("process version" if version else "process", what)
+    return _definition_json(wf, row) | {"source": row["source_text"]}
+
+
+def _definition_json(wf: Workflow, row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        title: str | None = wf.process(row["process"], row["version"]).spec.title
+    except WorkflowError:
+        title = None  # a version that no longer compiles still lists
+    return {
+        "process": row["process"],
+        "version": row["version"],
+        "title": title,
+        "file": row["file"],
+        "source_hash": row["source_hash"],
+        "deployed_at": iso(row["deployed_at"]),
+        "deployed_by": row["deployed_by"],
+    }
 
 
 def process_graph(processes_dir: Path, name: str, wf: Workflow | None) -> str:
@@ -231,6 +298,34 @@ def _task_titles(wf: Workflow, found: Iterable[TaskRecord]) -> dict[str, str]:
     return titles
 
 
+def task_view(wf: Workflow, task_id: str, now: datetime) -> dict[str, Any]:
+    """One task, open or closed, with its title."""
+    from engine.values import check_name
+
+    check_name("task id", task_id)
+    task = wf.store.get_task(task_id)
+    return task_json(task, now, _task_titles(wf, [task]).get(task.id))
+
+
+def instance_diagram(wf: Workflow, instance_id: str) -> dict[str, Any]:
+    """The instance's process as Mermaid, its current state highlighted."""
+    from engine.values import check_name
+    from service.graph import mermaid
+
+    check_name("instance id", instance_id)
+    snapshot = wf.store.load_snapshot(instance_id)
+    proc = wf.process(snapshot.process, snapshot.version)
+    return {
+        "instance_id": snapshot.id,
+        "process": snapshot.process,
+        "version": snapshot.version,
+        "state": snapshot.state,
+        "status": snapshot.status,
+        "open_tasks": [t.id for t in snapshot.tasks],
+        "mermaid": mermaid(proc.spec, current=snapshot.state),
+    }
+
+
 def instance_view(
     wf: Workflow, instance_id: str, viewer: str | None, now: datetime
 ) -> InstanceView:
@@ -263,12 +358,18 @@ def instance_rows(
     process: str | None = None,
     state: str | None = None,
     status: str | None = None,
+    requester: str | None = None,
     limit: int = 100,
     after: str | None = None,
 ) -> Rows:
     """One page of instances, oldest first, variables as shown (no tasks)."""
     page = wf.store.instance_page(
-        process=process, state=state, status=status, limit=limit, after=after
+        process=process,
+        state=state,
+        status=status,
+        requester=requester,
+        limit=limit,
+        after=after,
     )
     types = {
         key: variable_types(wf.process(*key))

@@ -13,6 +13,7 @@ import signal
 import threading
 from datetime import datetime
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -102,3 +103,31 @@ def run_scheduler(
 
     log.info("serving: tick every %.1fs", every)
     scheduler.start()
+
+
+def start_background(
+    wf: Workflow,
+    every: float = 5.0,
+    fixed_now: datetime | None = None,
+    outlet: Outlet | None = None,
+) -> BackgroundScheduler:
+    """The same ticks on a thread of their own, first one at once: for ``serve`` with the
+    HTTP API, whose server owns the main thread and its signals. The caller stops it
+    with ``shutdown(wait=True)``, which lets a tick in progress finish."""
+    configure_logging()
+    outlet = outlet or Outlet.console(print)
+    zone = display_tz()
+    scheduler = BackgroundScheduler(timezone=zone)
+    scheduler.add_job(
+        one_tick,
+        IntervalTrigger(seconds=every, timezone=zone),
+        args=(wf, fixed_now, outlet),
+        id="tick",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+        next_run_time=datetime.now(zone),
+    )
+    scheduler.start()
+    log.info("scheduler: tick every %.1fs", every)
+    return scheduler

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.catalog import Catalog, compile_stored, load_catalog, org_catalog, org_catalog_files
-from engine.errors import ActionNotAllowed, NotFound, OutOfOrder, WorkflowError
+from engine.errors import (
+    ActionNotAllowed,
+    Conflict,
+    NotFound,
+    OutOfOrder,
+    TaskClosed,
+    WorkflowError,
+)
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
@@ -247,14 +254,7 @@ class Workflow:
         task = next((t for t in snapshot.tasks if t.id == task_id), None)
         what = getattr(event, "action", None) or type(event).__name__.lower()
         if task is None:
-            task = self.store.get_task(task_id)  # decided since we first looked
-            by = f" by {task.decided_by}" if task.decided_by else ""
-            raise ActionNotAllowed(
-                task_id,
-                what,
-                f"the task is already {task.status} ({task.decision or 'no decision'}{by}); "
-                "nothing was changed",
-            )
+            raise self._closed(task_id, what)  # decided since we first looked
         now = self._step_time(snapshot, now)
         proc = self.process(snapshot.process, snapshot.version)
         try:
@@ -262,7 +262,14 @@ class Workflow:
         except ActionNotAllowed as exc:
             self._record_denial(snapshot, task.id, exc, user, now)
             raise
-        self.store.apply(outcome, self.clock())
+        try:
+            self.store.apply(outcome, self.clock())
+        except Conflict:
+            # lost a race: if the task was closed by the winner, say so and by whom
+            closed = self._closed(task_id, what)
+            if closed.status != "open":
+                raise closed from None
+            raise
         return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
 
     def on_instance(
@@ -294,6 +301,11 @@ class Workflow:
             last = snapshot.updated_at.astimezone(now.tzinfo).isoformat()
             raise OutOfOrder(snapshot.id, now.isoformat(), last)
         return now
+
+    def _closed(self, task_id: str, action: str) -> TaskClosed:
+        """The refusal for a task no longer open, saying who decided it."""
+        task = self.store.get_task(task_id)
+        return TaskClosed(task_id, action, task.status, task.decision, task.decided_by)
 
     def _snapshot_of_task(self, task_id: str) -> Snapshot:
         """Task ids are ``<instance>-<n>``: load the instance directly, one query fewer."""

@@ -214,6 +214,7 @@ class Listings(Database):
         process: str | None = None,
         state: str | None = None,
         status: str | None = None,
+        requester: str | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> Page[Snapshot]:
@@ -231,6 +232,8 @@ class Listings(Database):
             stmt = stmt.where(instances.c.state == state)
         if status is not None:
             stmt = stmt.where(instances.c.status == status)
+        if requester is not None:
+            stmt = stmt.where(instances.c.requester == requester)
         start = _after_created(key)
         if start is not None:
             stmt = stmt.where(start)

@@ -38,6 +38,7 @@ from storage.tables import (
     schedule_runs,
     timers,
 )
+from storage.tokens import TokenTable
 
 _DEFINITION_RETRIES = 5
 
@@ -55,6 +56,7 @@ class Store(AuditLog, Listings):
         keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
         super().__init__(engine, keys)
         self.deliveries = DeliveryQueue(self)
+        self.tokens = TokenTable(self)
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:

@@ -259,3 +259,22 @@ schedule_runs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("instance_id", sa.String),
 )
+
+# API tokens (issue 11): ``shp_<id>_<secret>`` is shown once; only sha256(secret) is kept,
+# so a copy of the database lets nobody call the API. A token acts as ``user_id`` within
+# its ``scopes`` (a JSON list of read, act, admin) until it expires or is revoked.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String, nullable=False),
+    sa.Column("name", sa.String),
+    sa.Column("scopes", json_type(), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Index("ix_api_tokens_user_id", "user_id"),
+)

@@ -159,7 +159,7 @@ def test_serve_log_lines_are_stamped_in_the_display_zone(db_url: str, procs: Pat
     env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC", SHENPI_TZ="Asia/Shanghai")
     cmd = [sys.executable, str(ROOT / "run.py"), "--db", db_url, "--processes", str(procs)]
     server = subprocess.Popen(
-        [*cmd, "serve", "--every", "0.5"],
+        [*cmd, "serve", "--no-http", "--every", "0.5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

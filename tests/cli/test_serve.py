@@ -32,6 +32,7 @@ def test_two_serve_processes_fire_each_timer_once(db_url: str, weekly: Path) -> 
         "--now",
         "2026-10-12T09:00+08:00",
         "serve",
+        "--no-http",
         "--every",
         "0.5",
     ]

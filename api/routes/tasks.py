@@ -1,0 +1,70 @@
+"""Tasks: what the caller may act on, one task, and deciding it.
+
+Issue 9's operations (withdraw, transfer, add-signer, rollback, cc, remind, claim, batch)
+go here as they land, each one small endpoint calling one Workflow method, like
+``decide`` below.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request, Response
+
+from api.auth import Actor, Reader
+from api.deps import workflow
+from api.paging import Cursor, Limit, checked_cursor, page
+from api.routes import router
+from api.schemas import Decision, InstanceDetail, Page, Task
+from service.queries import instance_view, task_rows, task_view
+
+api = router("tasks", 404, 409)
+TaskId = Annotated[str, Path(min_length=1, max_length=200, description="A task id.")]
+
+
+@api.get("/tasks", response_model=Page[Task], summary="Tasks the caller may act on now")
+def list_tasks(
+    request: Request,
+    response: Response,
+    caller: Reader,
+    role: Annotated[str | None, Query(max_length=200, description="Only this role.")] = None,
+    process: Annotated[str | None, Query(max_length=200, description="Only this process.")] = None,
+    overdue: Annotated[bool, Query(description="Only tasks past their due time.")] = False,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """By due time, undated last (``run.py tasks --as CALLER``): roles held or stood in
+    for, minus four-eyes and tasks the caller already signed."""
+    wf = workflow(request)
+    rows = task_rows(
+        wf,
+        wf.clock(),
+        user=caller.user,
+        role=role,
+        process=process,
+        overdue=overdue,
+        limit=limit,
+        after=checked_cursor("tasks", cursor),
+    )
+    return page(request, response, rows)
+
+
+@api.get("/tasks/{task_id}", response_model=Task, summary="One task")
+def get_task(request: Request, caller: Reader, task_id: TaskId) -> dict[str, Any]:
+    wf = workflow(request)
+    return task_view(wf, task_id, wf.clock())
+
+
+@api.post(
+    "/tasks/{task_id}/decision",
+    response_model=InstanceDetail,
+    summary="Decide a task",
+)
+def decide(request: Request, caller: Actor, task_id: TaskId, body: Decision) -> dict[str, Any]:
+    """Take ``action`` on the task as the caller (``run.py act TASK ACTION --as CALLER``);
+    answers the instance afterwards as the caller may see it. 409 when the task was
+    decided already (``decided_by`` says by whom), 403 when the caller may not (role,
+    four-eyes; recorded as ``denied`` in the audit log, like the CLI)."""
+    wf = workflow(request)
+    snapshot = wf.act(task_id, body.action, caller.user, body.variables, body.comment)
+    return instance_view(wf, snapshot.id, caller.user, wf.clock()).data

@@ -1,0 +1,165 @@
+"""Request and response bodies of the API, as pydantic models (they make /openapi.json).
+
+The response shapes are the CLI's ``-o json`` shapes (service/views.py): a script moving
+from ``run.py ... -o json`` to HTTP reads the same keys. Models allow extra keys, as the
+contract says keys may be added but never renamed or dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+NAME = Field(min_length=1, max_length=200)
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Task(Open):
+    id: str
+    instance_id: str
+    process: str
+    name: str
+    state: str
+    role: str | None
+    roles: list[str]
+    pending_roles: list[str]
+    mode: str
+    status: str
+    actions: list[str]
+    due_at: str | None
+    overdue: bool
+    created_at: str | None
+    closed_at: str | None
+    decision: str | None
+    decided_by: str | None
+    signoffs: list[dict[str, Any]]
+    title: str | None = None
+    seconds_left: int | None = None
+
+
+class Instance(Open):
+    id: str
+    process: str
+    version: int
+    state: str
+    status: str
+    outcome: str | None
+    requester: str
+    variables: dict[str, Any]
+    tasks: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+
+
+class InstanceDetail(Instance):
+    history: list[dict[str, Any]]
+    deadlines: dict[str, Any]
+
+
+class AuditEntry(Open):
+    seq: int
+    at: str
+    recorded_at: str
+    actor: str
+    on_behalf_of: str | None
+    instance_id: str | None
+    process: str
+    task_id: str | None
+    action: str
+    from_state: str | None
+    to_state: str | None
+    data: dict[str, Any]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page; ``next_cursor`` continues after it (null: nothing more)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Decision(BaseModel):
+    """A decision on a task: the action (one of the task's ``actions``), an optional
+    comment, and values for the variables the action accepts (numbers exact: give
+    amounts as JSON numbers or strings, never rounded)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = NAME
+    comment: str | None = Field(default=None, max_length=4000)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class StartRequest(BaseModel):
+    """Start an instance of ``process`` (its latest deployed version) as the caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    process: str = NAME
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class Diagram(Open):
+    instance_id: str
+    process: str
+    version: int
+    state: str
+    status: str
+    open_tasks: list[str]
+    mermaid: str
+
+
+class Definition(Open):
+    process: str
+    version: int
+    title: str | None = None
+    file: str
+    source_hash: str
+    deployed_at: str
+    deployed_by: str
+
+
+class DefinitionSource(Definition):
+    source: str
+
+
+class ValidateRequest(BaseModel):
+    """YAML text to check as a file named ``file`` would be (against the deployed org)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(max_length=1_000_000)
+    file: str = Field(default="posted.yaml", min_length=1, max_length=200)
+
+
+class DefinitionProblem(BaseModel):
+    file: str
+    line: int
+    col: int
+    message: str
+
+
+class Validation(BaseModel):
+    valid: bool
+    kind: str | None = None
+    name: str | None = None
+    problems: list[DefinitionProblem]
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    problems: list[str]
+    summary: list[str]
+
+
+class Health(BaseModel):
+    status: str
+    database: str | None = None
+    revision: str | None = None
+    expected_revision: str | None = None

@@ -1,0 +1,65 @@
+"""Running the API in-process with uvicorn, on one port, next to the scheduler.
+
+The socket is bound before anything else starts, so a port in use is one line and exit
+1, not a traceback after the scheduler already ran. uvicorn owns the main thread and its
+signals: Ctrl-C (or SIGTERM) stops accepting, lets requests in flight finish (up to
+``graceful_s``), and returns; ``serve`` then stops the scheduler.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from engine.errors import WorkflowError
+
+KEEP_ALIVE_S = 5  # idle keep-alive connections are closed after this
+GRACEFUL_S = 10  # on shutdown, requests in flight get this long to finish
+MAX_CONNECTIONS = 512  # beyond this uvicorn answers 503 at once instead of queueing
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port; WorkflowError in words if it cannot be had."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise WorkflowError(f"--host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise WorkflowError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # through the root logger: stamped in the display zone like ticks
+        log_level="info",
+        access_log=True,
+        proxy_headers=False,  # behind a proxy, pass --forwarded-allow-ips to uvicorn yourself
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_S,
+        limit_concurrency=MAX_CONNECTIONS,
+        server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def run(app: FastAPI, sock: socket.socket) -> None:
+    """Serve on ``sock`` until a signal; returns after a clean shutdown."""
+    from service.scheduler import configure_logging
+
+    configure_logging()
+    host, port = sock.getsockname()[:2]
+    server(app, host, port).run(sockets=[sock])
