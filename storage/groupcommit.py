@@ -15,8 +15,8 @@ Each step keeps its own result and its own error:
   same task twice in one batch) gets its ``Conflict`` and writes nothing, while the
   others go ahead;
 - a step that fails in any other way (a constraint, a trigger, a driver error) makes
-  the batch roll back to its start and run again one step per savepoint, so only the
-  failing step gets the error;
+  the batch's transaction roll back and the batch run again in a new one, one step per
+  savepoint, so only the failing step gets the error;
 - if the transaction itself fails, the COMMIT included, every caller of the batch gets
   that exception: nobody is told success for a step that is not durable;
 - a caller returns only after the commit that holds its step has returned.
@@ -113,10 +113,9 @@ class GroupCommitter:
         return me.result
 
     def _write(self, batch: Sequence[_Waiter]) -> None:
-        """One transaction for the batch; every waiter ends with a result or an error."""
+        """Commit the batch; every waiter ends with a result or an error."""
         try:
-            with self._steps.transaction(write=True) as cur:
-                results = self._execute(cur, [w.plan for w in batch])
+            results = self._commit([w.plan for w in batch])
         except BaseException as exc:  # the transaction or its COMMIT failed: nothing is durable
             for waiter in batch:
                 waiter.error = exc
@@ -131,18 +130,32 @@ class GroupCommitter:
             else:
                 waiter.result = result
 
-    def _execute(self, cur: Any, plans: Sequence[Plan]) -> list[StepResult]:
-        """All plans in the open transaction: together first, one by one if one fails."""
-        run = self._steps.run
-        run(cur, "SAVEPOINT shenpi_group", {})
+    def _commit(self, plans: Sequence[Plan]) -> list[StepResult]:
+        """The plans in one committed transaction: together first, one by one if one fails.
+
+        A step alone is written exactly as ``Store.apply`` writes it (its error is the
+        batch's). Several go through ``execute_batch``; if that raises (not a lost race:
+        those come back as Conflict), the transaction is rolled back whole and the plans
+        run again in a new one, each in a savepoint, to find out whose step it is. The
+        happy path so pays for no savepoint of its own.
+        """
+        steps = self._steps
+        if len(plans) == 1:
+            with steps.transaction(write=True) as cur:
+                return [steps.execute(cur, plans[0])]
+        failed = False
         try:
-            results: list[StepResult] = list(self._steps.execute_batch(cur, plans))
+            with steps.transaction(write=True) as cur:
+                try:
+                    return list(steps.execute_batch(cur, plans))
+                except Exception:
+                    failed = True
+                    raise
         except Exception:
-            # not a lost race (those come back as Conflict): find out whose step it is
-            run(cur, "ROLLBACK TO SAVEPOINT shenpi_group", {})
-            results = self._one_by_one(cur, plans)
-        run(cur, "RELEASE SAVEPOINT shenpi_group", {})
-        return results
+            if not failed:
+                raise  # the COMMIT itself: every caller's
+        with steps.transaction(write=True) as cur:
+            return self._one_by_one(cur, plans)
 
     def _one_by_one(self, cur: Any, plans: Sequence[Plan]) -> list[StepResult]:
         """Each plan in a savepoint of its own; an error undoes only that plan.
