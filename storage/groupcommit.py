@@ -6,7 +6,8 @@ SQLite the writers queue on the single write lock anyway. Here the first thread 
 becomes the *leader*: it takes every step queued so far (its own included) and writes
 them in one transaction, then commits once; the steps that arrive meanwhile wait and form
 the next batch, written by one of their own threads. There is no writer thread to start
-or stop and no timer: a batch is whatever queued while the last commit ran.
+or stop and no timer: a batch is whatever queued while the last commit ran. (On
+PostgreSQL a few leaders write side by side: see :class:`GroupCommitter`.)
 
 Each step keeps its own result and its own error:
 
@@ -21,8 +22,9 @@ Each step keeps its own result and its own error:
   that exception: nobody is told success for a step that is not durable;
 - a caller returns only after the commit that holds its step has returned.
 
-Nothing is retried behind a caller's back (a failed commit may not be repeated safely
-without knowing whether it happened), so nothing is applied twice.
+A failed COMMIT is never retried (whether it happened cannot be known for sure), and a
+batch runs again only after its transaction was rolled back before any COMMIT, so
+nothing is applied twice.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from storage.store import Store
 # On PostgreSQL each step of a batch holds its audit chain's advisory lock and its row
 # locks until the commit; this bounds how many, and how long one leader works.
 MAX_BATCH = 64
+# Batches written at once on PostgreSQL: enough to keep the server's cores and the round
+# trips overlapping, few enough that steps still share commits under load and the
+# request threads' reads keep connections of the pool (5 + 10 overflow) to themselves.
+PG_WRITERS = 4
 
 StepResult = list[int] | BaseException
 
@@ -51,26 +57,35 @@ StepResult = list[int] | BaseException
 class _Waiter:
     """One caller's step and, once its batch is over, its result or its error."""
 
-    __slots__ = ("done", "error", "plan", "result")
+    __slots__ = ("done", "error", "plan", "result", "taken")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.done = False
+        self.taken = False  # in a leader's batch
+        self.done = False  # that batch is over
         self.result: list[int] = []
         self.error: BaseException | None = None
 
 
 class GroupCommitter:
-    """Coalesces concurrent ``apply`` calls into shared transactions (leader/follower)."""
+    """Coalesces concurrent ``apply`` calls into shared transactions (leader/follower).
 
-    def __init__(self, steps: StepWriter, max_batch: int = MAX_BATCH) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+    At most ``writers`` batches are written at once, each by its own leader on its own
+    connection. SQLite has one writer whatever we do, so one; PostgreSQL runs
+    transactions on different rows side by side and already shares WAL flushes between
+    concurrent commits, so there several leaders keep that parallelism, and steps queue
+    (and share commits) only once every writer is busy.
+    """
+
+    def __init__(self, steps: StepWriter, max_batch: int = MAX_BATCH, writers: int = 1) -> None:
+        if max_batch < 1 or writers < 1:
+            raise ValueError(f"max_batch and writers must be at least 1: {max_batch}, {writers}")
         self._steps = steps
         self._max = max_batch
+        self._writers = writers
         self._cond = threading.Condition()
         self._queue: deque[_Waiter] = deque()
-        self._leading = False
+        self._leaders = 0
         # counters for benchmarks and operators (read without the lock: indicative only)
         self.batches_started = 0  # batches a leader has taken (under the lock)
         self.batches = 0  # batches committed
@@ -93,20 +108,23 @@ class GroupCommitter:
             self._queue.append(me)
         while True:
             with self._cond:
-                while self._leading and not me.done:
+                while not me.done and (me.taken or self._leaders >= self._writers):
                     self._cond.wait()
                 if me.done:
                     break
-                self._leading = True
+                # lead: the oldest steps first (mine among them unless max_batch are older)
+                self._leaders += 1
                 self.batches_started += 1
                 batch = [self._queue.popleft() for _ in range(min(self._max, len(self._queue)))]
+                for waiter in batch:
+                    waiter.taken = True
             try:
                 self._write(batch)
             finally:
                 with self._cond:
                     for waiter in batch:
                         waiter.done = True
-                    self._leading = False
+                    self._leaders -= 1
                     self._cond.notify_all()
         if me.error is not None:
             raise me.error
@@ -191,17 +209,25 @@ class GroupCommitStore(Store):
         engine: sa.Engine,
         audit_keys: AuditKeys | None = None,
         max_batch: int = MAX_BATCH,
+        writers: int | None = None,
     ) -> None:
+        """``writers``: batches written at once (default 1 on SQLite, PG_WRITERS else)."""
         super().__init__(engine, audit_keys)
-        self.committer = GroupCommitter(self._steps, max_batch)
+        if writers is None:
+            writers = PG_WRITERS if self.dialect == "postgresql" else 1
+        self.committer = GroupCommitter(self._steps, max_batch, writers)
 
     @classmethod
     def open(
-        cls, url: str, audit_keys: AuditKeys | None = None, max_batch: int = MAX_BATCH
+        cls,
+        url: str,
+        audit_keys: AuditKeys | None = None,
+        max_batch: int = MAX_BATCH,
+        writers: int | None = None,
     ) -> GroupCommitStore:
         """Open the database at ``url`` as ``Store.open`` does, with group commit."""
         keys = audit_keys if audit_keys is not None else AuditKeys.from_env()
-        return cls(open_database(url), keys, max_batch)
+        return cls(open_database(url), keys, max_batch, writers)
 
     def apply(
         self,
@@ -220,4 +246,4 @@ class GroupCommitStore(Store):
         return self.committer.apply(self._steps.plan(outcome, recorded_at, fired_timer))
 
 
-__all__ = ["MAX_BATCH", "GroupCommitStore", "GroupCommitter"]
+__all__ = ["MAX_BATCH", "PG_WRITERS", "GroupCommitStore", "GroupCommitter"]

@@ -35,8 +35,20 @@ CLIENTS = 32
 
 @pytest.fixture
 def wf(db_url: str) -> Iterator[Workflow]:
-    """One Workflow on a group-commit store, shared by every thread (as the server does)."""
+    """One Workflow on a group-commit store, shared by every thread (as the server does);
+    on PostgreSQL with several writers, as the server has."""
     flow = Workflow(GroupCommitStore.open(db_url), PROCESSES)
+    flow.deploy(now=NOW)
+    try:
+        yield flow
+    finally:
+        flow.store.close()
+
+
+@pytest.fixture
+def wf1(db_url: str) -> Iterator[Workflow]:
+    """As ``wf`` with one writer, so that the steps queued behind it are one batch."""
+    flow = Workflow(GroupCommitStore.open(db_url, writers=1), PROCESSES)
     flow.deploy(now=NOW)
     try:
         yield flow
@@ -221,9 +233,10 @@ def test_same_task_from_every_thread_one_wins(wf: Workflow) -> None:
     assert wf.store.check_audit().problems == []
 
 
-def test_same_task_twice_in_one_batch(wf: Workflow, db_url: str) -> None:
+def test_same_task_twice_in_one_batch(wf1: Workflow, db_url: str) -> None:
     """The losers are in the very batch the winner is in: they get their Conflict there
     (which the Workflow words as the task being done, and by whom)."""
+    wf = wf1
     first, (task_id,) = open_tasks(wf, 1), open_tasks(wf, 1)
     lead, rest = one_batch(
         wf, db_url, lambda: accept(wf, first[0]), [lambda: accept(wf, task_id)] * 8
@@ -237,7 +250,8 @@ def test_same_task_twice_in_one_batch(wf: Workflow, db_url: str) -> None:
     assert wf.store.check_audit().problems == []
 
 
-def test_a_failing_step_does_not_lose_the_others(wf: Workflow, db_url: str) -> None:
+def test_a_failing_step_does_not_lose_the_others(wf1: Workflow, db_url: str) -> None:
+    wf = wf1
     first, *tasks = open_tasks(wf, 6)
     poison = wf.store.get_task(tasks[2]).instance_id
     poison_version = wf.store.load_snapshot(poison).row_version
@@ -261,7 +275,8 @@ def test_a_failing_step_does_not_lose_the_others(wf: Workflow, db_url: str) -> N
     assert wf.store.check_audit().problems == []
 
 
-def test_a_failed_commit_fails_every_caller_of_the_batch(wf: Workflow, db_url: str) -> None:
+def test_a_failed_commit_fails_every_caller_of_the_batch(wf1: Workflow, db_url: str) -> None:
+    wf = wf1
     first, *tasks = open_tasks(wf, 5)
     instances = {t: wf.store.get_task(t).instance_id for t in tasks}
     versions = {t: wf.store.load_snapshot(i).row_version for t, i in instances.items()}
@@ -289,7 +304,7 @@ def test_a_failed_commit_fails_every_caller_of_the_batch(wf: Workflow, db_url: s
 
 
 def test_max_batch_bounds_a_batch(db_url: str) -> None:
-    flow = Workflow(GroupCommitStore.open(db_url, max_batch=3), PROCESSES)
+    flow = Workflow(GroupCommitStore.open(db_url, max_batch=3, writers=1), PROCESSES)
     try:
         flow.deploy(now=NOW)
         first, *tasks = open_tasks(flow, 8)
