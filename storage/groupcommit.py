@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from engine.records import Outcome
 from storage.auditkeys import AuditKeys
-from storage.db import open_database
+from storage.db import normalize_url, open_database
 from storage.steps import Plan, StepWriter
 from storage.store import Store
 
@@ -52,6 +52,19 @@ MAX_BATCH = 64
 PG_WRITERS = 4
 
 StepResult = list[int] | BaseException
+
+
+def pays_off(url: str) -> bool:
+    """Whether a server on ``url`` gains from group commit: on SQLite, yes.
+
+    SQLite has one writer: without group commit concurrent request threads queue on its
+    lock (sleeping in its busy handler, which makes the slowest wait long) and each pays
+    an fsync. PostgreSQL runs transactions on different instances side by side and
+    already shares one WAL flush between commits that arrive together; there, measured
+    with 32 threads in one process (docs/benchmarks.md), funnelling the steps through a
+    few leaders made fewer steps a second than a transaction per request thread.
+    """
+    return normalize_url(url).startswith("sqlite")
 
 
 class _Waiter:
@@ -246,4 +259,4 @@ class GroupCommitStore(Store):
         return self.committer.apply(self._steps.plan(outcome, recorded_at, fired_timer))
 
 
-__all__ = ["MAX_BATCH", "PG_WRITERS", "GroupCommitStore", "GroupCommitter"]
+__all__ = ["MAX_BATCH", "PG_WRITERS", "GroupCommitStore", "GroupCommitter", "pays_off"]

@@ -24,7 +24,7 @@ from engine.errors import Conflict, ShenpiError, TaskClosed
 from engine.records import Snapshot
 from service.workflow import Workflow
 from storage.db import open_engine
-from storage.groupcommit import GroupCommitStore
+from storage.groupcommit import GroupCommitStore, pays_off
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 NOW = datetime(2026, 9, 30, 2, 0, tzinfo=UTC)
@@ -316,3 +316,23 @@ def test_max_batch_bounds_a_batch(db_url: str) -> None:
         assert all(len(accepts(flow, t)) == 1 for t in tasks)
     finally:
         flow.store.close()
+
+
+def test_serve_groups_commits_on_sqlite_only(tmp_path: Path) -> None:
+    """Where measured to pay (docs/benchmarks.md): SQLite's single writer, not PostgreSQL."""
+    assert pays_off(f"sqlite:///{tmp_path / 'x.db'}")
+    assert pays_off(str(tmp_path / "x.db"))  # a bare path is a SQLite file
+    assert not pays_off("postgresql://u@127.0.0.1/db")
+    assert not pays_off("postgresql+psycopg://u@127.0.0.1/db")
+
+
+def test_workflow_open_picks_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    grouped = Workflow.open(url, PROCESSES, create=True, group_commit=True)
+    plain = Workflow.open(url, PROCESSES)  # what every CLI command opens
+    try:
+        assert isinstance(grouped.store, GroupCommitStore)
+        assert not isinstance(plain.store, GroupCommitStore)
+    finally:
+        grouped.store.close()
+        plain.store.close()
