@@ -5,16 +5,20 @@ fresh PostgreSQL database), in one run:
 
 1. ``in-process, 1 thread``: ``Workflow.act`` called in a loop on a plain Store, the path
    a CLI command takes (without the process start-up), one committed transaction each;
-2. ``HTTP, group commit``: the real server (``create_app`` served by uvicorn through
-   ``api.server.run``, as ``serve`` does, with a GroupCommitStore) in a process of its
-   own on loopback, driven by ``--clients`` httpx clients in threads, each deciding
-   distinct tasks (``POST /v1/tasks/{id}/decision``) as fast as answers come back;
-3. the same with group commit off (a plain Store, a commit per decision);
-4. the same with group commit and one client (what HTTP itself costs per decision).
+2. ``in-process, N threads``: N threads sharing one Workflow, as the server's request
+   threads do, with group commit on and off: what group commit itself changes;
+3. ``HTTP, N clients``: the real server (``create_app`` served by uvicorn through
+   ``api.server.run``, as ``serve`` does) in a process of its own on loopback, driven by
+   ``--clients`` httpx clients in threads, each deciding distinct tasks
+   (``POST /v1/tasks/{id}/decision``) as fast as answers come back; with group commit
+   on and off whatever the database (``serve`` itself turns it on for SQLite only);
+4. the same with group commit and one client (what HTTP itself costs per decision);
+5. ``in-process, 1 thread`` again: how much the machine's load drifted meanwhile.
 
 Every decision is the complaint process's ``accept`` on its own instance, so runs compare
-like with like. Prints one JSON line per run: decisions/s, p50/p99 per decision, and for
-the server the committed batches (steps per commit).
+like with like. Prints one JSON line per run: decisions/s, p50/p99 per decision, the
+ratio to the mean of the two sequential runs, steps per commit with group commit, and
+the load average when the run began (the machine is shared).
 
     python bench/bench_http.py --n 2000
     python bench/bench_http.py --n 2000 --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -88,6 +92,48 @@ def sequential(wf: Workflow, tasks: list[str]) -> dict[str, Any]:
         wf.act(task, "accept", APPROVER, ACCEPT)
         lat.append(time.perf_counter() - t)
     return summary("in-process, 1 thread", time.perf_counter() - began, lat, load=before)
+
+
+def threaded(url: str, tasks: list[str], threads: int, group_commit: bool) -> dict[str, Any]:
+    """``threads`` threads sharing one Workflow, as the server's request threads do, but
+    without HTTP: what group commit itself changes."""
+    wf = Workflow.open(url, PROCESSES, group_commit=group_commit)
+    try:
+        for task in tasks[:WARMUP]:
+            wf.act(task, "accept", APPROVER, ACCEPT)
+        todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for task in tasks[WARMUP:]:
+            todo.put(task)
+        lat: list[float] = []
+
+        def worker() -> None:
+            mine = []
+            while True:
+                try:
+                    task = todo.get_nowait()
+                except queue.Empty:
+                    break
+                t = time.perf_counter()
+                wf.act(task, "accept", APPROVER, ACCEPT)
+                mine.append(time.perf_counter() - t)
+            lat.extend(mine)
+
+        before = load()
+        pool = [threading.Thread(target=worker) for _ in range(threads)]
+        began = time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        seconds = time.perf_counter() - began
+        extra: dict[str, Any] = {"load": before}
+        committer = getattr(wf.store, "committer", None)
+        if committer is not None:  # warm-up included
+            extra["steps_per_commit"] = round(committer.steps / max(1, committer.batches), 1)
+    finally:
+        wf.store.close()
+    label = f"in-process, {threads} threads, group commit " + ("on" if group_commit else "off")
+    return summary(label, seconds, lat, **extra)
 
 
 # ---------------------------------------------------------------------- the server
@@ -217,6 +263,8 @@ def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str,
     single = max(200, n // 4)  # one client is slow: fewer decisions suffice
     runs = [  # (kind, clients, group commit, decisions); in-process again last: drift
         ("seq", 1, False, n),
+        ("threads", clients, True, n),
+        ("threads", clients, False, n),
         ("http", clients, True, n),
         ("http", clients, False, n),
         ("http", 1, True, single),
@@ -229,6 +277,8 @@ def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str,
         mine, at = tasks[at : at + count + WARMUP], at + count + WARMUP
         if kind == "seq":
             result = sequential(wf, mine)
+        elif kind == "threads":
+            result = threaded(url, mine, k, gc)
         else:
             result = over_http(url, token, mine, k, gc, log)
         results.append({"db": label, **result})
@@ -239,9 +289,9 @@ def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str,
     assert not problems, problems
     wf.store.close()
     # against the mean of the two in-process runs, taken before and after the HTTP ones
-    seq = sum(r["decisions_per_s"] for r in results if "in-process" in r["run"]) / 2
+    seq = sum(r["decisions_per_s"] for r in results if "1 thread" in r["run"]) / 2
     for r in results:
-        if "HTTP" in r["run"]:
+        if "1 thread" not in r["run"]:
             r["x_sequential"] = round(r["decisions_per_s"] / seq, 2)
     return results
 
