@@ -99,7 +99,7 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._queue: deque[_Waiter] = deque()
         self._leaders = 0
-        # counters for benchmarks and operators (read without the lock: indicative only)
+        # counters for tests, benchmarks and operators (kept under the lock)
         self.batches_started = 0  # batches a leader has taken (under the lock)
         self.batches = 0  # batches committed
         self.steps = 0  # steps in them (lost races included: they were written as nothing)
@@ -153,8 +153,9 @@ class GroupCommitter:
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and the like still stop the leader's thread
             return
-        self.batches += 1
-        self.steps += len(batch)
+        with self._cond:  # several leaders may finish at once on PostgreSQL
+            self.batches += 1
+            self.steps += len(batch)
         for waiter, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 waiter.error = result
