@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from api import problems
 from api.deps import ApiConfig, ApiState
 from api.limits import BodyLimit
-from api.routes import audit, definitions, health, instances, tasks
+from api.routes import audit, definitions, health, instances, me, tasks
 from service.workflow import Workflow
 
 __all__ = ["ApiConfig", "create_app"]
@@ -54,6 +54,7 @@ def create_app(workflow: Workflow, config: ApiConfig | None = None) -> FastAPI:
             expose_headers=["Location", "Link", "Retry-After"],
         )
     app.include_router(health.api)
+    app.include_router(me.api)
     app.include_router(tasks.api)
     app.include_router(instances.api)
     app.include_router(audit.api)

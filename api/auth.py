@@ -14,6 +14,7 @@ Usage in a router (one line per route)::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from service.tokens import SCOPES, Caller, authenticate
 
 __all__ = ["Caller", "Reader", "Actor", "Admin", "require"]
 
+log = logging.getLogger("shenpi.api")
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="token",
@@ -80,7 +82,10 @@ def _touch(wf: object, token_id: str, now: object) -> None:
         if last is not None and mono - last < TOUCH_EVERY_S:
             return
         _touched[token_id] = mono
-    wf.store.tokens.touch(token_id, now)  # type: ignore[attr-defined]
+    try:
+        wf.store.tokens.touch(token_id, now)  # type: ignore[attr-defined]
+    except Exception as exc:  # bookkeeping only: a busy database must not fail the request
+        log.warning("could not note the use of token %s: %s", token_id, exc)
 
 
 def require(scope: str) -> Callable[..., Caller]:

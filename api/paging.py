@@ -42,5 +42,6 @@ def page(request: Request, response: Response, rows: Rows) -> dict[str, Any]:
     """The page body, and ``Link: <...>; rel="next"`` when there is more."""
     if rows.next is not None:
         url = request.url.include_query_params(cursor=rows.next)
-        response.headers["Link"] = f'<{url}>; rel="next"'
+        # relative, like Location: the scheme and host are the proxy's to know
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     return {"items": rows.items, "next_cursor": rows.next}

@@ -166,9 +166,7 @@ def problem_for(exc: ShenpiError) -> ApiProblem:
         return ApiProblem("out-of-order", str(exc), instance_id=exc.instance_id)
     if isinstance(exc, InvalidData):
         return ApiProblem(
-            "invalid-request",
-            str(exc),
-            errors=[{"detail": exc.reason, "pointer": f"#/variables/{_escape(exc.field)}"}],
+            "invalid-request", str(exc), errors=[{"detail": exc.reason} | _field(exc.field)]
         )
     if isinstance(exc, DefinitionError):
         return ApiProblem(
@@ -204,6 +202,19 @@ def invalid(detail: str, *, parameter: str | None = None, pointer: str | None = 
     """A 422 about one query parameter or body member."""
     where = {"parameter": parameter} if parameter else {"pointer": pointer or "#"}
     return ApiProblem("invalid-request", detail, errors=[{"detail": detail} | where])
+
+
+# InvalidData names a body member or a variable (engine/steps.py, engine/values.py)
+_BODY_FIELDS = {"action": "#/action", "comment": "#/comment", "process": "#/process"}
+_NOT_IN_BODY = {"task id", "instance id", "user", "file", "limit"}
+
+
+def _field(name: str) -> dict[str, str]:
+    if name in _BODY_FIELDS:
+        return {"pointer": _BODY_FIELDS[name]}
+    if name in _NOT_IN_BODY or " " in name:
+        return {}
+    return {"pointer": f"#/variables/{_escape(name)}"}
 
 
 def _escape(name: str) -> str:
@@ -268,7 +279,10 @@ def install(app: FastAPI) -> None:
             405: f"{request.method} is not allowed on {request.url.path}",
             413: "the request body is larger than this server accepts",
         }.get(exc.status_code, str(exc.detail))
-        return problem_response(slug, detail, request.url.path, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(request))
+        return problem_response(slug, detail, request.url.path, headers)
 
     async def on_unicode(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
@@ -295,6 +309,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(UnicodeError, on_unicode)
     app.add_exception_handler(Exception, on_error)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method some route offers on this path (Starlette names only the first
+    route's, wrong where GET and POST are two routes on one path)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _message(error: Mapping[str, Any]) -> str:

@@ -7,13 +7,20 @@ contract says keys may be added but never renamed or dropped.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 T = TypeVar("T")
 
-NAME = Field(min_length=1, max_length=200)
+# What engine/values.py accepts (check_name, check_text), said in the schema so clients
+# and generated tests know it: names are one line without control characters; text may
+# hold newlines and tabs.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f]*$"
+NAME = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)
+VariableName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+Variables = dict[VariableName, Any]
 
 
 class Open(BaseModel):
@@ -92,8 +99,8 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: str = NAME
-    comment: str | None = Field(default=None, max_length=4000)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    comment: str | None = Field(default=None, max_length=4000, pattern=TEXT_PATTERN)
+    variables: Variables = Field(default_factory=dict)
 
 
 class StartRequest(BaseModel):
@@ -102,7 +109,7 @@ class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     process: str = NAME
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: Variables = Field(default_factory=dict)
 
 
 class Diagram(Open):
@@ -134,8 +141,8 @@ class ValidateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(max_length=1_000_000)
-    file: str = Field(default="posted.yaml", min_length=1, max_length=200)
+    source: str = Field(max_length=100_000)
+    file: str = Field(default="posted.yaml", min_length=1, max_length=200, pattern=NAME_PATTERN)
 
 
 class DefinitionProblem(BaseModel):
@@ -163,3 +170,27 @@ class Health(BaseModel):
     database: str | None = None
     revision: str | None = None
     expected_revision: str | None = None
+
+
+def path_name(description: str) -> Any:
+    """A path parameter naming something (an id, a process): a name as check_name takes."""
+    from fastapi import Path
+
+    return Path(min_length=1, max_length=200, pattern=NAME_PATTERN, description=description)
+
+
+def query_name(description: str | None = None) -> Any:
+    """An optional query filter naming something."""
+    from fastapi import Query
+
+    return Query(max_length=200, pattern=NAME_PATTERN, description=description)
+
+
+class Me(BaseModel):
+    user: str
+    name: str
+    roles: list[str]
+    active: bool
+    delegate: str | None
+    token_id: str
+    scopes: list[str]

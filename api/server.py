@@ -8,7 +8,11 @@ signals: Ctrl-C (or SIGTERM) stops accepting, lets requests in flight finish (up
 
 from __future__ import annotations
 
+import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
@@ -56,10 +60,35 @@ def server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+class _Stopped(Exception):
+    """The signal uvicorn passes on after its graceful shutdown."""
+
+
+@contextmanager
+def _stop_quietly() -> Iterator[None]:
+    """uvicorn re-raises the signal that stopped it once it has shut down (for the
+    previous handler's sake); with the default handlers that is a KeyboardInterrupt
+    ('Aborted!', exit 1) or death by SIGTERM before the scheduler is stopped. Handlers
+    of our own make both an orderly return."""
+
+    def stopped(_signum: int, _frame: FrameType | None) -> None:
+        raise _Stopped
+
+    previous = {sig: signal.signal(sig, stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stopped:
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(app: FastAPI, sock: socket.socket) -> None:
-    """Serve on ``sock`` until a signal; returns after a clean shutdown."""
+    """Serve on ``sock`` until SIGINT or SIGTERM; returns after a clean shutdown."""
     from service.scheduler import configure_logging
 
     configure_logging()
     host, port = sock.getsockname()[:2]
-    server(app, host, port).run(sockets=[sock])
+    with _stop_quietly():
+        server(app, host, port).run(sockets=[sock])

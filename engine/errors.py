@@ -1,7 +1,7 @@
 """The one exceptions module of Shenpi.
 
 Every error a user can cause is a ``ShenpiError``: the CLI turns it into one line on
-stderr and exit status 1 (an HTTP face, once there is one, into a 4xx). Anything else
+stderr and exit status 1, the HTTP API (api/problems.py) into a problem+json 4xx. Anything else
 escaping is a bug. Messages say what went wrong *and* what to do about it.
 """
 

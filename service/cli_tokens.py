@@ -7,6 +7,7 @@ import click
 from service.cli import cli
 from service.cli_base import (
     Settings,
+    ShenpiGroup,
     emit,
     output_option,
     pass_settings,
@@ -15,7 +16,7 @@ from service.cli_base import (
 )
 
 
-@cli.group()
+@cli.group(cls=ShenpiGroup)  # --db and friends after 'tokens create' too
 def tokens() -> None:
     """API tokens: each acts over HTTP as one user, within its scopes.
 

@@ -1,7 +1,7 @@
 """Every view a face of Shenpi prints, as plain rows and dicts.
 
-The CLI parses arguments, calls one function here and prints what it gets; an HTTP API
-(not built yet) is meant to be a second face on the same calls. Nothing here writes to stdout, knows
+The CLI parses arguments, calls one function here and prints what it gets; the HTTP API
+(api/) is a second face on the same calls. Nothing here writes to stdout, knows
 about click or reads the environment: time comes in as ``now`` like everywhere else, and
 the JSON shapes are the public ones of service/views.py.
 """

@@ -1,4 +1,4 @@
-"""The JSON shapes of the public contract (CLI ``-o json``, and any HTTP face to come).
+"""The JSON shapes of the public contract (CLI ``-o json`` and the HTTP API).
 
 Scripts rely on these keys; add keys freely, never rename or drop one.
 """

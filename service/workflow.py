@@ -1,5 +1,4 @@
-"""The application layer: the one facade the CLI and the scheduler call (and an HTTP face
-will).
+"""The application layer: the one facade the CLI, the scheduler and the HTTP API call.
 
 It joins the pure engine (definitions, ``fire``) to storage (snapshots, atomic apply) and
 the org directory (who may act). Time comes in as ``now``; ``clock`` only stamps the real

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -12,24 +12,38 @@ from api.deps import workflow
 from api.paging import Cursor, Limit, checked_cursor, page
 from api.problems import ApiProblem, invalid
 from api.routes import router
-from api.schemas import AuditEntry, AuditVerification, Page
+from api.schemas import AuditEntry, AuditVerification, Page, query_name
 from service.queries import Rows, audit_head_view, audit_rows, verify_audit
 
 api = router("audit", 404)
-MIN_YEAR, MAX_YEAR = 1900, 9000
-Name = Annotated[str | None, Query(max_length=200)]
+# the CLI's range of times; a bound beyond it is the same as the range's end
+EARLIEST = datetime(1900, 1, 2, tzinfo=UTC)
+LATEST = datetime(9000, 12, 30, tzinfo=UTC)
+Name = Annotated[str | None, query_name()]
 
 
-def _time(value: datetime | None, name: str) -> datetime | None:
+def _time_query(description: str) -> Any:
+    return Query(max_length=64, description=description, json_schema_extra={"format": "date-time"})
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 / RFC 3339 instant with its offset (a bare number is no time)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise invalid(f"{name} needs a UTC offset, e.g. +08:00", parameter=f"query.{name}")
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or not any(c in value for c in "-:"):
         raise invalid(
-            f"{name} is outside the years {MIN_YEAR}-{MAX_YEAR}", parameter=f"query.{name}"
+            f"{name}: expected an ISO 8601 time, e.g. 2026-09-30T10:00+08:00",
+            parameter=f"query.{name}",
         )
-    return value
+    if moment.tzinfo is None:
+        raise invalid(f"{name} needs a UTC offset, e.g. +08:00", parameter=f"query.{name}")
+    if moment.year <= EARLIEST.year:  # compared by year: far offsets overflow in UTC
+        return EARLIEST
+    return LATEST if moment.year >= LATEST.year else moment
 
 
 @api.get("/audit", response_model=Page[AuditEntry], summary="Query the audit log")
@@ -41,8 +55,8 @@ def query_audit(
     actor: Name = None,
     action: Name = None,
     process: Name = None,
-    since: Annotated[datetime | None, Query(description="From this time (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Query(description="Up to this time (ISO 8601).")] = None,
+    since: Annotated[str | None, _time_query("From this time (ISO 8601, with offset).")] = None,
+    until: Annotated[str | None, _time_query("Up to this time (ISO 8601, with offset).")] = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:

@@ -10,12 +10,18 @@ from api.auth import Reader
 from api.deps import workflow
 from api.problems import problem_json
 from api.routes import router
-from api.schemas import Definition, DefinitionSource, ValidateRequest, Validation
+from api.schemas import (
+    Definition,
+    DefinitionSource,
+    ValidateRequest,
+    Validation,
+    path_name,
+)
 from engine.errors import DefinitionError
 from service.queries import definition_rows, definition_view, validate_text
 
 api = router("definitions", 404)
-Process = Annotated[str, Path(min_length=1, max_length=200, description="A process name.")]
+Process = Annotated[str, path_name("A process name.")]
 
 
 @api.get("/definitions", response_model=list[Definition], summary="Deployed processes")

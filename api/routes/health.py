@@ -14,7 +14,9 @@ from storage.db import HEAD_REVISION, current_revision
 api = APIRouter(tags=["health"])
 
 
-@api.get("/healthz", response_model=Health, summary="The process is up")
+@api.get(
+    "/healthz", response_model=Health, response_model_exclude_none=True, summary="The process is up"
+)
 def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Query, Request, Response
 
 from api.auth import Actor, Reader
 from api.deps import workflow
 from api.paging import Cursor, Limit, checked_cursor, page
 from api.problems import ApiProblem
 from api.routes import router
-from api.schemas import Diagram, Instance, InstanceDetail, Page, StartRequest
+from api.schemas import (
+    NAME_PATTERN,
+    Diagram,
+    Instance,
+    InstanceDetail,
+    Page,
+    StartRequest,
+    path_name,
+    query_name,
+)
 from service.queries import instance_diagram, instance_rows, instance_view
 
 api = router("instances", 404, 409)
-InstanceId = Annotated[str, Path(min_length=1, max_length=200, description="An instance id.")]
+InstanceId = Annotated[str, path_name("An instance id.")]
 
 
 @api.post(
@@ -31,7 +40,8 @@ def start(
     CALLER``); answers 201 with ``Location`` and the instance as the caller sees it."""
     wf = workflow(request)
     snapshot = wf.start(body.process, caller.user, body.variables)
-    response.headers["Location"] = str(request.url_for("get_instance", instance_id=snapshot.id))
+    # a path, not an absolute URL: behind a TLS proxy this server does not know the scheme
+    response.headers["Location"] = request.app.url_path_for("get_instance", instance_id=snapshot.id)
     return instance_view(wf, snapshot.id, caller.user, wf.clock()).data
 
 
@@ -40,13 +50,14 @@ def list_instances(
     request: Request,
     response: Response,
     caller: Reader,
-    process: Annotated[str | None, Query(max_length=200)] = None,
-    state: Annotated[str | None, Query(max_length=200)] = None,
+    process: Annotated[str | None, query_name()] = None,
+    state: Annotated[str | None, query_name()] = None,
     status: Annotated[Literal["active", "completed"] | None, Query()] = None,
     requester: Annotated[
         str | None,
         Query(
             max_length=200,
+            pattern=NAME_PATTERN,
             description="'me' (the default without the admin scope) or a user id (admin).",
         ),
     ] = None,

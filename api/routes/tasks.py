@@ -7,19 +7,24 @@ go here as they land, each one small endpoint calling one Workflow method, like
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Path, Query, Request, Response
+from fastapi import Query, Request, Response
 
-from api.auth import Actor, Reader
+from api.auth import Actor, Caller, Reader
 from api.deps import workflow
 from api.paging import Cursor, Limit, checked_cursor, page
 from api.routes import router
-from api.schemas import Decision, InstanceDetail, Page, Task
+from api.schemas import Decision, InstanceDetail, Page, Task, path_name, query_name
 from service.queries import instance_view, task_rows, task_view
 
+if TYPE_CHECKING:
+    from engine.records import Snapshot
+    from service.workflow import Workflow
+
 api = router("tasks", 404, 409)
-TaskId = Annotated[str, Path(min_length=1, max_length=200, description="A task id.")]
+TaskId = Annotated[str, path_name("A task id.")]
 
 
 @api.get("/tasks", response_model=Page[Task], summary="Tasks the caller may act on now")
@@ -27,8 +32,8 @@ def list_tasks(
     request: Request,
     response: Response,
     caller: Reader,
-    role: Annotated[str | None, Query(max_length=200, description="Only this role.")] = None,
-    process: Annotated[str | None, Query(max_length=200, description="Only this process.")] = None,
+    role: Annotated[str | None, query_name("Only this role.")] = None,
+    process: Annotated[str | None, query_name("Only this process.")] = None,
     overdue: Annotated[bool, Query(description="Only tasks past their due time.")] = False,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -65,6 +70,19 @@ def decide(request: Request, caller: Actor, task_id: TaskId, body: Decision) -> 
     answers the instance afterwards as the caller may see it. 409 when the task was
     decided already (``decided_by`` says by whom), 403 when the caller may not (role,
     four-eyes; recorded as ``denied`` in the audit log, like the CLI)."""
+    return operate(
+        request,
+        caller,
+        lambda wf: wf.act(task_id, body.action, caller.user, body.variables, body.comment),
+    )
+
+
+def operate(
+    request: Request, caller: Caller, step: Callable[[Workflow], Snapshot]
+) -> dict[str, Any]:
+    """Take one step through the Workflow as the caller, and answer the instance as they
+    see it afterwards: the body of every operation on a task (decide, and issue 9's
+    transfer, claim, rollback... each one endpoint with one line calling this)."""
     wf = workflow(request)
-    snapshot = wf.act(task_id, body.action, caller.user, body.variables, body.comment)
+    snapshot = step(wf)
     return instance_view(wf, snapshot.id, caller.user, wf.clock()).data

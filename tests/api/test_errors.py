@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -158,3 +159,37 @@ def test_openapi_and_docs_are_served(api: Api) -> None:
     assert {"400", "401", "403", "404", "409", "413", "422", "429"} <= set(decide["responses"])
     assert decide["security"] == [{"token": []}]
     assert api.http.get("/docs").status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_configured(make_api: Callable[..., Api]) -> None:
+    api = make_api(ApiConfig(cors_origins=("https://ops.example.com",)))
+    asked = {"Origin": "https://ops.example.com"}
+    res = api.http.get("/healthz", headers=asked)
+    assert res.headers["access-control-allow-origin"] == "https://ops.example.com"
+    other = api.http.get("/healthz", headers={"Origin": "https://evil.example.com"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_no_cors_headers_by_default(api: Api) -> None:
+    res = api.http.get("/healthz", headers={"Origin": "https://ops.example.com"})
+    assert "access-control-allow-origin" not in res.headers
+
+
+def test_a_body_sent_too_slowly_is_408(make_api: Callable[..., Api]) -> None:
+    api = make_api(ApiConfig(body_timeout_s=0.5))
+    host, port = api.base.removeprefix("http://").split(":")
+    token = api.token("deng.ping")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /v1/instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n".encode()
+            + b'{"process"'
+        )
+        answer = b""
+        while b"request-timeout" not in answer:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"application/problem+json" in answer and b"/problems/request-timeout" in answer

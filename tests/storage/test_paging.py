@@ -216,3 +216,56 @@ def test_sqlite_list_queries_walk_an_index_in_order(sqlite_url: str) -> None:
             assert not any("TEMP B-TREE" in p for p in found), (name, found)
             if name == "audit --actor":
                 assert any("ix_audit_log_on_behalf_of_seq" in p for p in found), found
+
+
+def test_tasks_for_named_people_are_found_by_their_name_and_keep_their_notes(
+    store: Store,
+) -> None:
+    """A person slot stores one ``user:<id>`` key per person; a claim lists only the claimer;
+    ``meta`` comes back as it was written."""
+    shared = task("n1", 1, roles=("user:ann,bob", "cfo"), meta={"assigned": [{"why": "x"}]})
+    claimed = task("n2", 1, roles=("clerk",), meta={"claimed_by": "cat"})
+    store.apply(start("n1", tasks=(shared,)), T0)
+    store.apply(start("n2", tasks=(claimed,)), T0)
+    assert [t.id for t in walk(store.task_page, roles={"user:bob"})] == ["n1-1"]
+    assert [t.id for t in walk(store.task_page, roles={"cfo"})] == ["n1-1"]
+    assert walk(store.task_page, roles={"clerk"}) == []
+    assert [t.id for t in walk(store.task_page, roles={"user:cat"})] == ["n2-1"]
+    assert store.get_task("n1-1").meta == {"assigned": [{"why": "x"}]}
+    assert store.get_task("n1-1").roles == ("user:ann,bob", "cfo")
+
+
+def test_migration_0007_gives_existing_tasks_empty_notes_and_keeps_their_roles(
+    db_url: str,
+) -> None:
+    from alembic import command
+
+    engine = open_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0006")
+            conn.exec_driver_sql(
+                "INSERT INTO instances (id, process, version, state, status, variables, "
+                "requester, task_seq, approvers, meta, created_at, updated_at, row_version) "
+                "VALUES ('m1', 'leave', 1, 'review', 'active', '{}', 'alice', 1, '[]', '{}', "
+                f"'{T0.isoformat()}', '{T0.isoformat()}', 0)"
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO tasks (id, instance_id, process, name, state, roles, mode, "
+                    "actions, status, created_at, signoffs) VALUES ('m1-1', 'm1', "
+                    "'leave', 'review', 'review', '[\"manager\"]', 'any', '[\"approve\"]', "
+                    "'open', :t0, '[]')"
+                ),
+                {"t0": T0.replace(tzinfo=None) if conn.dialect.name == "sqlite" else T0},
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO task_roles (task_id, role) VALUES ('m1-1', 'manager')"
+            )
+    finally:
+        engine.dispose()
+    with Store.open(db_url) as s:
+        assert s.get_task("m1-1").meta == {}
+        assert [t.id for t in walk(s.task_page, roles={"manager"})] == ["m1-1"]
