@@ -13,7 +13,8 @@ fresh PostgreSQL database), in one run:
    (``POST /v1/tasks/{id}/decision``) as fast as answers come back; with group commit
    on and off whatever the database (``serve`` itself turns it on for SQLite only);
 4. the same with group commit and one client (what HTTP itself costs per decision);
-5. ``in-process, 1 thread`` again: how much the machine's load drifted meanwhile.
+5. with ``--servers N``, the 32 clients spread over N server processes on the database;
+6. ``in-process, 1 thread`` again: how much the machine's load drifted meanwhile.
 
 Every decision is the complaint process's ``accept`` on its own instance, so runs compare
 like with like. Prints one JSON line per run: decisions/s, p50/p99 per decision, the
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_actions import PROCESSES, START, T0, make_pg_db, pct  # noqa: E402
 from service.workflow import Workflow  # noqa: E402
+from storage.groupcommit import pays_off  # noqa: E402
 from storage.store import Store  # noqa: E402
 
 ACCEPT = {"first_contact": "called"}
@@ -186,9 +188,12 @@ class Server:
                 self.stats = json.loads(line)
 
 
-def drive_http(base: str, token: str, tasks: list[str], clients: int) -> tuple[float, list[float]]:
-    """``clients`` threads, each with its own httpx client (keep-alive), deciding the next
-    task from a shared queue until none is left. Every answer must be 200."""
+def drive_http(
+    bases: list[str], token: str, tasks: list[str], clients: int
+) -> tuple[float, list[float]]:
+    """``clients`` threads, each with its own httpx client (keep-alive) on one of the
+    servers in turn, deciding the next task from a shared queue until none is left.
+    Every answer must be 200."""
     import httpx
 
     todo: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -200,7 +205,7 @@ def drive_http(base: str, token: str, tasks: list[str], clients: int) -> tuple[f
     headers = {"Authorization": f"Bearer {token}"}
     body = {"action": "accept", "variables": ACCEPT}
 
-    def client() -> None:
+    def client(base: str) -> None:
         mine = []
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
             http.get("/healthz")  # connect before the clock starts
@@ -217,7 +222,9 @@ def drive_http(base: str, token: str, tasks: list[str], clients: int) -> tuple[f
                     failures.append(f"{task}: {res.status_code} {res.text[:200]}")
         lat.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(bases[i % len(bases)],)) for i in range(clients)
+    ]
     for t in threads:
         t.start()
     gate.wait()
@@ -231,30 +238,42 @@ def drive_http(base: str, token: str, tasks: list[str], clients: int) -> tuple[f
 
 
 def over_http(
-    url: str, token: str, tasks: list[str], clients: int, group_commit: bool, log: Path
+    url: str,
+    token: str,
+    tasks: list[str],
+    clients: int,
+    group_commit: bool,
+    log: Path,
+    servers: int = 1,
 ) -> dict[str, Any]:
-    server = Server(url, group_commit, log)
+    running = [Server(url, group_commit, log) for _ in range(servers)]
     try:
-        drive_http(server.base, token, tasks[:WARMUP], min(clients, 8))
+        bases = [s.base for s in running]
+        drive_http(bases, token, tasks[:WARMUP], min(clients, 8))
         before = load()
-        seconds, lat = drive_http(server.base, token, tasks[WARMUP:], clients)
+        seconds, lat = drive_http(bases, token, tasks[WARMUP:], clients)
     finally:
-        server.stop()
-    label = f"HTTP, {clients} client{'s' if clients > 1 else ''}, group commit " + (
-        "on" if group_commit else "off"
+        for server in running:
+            server.stop()
+    label = f"HTTP, {clients} client{'s' if clients > 1 else ''}, " + (
+        f"{servers} server processes, " if servers > 1 else ""
     )
+    label += "group commit " + ("on" if group_commit else "off")
     extra: dict[str, Any] = {"load": before}
-    if server.stats:
-        # warm-up included; a step is one decision (no starts go through this server)
-        steps, batches = server.stats["steps"], max(1, server.stats["batches"])
-        extra["steps_per_commit"] = round(steps / batches, 1)
+    stats = [s.stats for s in running if s.stats]
+    if stats:
+        # warm-up included; a step is one decision (no starts go through these servers)
+        steps, batches = sum(s["steps"] for s in stats), sum(s["batches"] for s in stats)
+        extra["steps_per_commit"] = round(steps / max(1, batches), 1)
     return summary(label, seconds, lat, **extra)
 
 
 # ---------------------------------------------------------------------- one database
 
 
-def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str, Any]]:
+def run(
+    label: str, url: str, n: int, clients: int, log: Path, servers: int = 1
+) -> list[dict[str, Any]]:
     from service.tokens import issue_token
 
     wf = Workflow(Store.open(url), PROCESSES)
@@ -268,8 +287,10 @@ def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str,
         ("http", clients, True, n),
         ("http", clients, False, n),
         ("http", 1, True, single),
-        ("seq", 1, False, n),
     ]
+    if servers > 1:  # group commit as serve would choose it
+        runs.append(("servers", clients, pays_off(url), n))
+    runs.append(("seq", 1, False, n))
     tasks = open_tasks(wf, sum(count + WARMUP for *_, count in runs))
     results = []
     at = 0
@@ -279,6 +300,8 @@ def run(label: str, url: str, n: int, clients: int, log: Path) -> list[dict[str,
             result = sequential(wf, mine)
         elif kind == "threads":
             result = threaded(url, mine, k, gc)
+        elif kind == "servers":
+            result = over_http(url, token, mine, k, gc, log, servers)
         else:
             result = over_http(url, token, mine, k, gc, log)
         results.append({"db": label, **result})
@@ -301,6 +324,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="timed decisions per run")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="also run the clients against this many server processes (one database)",
+    )
+    parser.add_argument(
         "--pg", default=os.environ.get("SHENPI_TEST_PG_URL", ""), help="PostgreSQL URL"
     )
     parser.add_argument("--only", choices=["sqlite", "postgres"], default=None)
@@ -320,11 +349,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shenpi-bench-http-") as tmp:
         log = Path(tmp) / "server.log"
         if args.only in (None, "sqlite"):
-            results += run("sqlite", f"sqlite:///{tmp}/bench.db", args.n, args.clients, log)
+            sqlite = f"sqlite:///{tmp}/bench.db"
+            results += run("sqlite", sqlite, args.n, args.clients, log, args.servers)
         if args.only in (None, "postgres") and args.pg:
             url, drop = make_pg_db(args.pg)
             try:
-                results += run("postgres", url, args.n, args.clients, log)
+                results += run("postgres", url, args.n, args.clients, log, args.servers)
             finally:
                 drop()
     print("# db | run | decisions/s | x sequential | p50 ms | p99 ms | steps/commit | load")
