@@ -39,14 +39,16 @@ class Settings:
         self.output = output  # -o before the subcommand; the subcommand's own -o wins
         self._workflow: Workflow | None = None
 
-    def workflow(self, *, create: bool = False) -> Workflow:
+    def workflow(self, *, create: bool = False, group_commit: bool = False) -> Workflow:
         """The facade on --db. Only ``deploy`` and ``serve`` pass ``create``: every other
         command refuses a missing database rather than leave an empty one (and its
-        folders) behind a typo in --db."""
+        folders) behind a typo in --db. ``serve`` with HTTP asks for ``group_commit``."""
         if self._workflow is None:
             from service.workflow import Workflow
 
-            self._workflow = Workflow.open(self.db, self.processes, create=create)
+            self._workflow = Workflow.open(
+                self.db, self.processes, create=create, group_commit=group_commit
+            )
         return self._workflow
 
     def workflow_if_any(self) -> Workflow | None:

@@ -142,14 +142,19 @@ def serve(
     """Deploy the processes in --processes, then serve the HTTP API (/v1, docs at /docs)
     on --host:--port and run the scheduler beside it: every few seconds fire due timers
     and scheduled runs and send the outbox. Several serve processes may share a
-    PostgreSQL database; each timer and scheduled run still happens once. Ctrl-C stops
-    both cleanly."""
+    PostgreSQL database; each timer and scheduled run still happens once. Decisions
+    that arrive together on SQLite share one commit (group commit), each with its own
+    result. Ctrl-C stops both cleanly."""
     from service.channels import load_outlet
     from service.scheduler import run_scheduler
 
     with refusals():
         outlet = load_outlet(settings.processes, channels_file, print)
-        wf = settings.workflow(create=True)
+        # the HTTP request threads' steps share commits where that pays (SQLite)
+        from storage.groupcommit import pays_off
+
+        http = not (once or no_http)
+        wf = settings.workflow(create=True, group_commit=http and pays_off(settings.db))
         sock = None
         if not (once or no_http):
             from api.server import bind

@@ -78,7 +78,13 @@ class Deployed:
 
 
 class Workflow:
-    """Start, act, query; deploy definitions. Safe to share within one thread."""
+    """Start, act, query; deploy definitions.
+
+    Safe to share between threads (the HTTP server's request threads share one): the
+    store is (a pool of connections), the engine's compiled processes are read, never
+    changed, and the caches here only ever fill in a value that is the same whoever
+    computes it, so a race costs at most one compile twice. The per-step state is local.
+    """
 
     def __init__(
         self,
@@ -98,14 +104,25 @@ class Workflow:
         self._latest: dict[str, tuple[int, float]] = {}
 
     @classmethod
-    def open(cls, db_url: str, processes_dir: Path | str, *, create: bool = False) -> Workflow:
+    def open(
+        cls,
+        db_url: str,
+        processes_dir: Path | str,
+        *,
+        create: bool = False,
+        group_commit: bool = False,
+    ) -> Workflow:
         """The facade on a database URL. Without ``create`` a missing database is refused
-        (NoDatabase) rather than left behind, empty, by a typo in the URL."""
+        (NoDatabase) rather than left behind, empty, by a typo in the URL. With
+        ``group_commit`` steps of concurrent threads share commits (storage.groupcommit):
+        for a server; a CLI command has one thread and gains nothing."""
         from service.defcache import DefinitionCache
         from storage.db import open_database
+        from storage.groupcommit import GroupCommitStore
         from storage.store import Store
 
-        store = Store(open_database(db_url, create=create))
+        kind = GroupCommitStore if group_commit else Store
+        store = kind(open_database(db_url, create=create))
         return cls(store, processes_dir, cache=DefinitionCache.from_env())
 
     # ------------------------------------------------------------------ definitions

@@ -23,6 +23,7 @@ from api.app import ApiConfig, create_app
 from api.server import bind, server
 from service.tokens import issue_token
 from service.workflow import Workflow
+from storage.groupcommit import pays_off
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +117,8 @@ def run_server(
     db_url: str, procs: Path, config: ApiConfig | None = None
 ) -> Iterator[tuple[str, Workflow]]:
     """uvicorn serving create_app on 127.0.0.1:<free port> in a thread, until closed."""
-    wf = Workflow.open(db_url, procs, create=True)
+    # as serve opens it: group commit where it pays (SQLite)
+    wf = Workflow.open(db_url, procs, create=True, group_commit=pays_off(db_url))
     wf.deploy([], by="system")
     app = create_app(wf, config or ApiConfig())
     sock = bind("127.0.0.1", 0)
