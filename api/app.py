@@ -45,7 +45,8 @@ def create_app(workflow: Workflow, config: ApiConfig | None = None) -> FastAPI:
     )
     app.state.shenpi = ApiState(workflow, config)
     problems.install(app)
-    mount_acting(app, workflow)  # webhooks, action links, Idempotency-Key (api/mount.py)
+    # webhooks, action links, Idempotency-Key (api/mount.py)
+    mount_acting(app, workflow, hooks_file=config.hooks_file, public_url=config.public_url)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout=config.body_timeout_s)
     if config.cors_origins:
         app.add_middleware(

@@ -19,6 +19,8 @@ class ApiConfig:
     rate_per_minute: float = 600.0  # per token; 0 switches the limit off
     rate_burst: int = 60
     cors_origins: tuple[str, ...] = ()
+    hooks_file: str | None = None  # webhook senders (else $SHENPI_HOOKS, else hooks.yaml)
+    public_url: str | None = None  # base of action links (else $SHENPI_PUBLIC_URL)
 
 
 @dataclass

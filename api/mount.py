@@ -40,6 +40,8 @@ def mount_acting(
     hooks: HooksConfig | None = FROM_ENV,
     links: ActionLinks | None = FROM_ENV,
     clock: Callable[[], datetime] | None = None,
+    hooks_file: str | None = None,
+    public_url: str | None = None,
 ) -> IdempotencyGuard:
     """Add ``/v1/hooks/{sender}``, ``/a/{token}`` (when there are links: a public URL is
     configured) and Idempotency-Key support to ``app``; returns the guard."""
@@ -49,9 +51,9 @@ def mount_acting(
         app.router.dependencies.append(guard.dependency(lambda: None))
         return guard
     if hooks is FROM_ENV:
-        hooks = load_hooks(None, workflow.processes_dir, os.environ, workflow.org)
+        hooks = load_hooks(hooks_file, workflow.processes_dir, os.environ, workflow.org)
     if links is FROM_ENV:
-        links = links_from_env(None)
+        links = links_from_env(public_url)
     guard = install(app, IdempotencyKeys(workflow.store), clock)
     app.include_router(hooks_router(workflow, hooks, clock, guard))
     if links is not None:

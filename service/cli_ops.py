@@ -20,6 +20,7 @@ from service.display import display_tz
 if TYPE_CHECKING:
     import socket
 
+    from api.deps import ApiConfig
     from notifiers.outbox import Outlet
     from service.workflow import Workflow
 
@@ -30,21 +31,33 @@ CHANNELS_HELP = (
 channels_option = click.option(
     "--channels", "channels_file", default=None, metavar="FILE", help=CHANNELS_HELP
 )
+public_url_option = click.option(
+    "--public-url",
+    envvar="SHENPI_PUBLIC_URL",
+    metavar="URL",
+    help="Where people reach the HTTP API (https://shenpi.example.com): per-person "
+    "notices carry one-time action links to it (env SHENPI_PUBLIC_URL; default: no links).",
+)
 
 
 @cli.command()
 @click.option("--batch", default=500, show_default=True, type=click.IntRange(1, 10_000))
 @channels_option
+@public_url_option
 @output_option
 @pass_settings
-def tick(settings: Settings, batch: int, channels_file: str | None, output: str) -> None:
+def tick(
+    settings: Settings, batch: int, channels_file: str | None, public_url: str | None, output: str
+) -> None:
     """Fire every due timer and scheduled run once, as of --now (or the clock), then send
     the outbox. Safe to run from several processes at once."""
     from service.channels import load_outlet
     from service.timekeeper import tick_and_send
 
     with refusals():
-        outlet = load_outlet(settings.processes, channels_file, lambda m: click.echo(m, err=True))
+        outlet = load_outlet(
+            settings.processes, channels_file, lambda m: click.echo(m, err=True), public_url
+        )
         wf = settings.workflow()
         data = tick_and_send(wf, settings.at(), outlet, batch=batch).as_dict()
     emit(output, data, lambda: click.echo(" ".join(f"{k}={cell(v)}" for k, v in data.items())))
@@ -126,6 +139,14 @@ def calendar(settings: Settings, year: int | None, calendar_name: str, output: s
     help="Requests per minute per API token (bursts of up to a tenth, at least 10; "
     "more: 429 with Retry-After; 0: no limit).",
 )
+@click.option(
+    "--hooks",
+    "hooks_file",
+    metavar="FILE",
+    help="Webhook senders that may act for people (env SHENPI_HOOKS; default: hooks.yaml "
+    "in --processes; none: every sender is refused).",
+)
+@public_url_option
 @pass_settings
 def serve(
     settings: Settings,
@@ -138,6 +159,8 @@ def serve(
     cors_origins: tuple[str, ...],
     max_body: int,
     rate: int,
+    hooks_file: str | None,
+    public_url: str | None,
 ) -> None:
     """Deploy the processes in --processes, then serve the HTTP API (/v1, docs at /docs)
     on --host:--port and run the scheduler beside it: every few seconds fire due timers
@@ -149,7 +172,7 @@ def serve(
     from service.scheduler import run_scheduler
 
     with refusals():
-        outlet = load_outlet(settings.processes, channels_file, print)
+        outlet = load_outlet(settings.processes, channels_file, print, public_url)
         # the HTTP request threads' steps share commits where that pays (SQLite)
         from storage.groupcommit import pays_off
 
@@ -167,7 +190,17 @@ def serve(
         if sock is None:
             run_scheduler(wf, every=every, once=once, fixed_now=settings.now, outlet=outlet)
             return
-        _serve_http(settings, wf, sock, every, outlet, cors_origins, max_body, rate)
+        from api.deps import ApiConfig
+
+        config = ApiConfig(
+            max_body_bytes=max_body * 1024,
+            rate_per_minute=float(rate),
+            rate_burst=max(10, rate // 10),
+            cors_origins=cors_origins,
+            hooks_file=hooks_file,
+            public_url=public_url,
+        )
+        _serve_http(settings, wf, sock, every, outlet, config)
 
 
 def _serve_http(
@@ -176,23 +209,15 @@ def _serve_http(
     sock: socket.socket,
     every: float,
     outlet: Outlet,
-    cors_origins: tuple[str, ...],
-    max_body: int,
-    rate: int,
+    config: ApiConfig,
 ) -> None:
     """uvicorn in the main thread (it owns the signals), the scheduler on its own thread
     with a Workflow of its own on the same store."""
     from api import server
-    from api.app import ApiConfig, create_app
+    from api.app import create_app
     from service.scheduler import start_background
     from service.workflow import Workflow
 
-    config = ApiConfig(
-        max_body_bytes=max_body * 1024,
-        rate_per_minute=float(rate),
-        rate_burst=max(10, rate // 10),
-        cors_origins=cors_origins,
-    )
     app = create_app(wf, config)
     ticker = Workflow(wf.store, wf.processes_dir, cache=wf.cache)
     scheduler = start_background(ticker, every=every, fixed_now=settings.now, outlet=outlet)
