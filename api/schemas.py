@@ -103,6 +103,38 @@ class Decision(BaseModel):
     variables: Variables = Field(default_factory=dict)
 
 
+Comment = Annotated[str, StringConstraints(max_length=4000, pattern=TEXT_PATTERN)]
+Why = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=TEXT_PATTERN)]
+UserName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+
+
+class CommentRequest(BaseModel):
+    """An optional comment, kept in the audit log and sent with the notice (withdraw,
+    remind). The body itself may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment | None = None
+
+
+class CcRequest(BaseModel):
+    """Copy the instance (抄送) to ``to``: told now, and they may see it (masked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[UserName] = Field(min_length=1, max_length=100)
+    comment: Comment | None = None
+
+
+class TransferRequest(BaseModel):
+    """Give the caller's turn on the task (转交) to ``to`` alone; ``comment`` says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: UserName
+    comment: Why
+
+
 class StartRequest(BaseModel):
     """Start an instance of ``process`` (its latest deployed version) as the caller."""
 
