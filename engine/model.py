@@ -91,13 +91,43 @@ def _whole_days(dur: Duration | None, what: str) -> None:
         raise ValueError(f"'at' needs {what} in days or working_days (hours are a time already)")
 
 
+class ReassignTarget(Frozen):
+    """Who an escalation hands the open task to: one of a role, a named user, or a person
+    relative to the task (the manager of whoever it waits for, or of the requester)."""
+
+    role: str | None = Field(default=None, description="Any holder of this role.")
+    user: str | None = Field(default=None, description="This user (their delegate if away).")
+    manager_of: Literal["approver", "requester"] | None = Field(
+        default=None,
+        description="`approver`: the manager (org.yaml) of each person the task waits for "
+        "(holders of a role slot); `requester`: the requester's manager.",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ReassignTarget:
+        given = [k for k in ("role", "user", "manager_of") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("reassign needs exactly one of role, user or manager_of")
+        return self
+
+
 class Escalation(Frozen):
     """One escalation level, fired ``after`` the deadline (at the deadline if omitted)."""
 
     after: Duration | None = None
     at: Clock | None = Field(default=None, description=AT)
     notify: tuple[str, ...] = Field(default=(), description="Roles to notify.")
-    reassign: str | None = Field(default=None, description="Role the open task moves to.")
+    reassign: str | ReassignTarget | None = Field(
+        default=None,
+        description="Who the open task goes to: a role id, or {role: R}, {user: U}, "
+        "{manager_of: approver|requester}. Countersignatures already given are kept; only "
+        "the people still awaited are replaced (or joined, see keep_original).",
+    )
+    keep_original: bool = Field(
+        default=True,
+        description="With reassign: the people the task waited for may still act beside the "
+        "new assignee (false: the new assignee alone).",
+    )
     goto: str | None = Field(
         default=None, description="State the instance moves to (the open task is cancelled)."
     )
@@ -109,6 +139,13 @@ class Escalation(Frozen):
         if self.at is not None:
             _whole_days(self.after, "'after'")
         return self
+
+    @property
+    def target(self) -> ReassignTarget | None:
+        """``reassign`` in one shape: a plain role id is ``{role: ID}``."""
+        if isinstance(self.reassign, str):
+            return ReassignTarget(role=self.reassign)
+        return self.reassign
 
 
 class Reminder(Frozen):
@@ -386,6 +423,30 @@ class StateSpec(Frozen):
         return self
 
 
+class Resubmit(StrEnum):
+    restart = "restart"  # the whole route runs again from start.to
+    back = "return"  # straight back to the state that sent it back
+
+
+class RollbackSpec(Frozen):
+    """Sending a request back (退回): from which states, and where a resubmission goes."""
+
+    resubmit: Resubmit = Field(
+        default=Resubmit.restart,
+        description="When the requester resubmits a request sent back to them: `restart` "
+        "runs the whole route again from `start.to`; `return` goes straight back to the "
+        "state that sent it back.",
+    )
+    allowed_from: tuple[str, ...] | None = Field(
+        default=None,
+        description="Task states whose task may be sent back; default: every task state; "
+        "[] turns sending back off.",
+    )
+    to_start: bool = Field(
+        default=True, description="Whether a request may be sent back to the requester."
+    )
+
+
 class ProcessSpec(Frozen):
     """A process definition file."""
 
@@ -422,6 +483,10 @@ class ProcessSpec(Frozen):
     cc: tuple[CcSpec, ...] = Field(
         default=(),
         description="Readers copied (抄送) when an instance completes (reaches any final state).",
+    )
+    rollback: RollbackSpec = Field(
+        default_factory=RollbackSpec,
+        description="Sending back (退回) to an earlier state or to the requester.",
     )
     start: StartSpec
     states: dict[str, StateSpec]

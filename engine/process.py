@@ -22,10 +22,13 @@ from engine.errors import DefinitionError, ExpressionError, InvalidData, Problem
 from engine.expressions import BUILTIN_NAMES, Expression
 from engine.model import (
     NAME,
+    ActionSpec,
     CcSpec,
+    CommentRule,
     DeadlineSpec,
     DecideSpec,
     Duration,
+    Escalation,
     Inputs,
     ProcessSpec,
     Reminder,
@@ -44,6 +47,10 @@ START_TRIGGER = "__start__"
 ROUTE_TRIGGER = "__route__"
 GOTO_PREFIX = "__goto__"  # escalation moves, from any state
 SLA = "@sla"  # the pseudo-state of instance-wide deadline timers
+# the state of a request sent back to its requester (退回到发起人): not in any file, added
+# to every compiled process (``with_resubmit``); "__" keeps it apart from owners' names
+RESUBMIT = "__resubmit__"
+RESUBMIT_ACTIONS = ("resubmit", "withdraw")
 MAX_DURATION = 36_600  # days or hours: a century of days is more than any policy needs
 # expression functions that need the process calendar; bound at run time (runtime.context)
 CALENDAR_FUNCTIONS = frozenset({"next_working_day"})
@@ -145,6 +152,7 @@ class _Checker:
         self.check_cc(("cc",), spec.cc)
         for sname, state in spec.states.items():
             self.check_cc(("states", sname, "cc"), state.cc)
+        self.check_rollback()
         self.check_graph()
 
     def check_cc(self, path: PathKey, entries: Iterable[CcSpec]) -> None:
@@ -332,7 +340,7 @@ class _Checker:
             if esc.after is not None:
                 self.check_duration((*epath, "after"), esc.after, f"{key}.esc.{i}")
             self.check_roles((*epath, "notify"), esc.notify)
-            self.check_role((*epath, "reassign"), esc.reassign)
+            self.check_reassign((*epath, "reassign"), esc)
             if esc.goto is not None:
                 self.check_target((*epath, "goto"), esc.goto)
         calendar = self.calendars.get(self.spec.calendar)
@@ -342,6 +350,30 @@ class _Checker:
             problem = reminder_problem(dl, rem, close)
             if problem:
                 self.add((*path, "reminders", i), problem)
+
+    def check_reassign(self, path: PathKey, esc: Escalation) -> None:
+        target = esc.target
+        if target is None:
+            return
+        if isinstance(esc.reassign, str):
+            self.check_role(path, target.role)
+            return
+        self.check_role((*path, "role"), target.role)
+        if self.people and target.user is not None and target.user not in self.org.users:
+            self.add((*path, "user"), f"unknown user {target.user!r} (see 'run.py users')")
+
+    def check_rollback(self) -> None:
+        """``rollback.allowed_from`` names task states."""
+        allowed = self.spec.rollback.allowed_from or ()
+        for i, name in enumerate(allowed):
+            state = self.spec.states.get(name)
+            if state is None:
+                self.add(("rollback", "allowed_from", i), f"unknown state {name!r}")
+            elif state.task is None:
+                self.add(
+                    ("rollback", "allowed_from", i),
+                    f"state {name!r} has no task; only a task can be sent back",
+                )
 
     def check_state_deadlines(self, sname: str, state: StateSpec) -> None:
         """A state's own deadline, and the instance deadline its actions extend."""
@@ -470,7 +502,7 @@ def compile_process(
     if ck.problems:
         raise DefinitionError(ck.problems)
     process = CompiledProcess(
-        spec=spec,
+        spec=with_resubmit(spec),
         source_hash=source_hash(_source_text(doc)),
         source_text=_source_text(doc),
         file=doc.file,
@@ -482,6 +514,45 @@ def compile_process(
         decisions=ck.decisions,
     )
     return attach_machine(process)
+
+
+def with_resubmit(spec: ProcessSpec) -> ProcessSpec:
+    """``spec`` with the state a request sent back to its requester waits in (退回到发起人).
+
+    Its task goes to the requester alone (``engine.steps`` gives it the slot
+    ``user:<requester>``): ``resubmit`` takes the start inputs again and goes on as
+    ``rollback.resubmit`` says (``engine.rollback``); ``withdraw`` ends the request. Built
+    without validation because its assignee is decided per instance, not by a role.
+    """
+    if RESUBMIT in spec.states:
+        return spec
+    accept = tuple(dict.fromkeys((*spec.start.require, *spec.start.accept)))
+    task = TaskSpec.model_construct(
+        title="Revise and resubmit",
+        description="Sent back to the requester: change the request and resubmit it, "
+        "or withdraw it.",
+        role=None,
+        role_from=None,
+        roles=(),
+        mode=TaskMode.any,
+        countersign=None,
+        four_eyes=False,
+        actions={
+            "resubmit": ActionSpec.model_construct(
+                title="Resubmit", to=spec.start.to, accept=accept, require=(), set={},
+                when=None, when_message=None, comment=CommentRule.optional, extend=None,
+            ),
+            "withdraw": ActionSpec.model_construct(
+                title="Withdraw", to=spec.start.to, accept=(), require=(), set={},
+                when=None, when_message=None, comment=CommentRule.optional, extend=None,
+            ),
+        },
+    )  # fmt: skip
+    state = StateSpec.model_construct(
+        title="Sent back to the requester", description="", set={}, decide=(), task=task,
+        route=(), deadline=None, final=False, outcome=None,
+    )  # fmt: skip
+    return spec.model_copy(update={"states": {**spec.states, RESUBMIT: state}})
 
 
 def attach_machine(process: CompiledProcess) -> CompiledProcess:

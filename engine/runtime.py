@@ -15,23 +15,27 @@ from datetime import datetime
 from typing import Any
 
 from engine import deadlines, handover, readers, reminding, withdrawal
+from engine.addsign import add_signers
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
 from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.escalate import reassign
 from engine.groups import next_group
 from engine.model import TaskMode
 from engine.operations import (
+    AddSigners,
     Cc,
     Claim,
     InstanceOperation,
     Remind,
+    Rollback,
     TaskOperation,
     Transfer,
     Unclaim,
     Withdraw,
 )
 from engine.org import Actor
-from engine.process import GOTO_PREFIX, NEW, SLA, START_TRIGGER, CompiledProcess
+from engine.process import GOTO_PREFIX, NEW, RESUBMIT, SLA, START_TRIGGER, CompiledProcess
 from engine.records import (
     InstanceStatus,
     NoticeEvent,
@@ -42,6 +46,8 @@ from engine.records import (
     TimerKind,
     TimerRecord,
 )
+from engine.rollback import resubmit, rollback
+from engine.slots import recipients as slot_recipients
 from engine.steps import SYSTEM, Step
 from engine.values import coerce, encode
 
@@ -110,6 +116,10 @@ def fire(
         raise NotFound("instance", None)
     if isinstance(event, TimerFired):
         return _timer(process, snapshot, event.timer, now)
+    if isinstance(event, AddSigners):
+        return add_signers(process, snapshot, event, actor, now)
+    if isinstance(event, Rollback):
+        return rollback(process, snapshot, event, actor, now)
     if isinstance(event, Withdraw):
         return withdrawal.withdraw(process, snapshot, event, actor, now)
     if isinstance(event, Cc):
@@ -197,6 +207,8 @@ def _act(
         raise NotFound("task", event.task_id, "list open tasks with 'tasks'")
     if snapshot.status != InstanceStatus.active:
         raise ActionNotAllowed(task.id, event.action, f"the instance is {snapshot.status}")
+    if task.state == RESUBMIT:  # sent back to the requester (engine.rollback)
+        return resubmit(process, snapshot, task, event.action, event.comment, actor, data, now)
     tspec = process.spec.states[task.state].task
     assert tspec is not None
     if event.action not in tspec.actions:
@@ -335,11 +347,16 @@ def _timer(
         esc = dl.escalations[int(timer.data["level"]) - 1]
         notify = tuple(f"role:{r}" for r in esc.notify)
         if esc.reassign and open_task is not None:
-            moved = replace(open_task, roles=(esc.reassign,), mode=TaskMode.any.value, signoffs=())
-            step.update_task(moved)
-            record["data"]["reassigned_to"] = esc.reassign
-            notice_data["reassigned_to"] = esc.reassign
-            notify += (f"role:{esc.reassign}",)
+            # countersignatures given stay; only the awaited slots move (engine.escalate)
+            moved = reassign(process.org, snapshot, open_task, esc, now)
+            step.update_task(moved.task)
+            to = ", ".join(moved.targets) or None
+            record["data"]["reassigned_to"] = to
+            record["data"]["keep_original"] = esc.keep_original
+            if moved.why:
+                record["data"]["resolved"] = list(moved.why)
+            notice_data["reassigned_to"] = to
+            notify += slot_recipients(moved.targets)
         step.notify(
             NoticeEvent.escalated, tuple(dict.fromkeys(notify + recipients)), task_id, notice_data
         )

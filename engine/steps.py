@@ -19,7 +19,7 @@ from engine.context import context, encode_variables
 from engine.decisions import evaluate as evaluate_table
 from engine.errors import ExpressionError, InvalidData
 from engine.model import Inputs
-from engine.process import ROUTE_TRIGGER, CompiledProcess
+from engine.process import RESUBMIT, ROUTE_TRIGGER, CompiledProcess
 from engine.records import (
     AuditRecord,
     InstanceStatus,
@@ -32,6 +32,7 @@ from engine.records import (
     TimerRecord,
 )
 from engine.sla import SlaClock
+from engine.slots import user_slot
 from engine.values import VarType, coerce, encode
 
 MAX_HOPS = 50
@@ -75,6 +76,11 @@ class Step:
         self._timers: list[TimerRecord] = []
         self._meta_set: dict[str, Any] = {}  # snapshot meta keys this step changes (cc readers)
         self._ctx: dict[str, Any] | None = None  # what expressions see; None once values change
+        # the states entered so far, each with how many approvers there were on entering it,
+        # so a rollback (退回) knows where the instance has been and whose four-eyes to forget
+        self.visited: list[dict[str, Any]] = list(snapshot.meta.get("visited", ()))
+        self._visited_base = list(self.visited)
+        self.meta_updates: dict[str, Any] = {}  # other engine bookkeeping this step sets
 
     # ---------------------------------------------------------------- values
 
@@ -170,6 +176,7 @@ class Step:
         for _ in range(MAX_HOPS):
             state = spec.states[target]
             self.state = target
+            self.visited.append({"state": target, "approvers": len(self._approvers)})
             record["to_state"] = target
             deadlines.on_enter(self, target, record)
             readers.on_enter(self, target, record)
@@ -228,8 +235,10 @@ class Step:
     def open_task(self, sname: str) -> TaskRecord:
         tspec = self.process.spec.states[sname].task
         assert tspec is not None
-        if tspec.role is not None:
-            roles: tuple[str, ...] = (tspec.role,)
+        if sname == RESUBMIT:  # sent back to the requester: theirs alone
+            roles: tuple[str, ...] = (user_slot(self.base.requester),)
+        elif tspec.role is not None:
+            roles = (tspec.role,)
         elif tspec.role_from is not None:
             expr = self.process.expr(f"{sname}.role_from")
             role = expr.evaluate(self.ctx())
@@ -290,6 +299,11 @@ class Step:
         if on_behalf_of:
             self._approvers.append(on_behalf_of)
 
+    def forget_approvers(self, keep: int) -> None:
+        """Keep only the first ``keep`` approvers: a request sent back to an earlier step
+        goes through it again, and those who acted there or after may act again."""
+        del self._approvers[keep:]
+
     # ---------------------------------------------------------------- what it leaves
 
     def set_timers(self, timers: Iterable[TimerRecord]) -> None:
@@ -307,6 +321,14 @@ class Step:
         data: dict[str, Any],
     ) -> None:
         self._notices.append((event, recipients, task_id, data))
+
+    def renotify(self, old: NoticeEvent, new: NoticeEvent, data: Mapping[str, Any]) -> None:
+        """Send this step's ``old`` notices as ``new`` ones with ``data`` added (a task
+        reopened by a send-back is told once, as sent back, not also as newly assigned)."""
+        self._notices = [
+            (new, r, t, d | dict(data)) if e == old else (e, r, t, d)
+            for e, r, t, d in self._notices
+        ]
 
     def tell(self, data: Mapping[str, Any]) -> None:
         """Add ``data`` to every notice of this step (who acted, and why)."""
@@ -338,12 +360,18 @@ class Step:
         self._meta_set[key] = value
 
     def _meta(self) -> dict[str, Any]:
-        """The snapshot's meta, copied only if this step changed it (the clock, readers)."""
-        if (self.sla is self._base_sla or self.sla is None) and not self._meta_set:
-            return self.base.meta
-        meta = {**self.base.meta, **self._meta_set}
-        if self.sla is not None and self.sla is not self._base_sla:
-            meta["sla"] = self.sla.to_json()
+        """The snapshot's meta, copied only if this step changed the clock, readers, the
+        states visited or other bookkeeping."""
+        meta = self.base.meta
+        if self._meta_set:
+            meta = {**meta, **self._meta_set}
+        if self.sla is not self._base_sla and self.sla is not None:
+            meta = {**meta, "sla": self.sla.to_json()}
+        if self.visited != self._visited_base:
+            meta = {**meta, "visited": self.visited}
+        if self.meta_updates:  # None removes a key
+            meta = {**meta, **self.meta_updates}
+            meta = {k: v for k, v in meta.items() if k not in self.meta_updates or v is not None}
         return meta
 
     def outcome(self, expected: int | None) -> Outcome:

@@ -37,11 +37,24 @@ def _message(err: dict[str, Any]) -> str:
 def pydantic_problems(doc: Document, exc: ValidationError, base: PathKey = ()) -> list[Problem]:
     """Map pydantic's error locations back to file:line:col."""
     problems = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for err in errors:
+        if _other_member_meant(err, errors):
+            continue
         # pydantic puts union-member / function names into loc; keep only real path parts
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         problems.append(doc.problem((*base, *loc), _message(err)))
     return problems
+
+
+def _other_member_meant(err: Any, errors: list[Any]) -> bool:
+    """A mapping given where a union takes text or a model (``delegate: user`` or
+    ``delegate: {to: user, ...}``) was meant as the model: its errors say what is wrong,
+    "input should be a valid string" beside them only confuses."""
+    loc = err["loc"]
+    if err.get("type") != "string_type" or not isinstance(err.get("input"), dict) or not loc:
+        return False
+    return any(o is not err and o["loc"][: len(loc) - 1] == loc[:-1] for o in errors)
 
 
 def parse_model(model: type[M], doc: Document, data: Any = None, base: PathKey = ()) -> M:

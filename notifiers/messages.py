@@ -41,6 +41,11 @@ _DEFAULTS: dict[str, Any] = {
     "by": "",
     "action": "",
     "cc_by": "",
+    "where": "",
+    "mode": "",
+    "their_turn": False,
+    "sent_back_from": "",
+    "to_requester": False,
 }
 
 
@@ -70,6 +75,8 @@ SUBJECTS_ZH = {
     "transferred": "【{process}】转交给您：{what}",
     "cc": "【{process}】抄送：申请 {instance_id}（{what}）",
     "remind_now": "【{process}】催办：{what}",
+    "signer_added": "【{process}】加签：{what}",
+    "sent_back": "【{process}】申请 {instance_id} 被退回：{what}",
 }
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
@@ -82,6 +89,8 @@ SUBJECTS = {
     "transferred": "[{process}] Transferred to you: {what}",
     "cc": "[{process}] Copy for you: request {instance_id} ({what})",
     "remind_now": "[{process}] Please handle: {what}",
+    "signer_added": "[{process}] You were added as a signer: {what}",
+    "sent_back": "[{process}] Request {instance_id} sent back: {what}",
 }
 
 

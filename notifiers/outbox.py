@@ -70,16 +70,17 @@ def render(event: str, data: dict[str, Any]) -> str:
     return render_text(event, data)
 
 
-def recipients(org: Org, targets: list[str]) -> list[str]:
-    """``role:x`` -> the users acting for that role now; ``user:y`` -> y (or y's delegate)."""
+def recipients(org: Org, targets: list[str], now: datetime | None = None) -> list[str]:
+    """``role:x`` -> the users acting for that role now; ``user:y`` -> y (or y's delegate).
+
+    With ``now``, a delegation limited to dates (org.yaml) counts only on those days."""
     out: list[str] = []
     for target in targets:
         kind, _, ident = target.partition(":")
         if kind == "role":
-            out.extend(org.holders(ident))
+            out.extend(org.holders(ident, now=now))
         elif kind == "user" and ident in org.users:
-            user = org.users[ident]
-            out.append(ident if user.active or not user.delegate else user.delegate)
+            out.append(org.users[ident].delegate_on(now) or ident)
     return list(dict.fromkeys(out))
 
 
@@ -154,7 +155,7 @@ def expand(store: Any, org: Org, outlet: Outlet, notice: dict[str, Any], now: da
     """
     rows = []
     groups: dict[str, None] = {}
-    for user_id in recipients(org, list(notice["recipients"])):
+    for user_id in recipients(org, list(notice["recipients"]), now):
         contacts = org.users[user_id].contacts
         names = outlet.router.channels_for(notice["event"], contacts)
         if not names:

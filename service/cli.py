@@ -91,6 +91,7 @@ from service import (  # noqa: E402, F401
     cli_instances,
     cli_ops,
     cli_reports,
+    cli_route,
     cli_tokens,
     notices_cli,
 )

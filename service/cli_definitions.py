@@ -77,12 +77,14 @@ def schema(kind: str) -> None:
 @output_option
 @pass_settings
 def users(settings: Settings, limit: int, after: str | None, output: str) -> None:
-    """List the org directory by user id: users, their roles, and who stands in for them."""
+    """List the org directory by user id: users, their roles, departments, managers, and who
+    stands in for them."""
     from service.queries import user_rows
 
     with refusals():
         page = user_rows(settings.processes, limit, after)  # files only: no database needed
-    print_page(output, page, ["id", "name", "roles", "active", "delegate"])
+    columns = ["id", "name", "roles", "departments", "manager", "active", "delegate"]
+    print_page(output, page, columns)
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.model import ProcessSpec
+from engine.process import RESUBMIT
 
 
 def _label(text: str) -> str:
@@ -12,6 +13,10 @@ def _label(text: str) -> str:
 def mermaid(spec: ProcessSpec, current: str | None = None) -> str:
     """The diagram; ``current`` (an instance's state) is drawn highlighted, so a person
     sees where the instance stands in the whole flow."""
+    # the state of requests sent back to the requester is in every process, not in its file
+    spec = spec.model_copy(
+        update={"states": {k: v for k, v in spec.states.items() if k != RESUBMIT}}
+    )
     lines = ["stateDiagram-v2", f"    %% {spec.process}: {_label(spec.title)}"]
     for name, state in spec.states.items():
         if state.title:

@@ -204,7 +204,9 @@ def user_rows(processes_dir: Path, limit: int, after: str | None) -> Rows:
             "name": org.users[uid].name,
             "roles": list(org.users[uid].roles),
             "active": org.users[uid].active,
-            "delegate": org.users[uid].delegate,
+            "departments": list(org.users[uid].member_of),
+            "manager": org.manager(uid),
+            "delegate": org.users[uid].delegate_id,
             "email": org.users[uid].contacts.email,
         }
         for uid in ids[:limit]

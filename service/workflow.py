@@ -25,7 +25,17 @@ from engine.errors import (
     TaskClosed,
     WorkflowError,
 )
-from engine.operations import Cc, Claim, Remind, Transfer, Unclaim, Withdraw
+from engine.operations import (
+    AddSigners,
+    Cc,
+    Claim,
+    Remind,
+    Rollback,
+    Transfer,
+    Unclaim,
+    Where,
+    Withdraw,
+)
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
@@ -236,6 +246,44 @@ class Workflow:
             check_text("comment", comment)
         check_input_names(data or {})
         return self.on_task(task_id, user, Act(task_id, action, comment), data or {}, now)
+
+    def add_signer(
+        self,
+        task_id: str,
+        users: Sequence[str],
+        where: str,
+        user: str,
+        mode: str = "any",
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Snapshot:
+        """加签: add ``users`` to the task before, after or beside ``user`` (engine.addsign)."""
+        for name in users:
+            check_name("user", name)
+        if comment is not None:
+            check_text("comment", comment)
+        try:
+            place = Where(where)
+        except ValueError:
+            raise WorkflowError(
+                f"--where {where!r}: choose one of {', '.join(w.value for w in Where)}"
+            ) from None
+        event = AddSigners(task_id, tuple(users), place, mode, comment)
+        return self.on_task(task_id, user, event, None, now)
+
+    def rollback(
+        self,
+        task_id: str,
+        to: str,
+        user: str,
+        comment: str | None = None,
+        now: datetime | None = None,
+    ) -> Snapshot:
+        """退回: send the request back to an earlier state or (``start``) to the requester."""
+        check_name("state", to)
+        if comment is not None:
+            check_text("comment", comment)
+        return self.on_task(task_id, user, Rollback(task_id, to, comment), None, now)
 
     def on_task(
         self,

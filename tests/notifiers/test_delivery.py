@@ -482,8 +482,9 @@ def test_a_preferred_channel_channels_yaml_lacks_is_refused_with_its_place(procs
     with_contacts(procs, "zhao.lei", "{email: zhao.lei@example.com, channels: [mail, sms]}")
     doc = load_file(procs / "org.yaml")
     config = load_channels_text("channels:\n  mail: {type: console}\n", "channels.yaml", {})
+    line = next(n for n, text in enumerate(doc.text.splitlines(), 1) if "  zhao.lei:" in text)
     with pytest.raises(
-        DefinitionError, match=r"org\.yaml:44:\d+: user 'zhao.lei' prefers channel 'sms'"
+        DefinitionError, match=rf"org\.yaml:{line}:\d+: user 'zhao.lei' prefers channel 'sms'"
     ):
         check_preferences(load_org(doc), config, doc)
     check_preferences(load_org(doc), None, doc)  # console only: nothing to check
