@@ -132,7 +132,7 @@ def fill(wf: Workflow, n: int, seed: int = 7) -> None:
                         "on_behalf_of": rnd.choice(users) if rnd.random() < 0.05 else None,
                         "process": process,
                         "instance_id": iid,
-                        "task_id": None,
+                        "task_id": f"{iid}-1" if k else None,  # steps on the task
                         "action": ("start", "accept", "close")[k],
                         "from_state": None,
                         "to_state": state,
@@ -171,6 +171,12 @@ def queries(wf: Workflow) -> dict[str, Callable[[str | None], Any]]:
         ),
         f"audit --actor {AUDIT_ACTOR}": lambda after: wf.store.audit_page(
             actor=AUDIT_ACTOR, limit=PAGE, after=after
+        ),
+        f"instances --requester {INBOX_USER}": lambda after: wf.store.instance_page(
+            requester=INBOX_USER, limit=PAGE, after=after
+        ),
+        f"tasks --done-by {AUDIT_ACTOR}": lambda after: wf.store.decision_page(
+            AUDIT_ACTOR, limit=PAGE, after=after
         ),
     }
 

@@ -94,13 +94,22 @@ SUBJECTS = {
 }
 
 
+# An event without a template of its own still says who did it and why: a comment must
+# never be lost on the way to the person it was written for.
+_FALLBACK = (
+    "[{{ process }}] {{ event }} on instance {{ instance_id }}"
+    "{% if task_id %} (task {{ task_id }}){% endif %}"
+    "{% if by %} by {{ by }}{% endif %}.{% if comment %} Comment: {{ comment }}{% endif %}"
+)
+
+
 def render_text(event: str, data: dict[str, Any], lang: str = "en") -> str:
     """``{event}.zh.txt.j2`` for Chinese when there is one, else ``{event}.txt.j2``."""
     names = [f"{event}.{lang}.txt.j2", f"{event}.txt.j2"] if lang != "en" else [f"{event}.txt.j2"]
     try:
         template = _TEXT.select_template(names)
     except TemplateNotFound:
-        template = _TEXT.from_string("[{{ process }}] {{ event }} on instance {{ instance_id }}.")
+        template = _TEXT.from_string(_FALLBACK)
     return template.render(**(_DEFAULTS | {"event": event} | data)).strip()
 
 

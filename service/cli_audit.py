@@ -127,7 +127,9 @@ def audit(
             "action",
             "from_state",
             "to_state",
+            "comment",
         ],
+        full=("comment",),
     )
 
 

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -161,11 +161,15 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+def print_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], full: Collection[str] = ()
+) -> None:
+    """A text table; cells are cut at 60 characters except in the ``full`` columns (a
+    reason or a comment is read whole, so those go last)."""
     if not rows:
         click.echo("(none)")
         return
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    cells = [[cell(r.get(c), c in full) for c in columns] for r in rows]
     widths = [max(_width(c), *(_width(row[i]) for row in cells)) for i, c in enumerate(columns)]
     click.echo(
         "  ".join(
@@ -178,7 +182,7 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
         )
 
 
-def cell(value: Any) -> str:
+def cell(value: Any, full: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, list):
@@ -190,7 +194,7 @@ def cell(value: Any) -> str:
     if isinstance(value, datetime):
         return str(jsonable(value))
     text = str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if full or len(text) <= 60 else text[:57] + "..."
 
 
 def emit(output: str, data: Any, render: Callable[[], None]) -> None:
@@ -234,7 +238,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-def _usage_error(ctx: click.Context, message: str) -> NoReturn:
+def usage_error(ctx: click.Context, message: str) -> NoReturn:
     """A bad option value: one line on stderr and exit 2 (click's own would add usage)."""
     click.echo(f"error: {message}", err=True)
     ctx.exit(2)
@@ -247,7 +251,7 @@ def _limit(ctx: click.Context, _param: click.Parameter, value: str) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        _usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+        usage_error(ctx, f"--limit: expected a whole number from 1 to {MAX_LIMIT}, not {value!r}")
     return limit
 
 
@@ -262,9 +266,10 @@ limit_option = click.option(
 )
 
 
-def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """--after CURSOR for one listing; a cursor of another listing or a mangled one is a
-    usage error, found before the database is opened."""
+def after_option(kind: str, *also: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--after CURSOR for one listing (or one of several a command prints, ``also``); a
+    cursor of another listing or a mangled one is a usage error, found before the
+    database is opened."""
 
     def check(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
         if value is None:
@@ -272,10 +277,16 @@ def after_option(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
         from engine.errors import InvalidData
         from service.queries import check_cursor
 
+        for other in also:
+            try:
+                check_cursor(other, value)
+                return value
+            except InvalidData:
+                pass
         try:
             check_cursor(kind, value)
         except InvalidData as exc:
-            _usage_error(ctx, str(exc))
+            usage_error(ctx, str(exc))
         return value
 
     return click.option(
@@ -296,9 +307,9 @@ def emit_page(
         click.echo(f"next: --after {nxt}", err=True)
 
 
-def print_page(output: str, page: Rows, columns: Sequence[str]) -> None:
+def print_page(output: str, page: Rows, columns: Sequence[str], full: Collection[str] = ()) -> None:
     """A listing's page as a table of ``columns`` (or JSON), and the next cursor if any."""
-    emit_page(output, page.items, page.next, lambda: print_table(page.items, columns))
+    emit_page(output, page.items, page.next, lambda: print_table(page.items, columns, full))
 
 
 def _override(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from service.cli_base import (
     print_page,
     print_table,
     refusals,
+    usage_error,
 )
 
 if TYPE_CHECKING:
@@ -74,24 +76,57 @@ def start(
     help="Include decided and cancelled tasks (without --as/--role: those list open tasks).",
 )
 @click.option("--overdue", is_flag=True, help="Only open tasks past their due time.")
+@click.option(
+    "--done-by",
+    metavar="USER",
+    help="Instead: the tasks USER decided or signed, newest first, each with USER's action "
+    "and comment (one row per signature in a countersign).",
+)
 @limit_option
-@after_option("tasks")
+@after_option("tasks", "done")
 @output_option
 @pass_settings
+@click.pass_context
 def tasks(
+    ctx: click.Context,
     settings: Settings,
     user: str | None,
     role: str | None,
     process: str | None,
     include_closed: bool,
     overdue: bool,
+    done_by: str | None,
     limit: int,
     after: str | None,
     output: str,
 ) -> None:
-    """List open tasks by due time, undated last (the ones USER may act on, with --as)."""
-    from service.queries import task_rows
+    """List open tasks by due time, undated last (the ones USER may act on, with --as).
 
+    With --done-by USER: what USER decided, newest first (--as, --role, --process, --all
+    and --overdue do not apply).
+    """
+    from service.queries import check_cursor, decision_rows, task_rows
+
+    if done_by is not None:
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in ("user", "role", "process", "include_closed", "overdue")
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            usage_error(ctx, f"{', '.join(given).replace('--user', '--as')} cannot go with "
+                        "--done-by")  # fmt: skip
+        _check_after(ctx, check_cursor, "done", after)
+        with refusals():
+            page = decision_rows(settings.workflow(), done_by, limit=limit, after=after)
+        print_page(
+            output,
+            page,
+            ["at", "id", "process", "state", "action", "task_status", "comment"],
+            full=("comment",),
+        )
+        return
+    _check_after(ctx, check_cursor, "tasks", after)
     with refusals():
         wf = settings.workflow()
         page = task_rows(
@@ -112,18 +147,32 @@ def tasks(
     )
 
 
+def _check_after(
+    ctx: click.Context, check: Callable[[str, str], None], kind: str, after: str | None
+) -> None:
+    """``tasks`` prints two listings; a cursor of the other one is a usage error."""
+    from engine.errors import InvalidData
+
+    if after is None:
+        return
+    try:
+        check(kind, after)
+    except InvalidData as exc:
+        usage_error(ctx, str(exc))
+
+
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_ids", metavar="TASK_ID...", nargs=-1, required=True)
 @click.argument("action")
 @click.option("--as", "user", required=True, help="Who acts.")
-@click.option("--comment", help="A comment for the record.")
+@click.option("--comment", help="A comment for the record (the opinion, 审批意见).")
 @set_option
 @data_option
 @output_option
 @pass_settings
 def act(
     settings: Settings,
-    task_id: str,
+    task_ids: tuple[str, ...],
     action: str,
     user: str,
     comment: str | None,
@@ -131,12 +180,57 @@ def act(
     data_file: str | None,
     output: str,
 ) -> None:
-    """Take ACTION on TASK_ID and print the instance afterwards."""
+    """Take ACTION on TASK_ID and print the instance afterwards.
+
+    With several task ids (批量: act T1 T2 T3 approve --as U), each task is its own
+    transaction with the same comment and values, tried in order; one line per task says
+    ok or why not, and the new state. Exit status 0 when every task went through, 1 when
+    any was refused (the others are still applied). A bad batch as a whole (an id twice,
+    an unknown user) is refused before any task is touched.
+    """
+    if len(task_ids) > 1:
+        _act_many(settings, task_ids, action, user, comment, sets, data_file, output)
+        return
+    (task_id,) = task_ids
     _step_then_show(
         settings, user, sets, data_file, output,
         # settings.now, not at(): without --now the Workflow reads the clock itself
         lambda wf, data: wf.act(task_id, action, user, data, comment, settings.now),
     )  # fmt: skip
+
+
+def _act_many(
+    settings: Settings,
+    task_ids: tuple[str, ...],
+    action: str,
+    user: str,
+    comment: str | None,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    output: str,
+) -> None:
+    """The batch form of ``act``: a row per task, exit 1 if any was refused."""
+    from service.batch import act_many, all_ok
+
+    data = parse_sets(sets, data_file)
+    with refusals():
+        results = act_many(settings.workflow(), task_ids, action, user, data, comment, settings.now)
+    rows = [r.to_json() for r in results]
+    for row in rows:
+        row["result"] = "ok" if row["ok"] else "refused"
+    emit(
+        output,
+        [r.to_json() for r in results],
+        lambda: print_table(
+            rows,
+            ["task_id", "result", "instance_id", "state", "status", "open_tasks", "error"],
+            full=("error",),
+        ),
+    )
+    if not all_ok(results):
+        refused = sum(not r.ok for r in results)
+        click.echo(f"error: {refused} of {len(results)} tasks refused", err=True)
+        sys.exit(1)
 
 
 def _step_then_show(
@@ -204,9 +298,16 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
         print_table(
             deadlines["timers"], ["kind", "level", "due_at", "status", "fired_at", "task_id"]
         )
+    click.echo("opinions:")
+    print_table(
+        data["opinions"],
+        ["at", "actor", "on_behalf_of", "state", "action", "comment"],
+        full=("comment",),
+    )
     click.echo("history:")
     print_table(
-        data["history"], ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state"]
+        data["history"],
+        ["seq", "at", "actor", "on_behalf_of", "action", "from_state", "to_state", "comment"],
     )
 
 
@@ -216,28 +317,49 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
 @click.option(
     "--status", type=click.Choice(["active", "completed", "withdrawn"]), help="Only this status."
 )
+@click.option(
+    "--requester",
+    metavar="USER|me",
+    help="Only requests started by USER ('me': the user of --as): my requests.",
+)
+@click.option(
+    "--as",
+    "viewer",
+    metavar="USER",
+    help="List as USER sees it (confidential fields masked); 'me' in --requester is USER.",
+)
 @limit_option
 @after_option("instances")
 @output_option
 @pass_settings
+@click.pass_context
 def instances(
+    ctx: click.Context,
     settings: Settings,
     process: str | None,
     state: str | None,
     status: str | None,
+    requester: str | None,
+    viewer: str | None,
     limit: int,
     after: str | None,
     output: str,
 ) -> None:
-    """List instances, oldest first."""
+    """List instances, oldest first (--requester me --as USER: USER's own requests)."""
     from service.queries import instance_rows
 
+    if requester == "me":
+        if viewer is None:
+            usage_error(ctx, "--requester me needs --as USER (who 'me' is)")
+        requester = viewer
     with refusals():
         page = instance_rows(
             settings.workflow(),
             process=process,
             state=state,
             status=status,
+            requester=requester,
+            viewer=viewer,
             limit=limit,
             after=after,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 from engine.errors import NoDatabase, NotFound, WorkflowError
+from engine.values import check_name
 from service.display import iso, iso_text, plain_decimal
 from service.views import audit_json, display_variables, instance_json, task_json
 from service.workflow import Workflow, org_catalog
@@ -34,6 +35,7 @@ __all__ = [
     "audit_rows",
     "calendar_view",
     "check_cursor",
+    "decision_rows",
     "definition_rows",
     "definition_view",
     "instance_diagram",
@@ -43,6 +45,7 @@ __all__ = [
     "deploy_rows",
     "instance_rows",
     "instance_view",
+    "opinions",
     "process_graph",
     "require_yaml",
     "retry_deliveries",
@@ -332,9 +335,7 @@ def instance_view(
     wf: Workflow, instance_id: str, viewer: str | None, now: datetime
 ) -> InstanceView:
     """An instance as ``viewer`` may see it (None: an operator, everything): variables,
-    open tasks, timers and the instance deadline, and its history."""
-    from engine.values import check_name
-
+    open tasks, timers and the instance deadline, its history and the opinions given."""
     check_name("instance id", instance_id)
     snapshot = wf.store.load_snapshot(instance_id)
     proc = wf.process(snapshot.process, snapshot.version)
@@ -354,12 +355,48 @@ def instance_view(
         variables,
         tasks,
         history=history,
+        opinions=opinions(history, titles),
         deadlines=deadlines,
         # readers (抄送): who was copied, by whom, when (in the display zone like every time)
         cc=[r | {"at": iso_text(r["at"])} for r in snapshot.meta.get("cc", ())],
     )
     clock = snapshot.sla
     return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
+
+
+def opinions(history: Iterable[dict[str, Any]], titles: dict[str, str]) -> list[dict[str, Any]]:
+    """The approval trail (审批意见) of an instance: every step a person took, oldest
+    first, with the state it was taken in, the action and the comment.
+
+    From the audit log, where each action is an entry of its own: a countersign's
+    signers each keep their opinion (none is overwritten by the next, as a shared
+    variable would be), and a reassignment that resets a task's signoffs loses none.
+    Refusals (``denied``) and claims are no opinions; timers and routing are the system's.
+    """
+    from engine.runtime import SYSTEM
+    from storage.listing import NOT_DECISIONS
+
+    out = []
+    for entry in history:
+        if entry["actor"] == SYSTEM or entry["action"] in NOT_DECISIONS:
+            continue
+        data = entry.get("data") or {}
+        state = entry["from_state"]  # None for the start: nobody acted in a state yet
+        out.append(
+            {
+                "seq": entry["seq"],
+                "at": entry["at"],
+                "actor": entry["actor"],
+                "on_behalf_of": entry["on_behalf_of"],
+                "task_id": entry.get("task_id"),
+                "state": state,
+                "step": titles.get(state) if state else None,
+                "role": data.get("role"),
+                "action": entry["action"],
+                "comment": data.get("comment"),
+            }
+        )
+    return out
 
 
 def instance_rows(
@@ -369,10 +406,23 @@ def instance_rows(
     state: str | None = None,
     status: str | None = None,
     requester: str | None = None,
+    viewer: str | None = None,
     limit: int = 100,
     after: str | None = None,
 ) -> Rows:
-    """One page of instances, oldest first, variables as shown (no tasks)."""
+    """One page of instances, oldest first, variables as shown (no tasks).
+
+    ``requester``: only the requests this user started ("my requests"; a user of the
+    org, so that a typo is refused rather than listing nothing). ``viewer``: variables
+    as that user may see them (confidential ones masked, as ``show --as`` does);
+    None is the operator's view.
+    """
+    if requester is not None:
+        check_name("requester", requester)
+        wf.org.user(requester)
+    if viewer is not None:
+        check_name("user", viewer)
+        wf.org.user(viewer)
     page = wf.store.instance_page(
         process=process,
         state=state,
@@ -385,10 +435,49 @@ def instance_rows(
         key: variable_types(wf.process(*key))
         for key in {(s.process, s.version) for s in page.items}
     }
-    rows = [
-        instance_json(s, display_variables(types[(s.process, s.version)], s.variables), [])
-        for s in page.items
-    ]
+    rows = []
+    for s in page.items:
+        values = s.variables if viewer is None else wf.visible_variables(s, viewer)
+        rows.append(instance_json(s, display_variables(types[(s.process, s.version)], values), []))
+    return Rows(rows, page.next)
+
+
+def decision_rows(wf: Workflow, user: str, *, limit: int = 100, after: str | None = None) -> Rows:
+    """``tasks --done-by USER``: each decision or signature USER gave on a task, newest
+    first, with the comment, the state it was given in and the task as it is now.
+
+    One row per entry of the audit log, so each signer of a 会签 has a row of their own
+    with their own comment, and a task decided by someone acting for USER is not USER's.
+    """
+    check_name("user", user)
+    wf.org.user(user)
+    page = wf.store.decision_page(user, limit=limit, after=after)
+    found = wf.store.tasks_by_id({r["task_id"] for r in page.items})
+    titles = _task_titles(wf, found.values())
+    rows = []
+    for entry in page.items:
+        task = found.get(entry["task_id"])
+        data = entry["data"] or {}
+        row: dict[str, Any] = {
+            "id": entry["task_id"],
+            "instance_id": entry["instance_id"],
+            "process": entry["process"],
+            "state": entry["from_state"],
+            "action": entry["action"],
+            "comment": data.get("comment"),
+            "at": iso(entry["at"]),
+            "on_behalf_of": entry["on_behalf_of"],
+            "to_state": entry["to_state"],
+            "role": data.get("role"),
+            "seq": entry["seq"],
+            "task_status": task.status if task else None,
+            "decision": task.decision if task else None,
+            "decided_by": task.decided_by if task else None,
+        }
+        title = titles.get(entry["task_id"])
+        if title:
+            row["title"] = title
+        rows.append(row)
     return Rows(rows, page.next)
 
 

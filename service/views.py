@@ -86,6 +86,9 @@ def audit_json(row: dict[str, Any]) -> dict[str, Any]:
         "from_state": row["from_state"],
         "to_state": row["to_state"],
         "data": row["data"],
+        # the opinion given with the step (审批意见), also inside ``data``; lifted out so a
+        # table can show it
+        "comment": (row["data"] or {}).get("comment"),
     }
 
 

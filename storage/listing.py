@@ -18,9 +18,11 @@ from storage import paging
 from storage.base import Database, check_limit
 from storage.paging import Page
 from storage.rows import aware, snapshot_record, task_record
-from storage.tables import instances, task_roles, tasks
+from storage.tables import audit_log, instances, task_roles, tasks
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Entries on a task that decide nothing: not listed by ``tasks --done-by``.
+NOT_DECISIONS = ("denied", "claim", "unclaim", "remind")
 # With a filter in Python (four-eyes): candidates read per extra round trip, doubling from
 # _MIN_BATCH up to _MAX_BATCH while most are dropped.
 _MIN_BATCH = 32
@@ -221,11 +223,15 @@ class Listings(Database):
         """Snapshots without their tasks, oldest first (then by id), after the cursor.
 
         Each filter combination has an index ending in (created_at, id), so a page is
-        one range scan whatever the number of stored instances.
+        one range scan whatever the number of stored instances. ``requester`` ("my
+        requests") has (requester, created_at, id) of its own; combined with other filters
+        the planner picks one of the indexes and filters the rest.
         """
         check_limit(limit)
         key = paging.decode("instances", after) if after is not None else None
         stmt = sa.select(instances)
+        if requester is not None:
+            stmt = stmt.where(instances.c.requester == requester)
         if process is not None:
             stmt = stmt.where(instances.c.process == process)
         if state is not None:
@@ -244,3 +250,51 @@ class Listings(Database):
         more = len(found) > limit
         nxt = paging.encode("instances", page[-1].created_at, page[-1].id) if more else None
         return Page(page, nxt)
+
+    def decision_page(
+        self, actor: str, *, limit: int = 100, after: str | None = None
+    ) -> Page[dict[str, Any]]:
+        """What ``actor`` decided or signed on tasks (``tasks --done-by``), newest first.
+
+        Read from the audit log rather than ``tasks.decided_by``: a countersign records
+        one entry per signer, while the task keeps only its last decider; and the log
+        keeps each signer's comment. Newest first is the (actor, seq) index walked
+        backwards, one range scan per page; the cursor is the last seq shown.
+        """
+        check_limit(limit)
+        (last,) = paging.decode("done", after) if after is not None else (None,)
+        stmt = sa.select(
+            audit_log.c.seq,
+            audit_log.c.at,
+            audit_log.c.actor,
+            audit_log.c.on_behalf_of,
+            audit_log.c.process,
+            audit_log.c.instance_id,
+            audit_log.c.task_id,
+            audit_log.c.action,
+            audit_log.c.from_state,
+            audit_log.c.to_state,
+            audit_log.c.data,
+        ).where(
+            audit_log.c.actor == actor,
+            audit_log.c.task_id.is_not(None),
+            audit_log.c.action.not_in(NOT_DECISIONS),
+        )
+        if last is not None:
+            stmt = stmt.where(audit_log.c.seq < last)
+        stmt = stmt.order_by(audit_log.c.seq.desc()).limit(limit + 1)
+        with self._read() as conn:
+            found = [dict(r) for r in conn.execute(stmt).mappings()]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(page, paging.encode("done", page[-1]["seq"]) if more else None)
+
+    def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
+        """The tasks named (any status), for a listing that names tasks by id."""
+        found: dict[str, TaskRecord] = {}
+        ids = sorted(set(task_ids))
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                stmt = sa.select(tasks).where(tasks.c.id.in_(ids[start : start + 500]))
+                found.update((r.id, task_record(r._mapping)) for r in conn.execute(stmt))
+        return found

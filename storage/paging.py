@@ -30,6 +30,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "tasks": ("time?", "str"),  # due_at (undated last), task id
     "instances": ("time", "str"),  # created_at, instance id
     "audit": ("int",),  # seq
+    "done": ("int",),  # audit seq, newest first (tasks --done-by)
     "users": ("str",),  # user id
 }
 MAX_CURSOR = 400

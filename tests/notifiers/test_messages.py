@@ -54,7 +54,7 @@ def test_the_deadline_is_shown_in_the_display_zone_and_the_comment_travels(
     assert "due 2026-10-09 00:00 (Asia/Shanghai)" in lines[0]
     wf.act(snap.tasks[0].id, "done", "wang.fang", comment="客户已回电", now=at("2026-09-30T11:00"))
     dispatch(wf.store, wf.org, Outlet.console(lines.append), at("2026-09-30T11:01"))
-    assert "wang.fang wrote: 客户已回电" in lines[-1]
+    assert "wang.fang chose done and wrote: 客户已回电" in lines[-1]
 
 
 def test_a_person_with_lang_zh_gets_chinese_text_and_subject() -> None:

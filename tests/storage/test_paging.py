@@ -218,6 +218,89 @@ def test_sqlite_list_queries_walk_an_index_in_order(sqlite_url: str) -> None:
                 assert any("ix_audit_log_on_behalf_of_seq" in p for p in found), found
 
 
+# ---------------------------------------------------------------------- my requests, my decisions
+
+
+def fill_requests(store: Store, n: int, people: int) -> list[Snapshot]:
+    """``n`` instances by ``people`` requesters, three per instant (ties broken by id)."""
+    made = [
+        snapshot(
+            f"q{(37 * i) % n:05d}",
+            created_at=T0 + timedelta(minutes=i // 3),
+            requester=f"r{i % people}",
+            status="completed" if i % 4 == 0 else "active",
+        )
+        for i in range(n)
+    ]
+    store.apply_batch([(start(s.id, snapshot=s, tasks=()), None) for s in made], T0)
+    return made
+
+
+def test_requester_pages_hold_each_of_their_requests_once_in_order(store: Store) -> None:
+    made = fill_requests(store, 40, 3)
+    order = sorted(made, key=lambda s: (s.created_at, s.id))
+    for limit in (1, 4, 100):
+        for kw in ({"requester": "r1"}, {"requester": "r2", "status": "active"}):
+            got = walk(store.instance_page, limit=limit, **kw)
+            wanted = [s.id for s in order if all(getattr(s, k) == v for k, v in kw.items())]
+            assert wanted and [s.id for s in got] == wanted, (limit, kw)
+    assert store.instance_page(requester="nobody").items == []
+
+
+def test_decision_pages_list_an_actors_task_steps_newest_first(store: Store) -> None:
+    people = ["u", "v", "u", "u", "w", "u"]
+    records = [
+        audit("i1", "approve", actor=a, task_id=f"i1-{n}", data={"comment": f"c{n}"})
+        for n, a in enumerate(people)
+    ]
+    records.insert(2, audit("i1", "denied", actor="u", task_id="i1-9"))  # no decision
+    records.insert(3, audit("i1", "start", actor="u"))  # not on a task
+    seqs = store.append_audit(records, T0)
+    mine = [
+        s
+        for s, r in zip(seqs, records, strict=True)
+        if r.actor == "u" and r.task_id and r.action != "denied"
+    ]
+    for limit in (1, 2, 10):
+        got = walk(store.decision_page, actor="u", limit=limit)
+        assert [r["seq"] for r in got] == sorted(mine, reverse=True), limit
+    assert [r["data"]["comment"] for r in walk(store.decision_page, actor="v")] == ["c1"]
+    with pytest.raises(InvalidData, match="not a cursor of the done listing"):
+        store.decision_page("u", after=paging.encode("audit", 3))
+
+
+def test_my_requests_and_my_decisions_walk_their_index_on_both_databases(db_url: str) -> None:
+    """A person's rows are a small part of the table (300 people): PostgreSQL, with
+    statistics, reads them through the index (in order, or as a bitmap sorted after:
+    a handful of rows); SQLite walks the index in order, with no sort of the matches."""
+    with Store.open(db_url) as s:
+        fill_requests(s, 3000, 300)
+        s.append_audit(
+            [audit("i1", "approve", actor=f"a{i % 300}", task_id=f"i1-{i}") for i in range(3000)],
+            T0,
+        )
+        if s.dialect == "postgresql":
+            with s.engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        queries: dict[str, tuple[Callable[[], object], str]] = {
+            "instances --requester": (
+                lambda: s.instance_page(requester="r7", after=paging.encode("instances", T0, "q")),
+                "ix_instances_requester_created_at_id",
+            ),
+            "tasks --done-by": (
+                lambda: s.decision_page("a7", after=paging.encode("done", 2500)),
+                "ix_audit_log_actor_seq",
+            ),
+        }
+        for name, (run, index) in queries.items():
+            statements = captured(s, run)
+            assert statements, name
+            found = plans(s, statements)
+            assert any(index in p for p in found), (name, found)
+            assert not any("TEMP B-TREE" in p for p in found), (name, found)
+            assert not any("Seq Scan" in p for p in found), (name, found)
+
+
 def test_tasks_for_named_people_are_found_by_their_name_and_keep_their_notes(
     store: Store,
 ) -> None:
