@@ -122,6 +122,18 @@ def problem_response(
     **extensions: Any,
 ) -> JSONResponse:
     kind = KINDS[slug]
+    body = document(slug, detail, instance, **extensions)
+    hdrs = dict(headers or {})
+    if kind.status == 401:
+        hdrs.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+    return JSONResponse(body, status_code=kind.status, headers=hdrs, media_type=MEDIA_TYPE)
+
+
+def document(
+    slug: str, detail: str, instance: str | None = None, **extensions: Any
+) -> dict[str, Any]:
+    """The problem as a JSON object (None-valued extensions left out)."""
+    kind = KINDS[slug]
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
         "title": kind.title,
@@ -131,10 +143,14 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extensions.items() if v is not None})
-    hdrs = dict(headers or {})
-    if kind.status == 401:
-        hdrs.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
-    return JSONResponse(body, status_code=kind.status, headers=hdrs, media_type=MEDIA_TYPE)
+    return body
+
+
+def refusal_document(exc: ShenpiError) -> dict[str, Any]:
+    """The problem document a refusal of the service layer answers, as an object: what a
+    batch reports for each refused task, so a client reads it as it reads one refusal."""
+    problem = problem_for(exc)
+    return document(problem.slug, problem.detail, **problem.extensions)
 
 
 def problem_body(slug: str, detail: str, **extensions: Any) -> bytes:

@@ -7,7 +7,7 @@ contract says keys may be added but never renamed or dropped.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -133,6 +133,79 @@ class TransferRequest(BaseModel):
 
     to: UserName
     comment: Why
+
+
+class AddSignerRequest(BaseModel):
+    """Add people to the task (加签): ``before`` the caller (they decide first, then it
+    comes back), ``after`` (the caller agrees now, they decide next) or ``parallel`` (they
+    sign beside the caller); ``mode`` among them: any one (或签), all (会签) or in order
+    (依次)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[UserName] = Field(min_length=1, max_length=100)
+    where: Literal["before", "after", "parallel"]
+    mode: Literal["any", "all", "sequence"] = "any"
+    comment: Comment | None = None
+
+
+class RollbackRequest(BaseModel):
+    """Send the request back (退回) to an earlier state it has been in, or ``start``: to
+    the requester to revise and resubmit; ``comment`` says why (the receiver is told)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: UserName = Field(description="A state this instance has been in before, or 'start'.")
+    comment: Why
+
+
+class BatchRequest(Decision):
+    """One decision on several tasks (批量审批): each task in a transaction of its own, in
+    the order given; ``comment`` and ``variables`` go with each."""
+
+    task_ids: list[UserName] = Field(min_length=1, max_length=1000)
+
+
+class BatchItem(Open):
+    """What became of one task of a batch. A refused one has ``ok: false``, ``error`` in
+    words, and ``problem``: the problem document the single decision would have answered
+    (``type``, ``status``, ``detail``, and e.g. ``decided_by``)."""
+
+    task_id: str
+    action: str
+    ok: bool
+    error: str | None
+    instance_id: str | None
+    state: str | None
+    status: str | None
+    outcome: str | None
+    open_tasks: list[str]
+    problem: dict[str, Any] | None = None
+
+
+class BatchResult(BaseModel):
+    """``ok``: every task went through."""
+
+    ok: bool
+    results: list[BatchItem]
+
+
+class DecisionRow(Open):
+    """One decision or signature a person gave (``tasks --done-by`` row)."""
+
+    id: str
+    instance_id: str
+    process: str
+    state: str | None
+    action: str
+    comment: str | None
+    at: str
+    on_behalf_of: str | None
+    to_state: str | None
+    seq: int
+    task_status: str | None
+    decision: str | None
+    decided_by: str | None
 
 
 class StartRequest(BaseModel):

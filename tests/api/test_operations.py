@@ -17,9 +17,36 @@ PROBLEM = "application/problem+json"
 TYPE = "https://shenpi.dev/problems/"
 
 
+# two task states, to send back from the second to the first
+BUY = """\
+process: buy
+title: Purchase
+four_eyes: true
+variables:
+  amount: {type: money}
+start: {to: check, accept: [amount]}
+states:
+  check:
+    title: Finance check
+    task:
+      role: finance
+      actions:
+        approve: {to: sign}
+  sign:
+    title: CFO sign-off
+    task:
+      role: cfo
+      actions:
+        approve: {to: done}
+        reject: {to: done, comment: required}
+  done: {final: true}
+"""
+
+
 @pytest.fixture
 def lite(sqlite_url: str, api_procs: Path) -> Iterator[Api]:
     """The server on SQLite only: the PostgreSQL case is below, one test."""
+    (api_procs / "buy.yaml").write_text(BUY, encoding="utf-8")
     for base, wf in run_server(sqlite_url, api_procs):
         with httpx.Client(base_url=base, timeout=30) as http:
             yield Api(base, wf, http)
@@ -232,6 +259,173 @@ def test_claim_and_unclaim_a_role_task(lite: Api) -> None:
         "task-already-decided",
     )
     assert problem["decided_by"] == "feng.xue"
+
+
+# --------------------------------------------------------------------------- add-signer
+
+
+def test_add_signer_before_me_then_it_comes_back(lite: Api) -> None:
+    task_id = lite.start()["tasks"][0]["id"]
+    path = f"/v1/tasks/{task_id}/add-signer"
+    before = lite.fingerprint()
+    for bad in (
+        {"users": ["guo.yan"]},  # where is required
+        {"users": [], "where": "before"},
+        {"users": ["guo.yan"], "where": "beside"},
+        {"users": ["guo.yan"], "where": "before", "mode": "most"},
+    ):
+        refused(lite, before, lite.post(path, "deng.ping", json=bad), 422, "invalid-request")
+    res = lite.post(path, "deng.ping", json={"users": ["liu.yang"], "where": "before"})
+    assert "four-eyes" in denied(lite, before, res, 403, "action-not-allowed")["detail"]
+    before = lite.fingerprint()
+    res = lite.post(path, "lin.feng", json={"users": ["guo.yan"], "where": "before"})
+    denied(lite, before, res, 403, "action-not-allowed")  # the task does not await lin.feng
+    before = lite.fingerprint()
+    res = lite.post(
+        "/v1/tasks/nope-1/add-signer", "deng.ping", json={"users": ["guo.yan"], "where": "before"}
+    )
+    refused(lite, before, res, 404, "not-found")
+
+    res = lite.post(
+        path, "deng.ping", json={"users": ["guo.yan"], "where": "before", "comment": "CFO first"}
+    )
+    assert res.status_code == 200, res.text
+    assert res.json()["history"][-1]["action"] == "add_signer"
+    assert [t["id"] for t in lite.get("/v1/tasks", "guo.yan").json()["items"]] == [task_id]
+    res = lite.post(f"/v1/tasks/{task_id}/decision", "guo.yan", json={"action": "approve"})
+    assert res.status_code == 200 and res.json()["state"] == "review", res.text
+    assert [t["id"] for t in lite.get("/v1/tasks", "deng.ping").json()["items"]] == [task_id]
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def test_rollback_to_a_state_visited_and_refusals(lite: Api) -> None:
+    res = lite.post(
+        "/v1/instances", "liu.yang", json={"process": "buy", "variables": {"amount": "80"}}
+    )
+    inst = res.json()
+    first = inst["tasks"][0]["id"]
+    assert lite.post(
+        f"/v1/tasks/{first}/decision", "deng.ping", json={"action": "approve"}
+    ).is_success
+    sign = lite.get(f"/v1/instances/{inst['id']}", "liu.yang").json()["tasks"][0]["id"]
+    path = f"/v1/tasks/{sign}/rollback"
+
+    before = lite.fingerprint()
+    for bad in ({"to": "check"}, {"to": "check", "comment": ""}, {"comment": "why"}):
+        refused(lite, before, lite.post(path, "guo.yan", json=bad), 422, "invalid-request")
+    res = lite.post(path, "guo.yan", json={"to": "done", "comment": "again"})
+    assert "check" in denied(lite, before, res, 403, "action-not-allowed")["detail"]
+    before = lite.fingerprint()
+    res = lite.post(path, "deng.ping", json={"to": "check", "comment": "mine"})
+    denied(lite, before, res, 403, "action-not-allowed")  # not a cfo
+
+    res = lite.post(path, "guo.yan", json={"to": "check", "comment": "attach the quote"})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["state"] == "check" and body["history"][-1]["action"] == "rollback"
+    assert [t["state"] for t in body["tasks"]] == ["check"]
+    before = lite.fingerprint()
+    res = lite.post(path, "guo.yan", json={"to": "check", "comment": "twice"})
+    assert refused(lite, before, res, 409, "task-already-decided")["decided_by"] == "guo.yan"
+
+    # to the requester, who resubmits with the decision endpoint
+    again = body["tasks"][0]["id"]
+    res = lite.post(
+        f"/v1/tasks/{again}/rollback", "feng.xue", json={"to": "start", "comment": "split it"}
+    )
+    assert res.status_code == 200, res.text
+    mine = res.json()["tasks"][0]
+    res = lite.post(f"/v1/tasks/{mine['id']}/decision", "liu.yang", json={"action": "resubmit"})
+    assert res.status_code == 200 and res.json()["state"] == "check", res.text
+
+
+# --------------------------------------------------------------------------- batch
+
+
+def test_batch_decides_each_task_and_reports_each_refusal(lite: Api) -> None:
+    a, b, c = (lite.start()["tasks"][0]["id"] for _ in range(3))
+    mine = lite.start(user="deng.ping")["tasks"][0]["id"]  # four-eyes for deng.ping
+    assert lite.post(f"/v1/tasks/{c}/decision", "feng.xue", json={"action": "approve"}).is_success
+
+    before = lite.fingerprint()
+    for bad in (
+        {"task_ids": [], "action": "approve"},
+        {"task_ids": [a]},
+        {"task_ids": [a, a], "action": "approve"},
+        {"task_ids": [a], "action": "approve", "extra": True},
+    ):
+        refused(
+            lite,
+            before,
+            lite.post("/v1/tasks/batch", "deng.ping", json=bad),
+            422,
+            "invalid-request",
+        )
+    res = lite.post(
+        "/v1/tasks/batch",
+        "deng.ping",
+        json={"task_ids": [a], "action": "approve"},
+        headers={"Authorization": "Bearer nope"},
+    )
+    refused(lite, before, res, 401, "unauthorized")
+
+    res = lite.post(
+        "/v1/tasks/batch",
+        "deng.ping",
+        json={"task_ids": [a, "nope-1", c, mine, b], "action": "approve", "comment": "ok"},
+    )
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["ok"] is False
+    rows = {r["task_id"]: r for r in body["results"]}
+    assert [r["task_id"] for r in body["results"]] == [a, "nope-1", c, mine, b]
+    assert rows[a]["ok"] and rows[b]["ok"] and rows[a]["status"] == "completed"
+    assert rows[a]["problem"] is None and rows[a]["error"] is None
+    assert rows["nope-1"]["problem"]["type"] == TYPE + "not-found"
+    assert rows[c]["problem"]["type"] == TYPE + "task-already-decided"
+    assert rows[c]["problem"]["decided_by"] == "feng.xue" and rows[c]["problem"]["status"] == 409
+    assert rows[mine]["problem"]["status"] == 403 and "four-eyes" in rows[mine]["error"]
+    for task_id in (a, b):
+        assert lite.get(f"/v1/tasks/{task_id}", "cao.yu").json()["decided_by"] == "deng.ping"
+
+    res = lite.post("/v1/tasks/batch", "feng.xue", json={"task_ids": [mine], "action": "approve"})
+    assert res.json() == {"ok": True, "results": [res.json()["results"][0]]}
+    assert res.json()["results"][0]["ok"] is True
+
+
+# --------------------------------------------------------------------------- listings
+
+
+def test_my_decisions_and_my_requests(lite: Api) -> None:
+    one = lite.start()
+    two = lite.start(user="huang.tao")
+    task_id = one["tasks"][0]["id"]
+    lite.post(
+        f"/v1/tasks/{task_id}/decision", "deng.ping", json={"action": "approve", "comment": "fine"}
+    )
+
+    res = lite.get("/v1/decisions", "deng.ping")
+    assert res.status_code == 200, res.text
+    [row] = res.json()["items"]
+    assert (row["id"], row["action"], row["comment"], row["task_status"]) == (
+        task_id,
+        "approve",
+        "fine",
+        "done",
+    )
+    assert lite.get("/v1/decisions?by=me", "feng.xue").json()["items"] == []
+    res = lite.get("/v1/decisions?by=deng.ping", "feng.xue")
+    assert res.status_code == 403 and res.json()["type"] == TYPE + "forbidden"
+    admin = lite.http.get("/v1/decisions?by=deng.ping", headers=lite.auth("cao.yu", "admin"))
+    assert [r["id"] for r in admin.json()["items"]] == [task_id]
+    res = lite.http.get("/v1/decisions?by=no.body", headers=lite.auth("cao.yu", "admin"))
+    assert res.status_code == 404, res.text
+    assert lite.get("/v1/decisions?cursor=zzz", "deng.ping").status_code == 422
+
+    mine = lite.get("/v1/instances?requester=me", "huang.tao").json()["items"]
+    assert [i["id"] for i in mine] == [two["id"]]
 
 
 # --------------------------------------------------------------------------- PostgreSQL
