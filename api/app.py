@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from api import problems
 from api.deps import ApiConfig, ApiState
 from api.limits import BodyLimit
+from api.mount import mount_acting
 from api.routes import audit, definitions, health, instances, me, operations, tasks
 from service.workflow import Workflow
 
@@ -44,6 +45,7 @@ def create_app(workflow: Workflow, config: ApiConfig | None = None) -> FastAPI:
     )
     app.state.shenpi = ApiState(workflow, config)
     problems.install(app)
+    mount_acting(app, workflow)  # webhooks, action links, Idempotency-Key (api/mount.py)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, timeout=config.body_timeout_s)
     if config.cors_origins:
         app.add_middleware(

@@ -21,8 +21,9 @@ from engine.yamlsafe import Document, load_file, load_text
 YAML_SUFFIXES = (".yaml", ".yml")
 KINDS = ("process", "org", "calendar")
 # Files kept in the processes folder for another component, skipped here: channels.yaml
-# (first key ``channels``) lives there by default and is checked when tick or serve loads it.
-OTHER_KINDS = ("channels",)
+# (first key ``channels``) and hooks.yaml (first key ``senders``) live there by default and
+# are checked when tick or serve loads them.
+OTHER_KINDS = ("channels", "senders")
 
 
 @dataclass

@@ -180,6 +180,14 @@ class AuditKeyError(ShenpiError):
     """The audit key named by the environment is missing, unreadable or too weak."""
 
 
+class LinkKeyError(ShenpiError):
+    """The action-link key or public URL named by the environment is missing or unusable."""
+
+
+class BadLink(ShenpiError):
+    """An action-link token this server did not sign as it is (changed, cut short, forged)."""
+
+
 class OutOfOrder(WorkflowError):
     """A step dated before the instance's last recorded step: history cannot run backwards.
 

@@ -116,10 +116,6 @@ def fire(
         raise NotFound("instance", None)
     if isinstance(event, TimerFired):
         return _timer(process, snapshot, event.timer, now)
-    if isinstance(event, AddSigners):
-        return add_signers(process, snapshot, event, actor, now)
-    if isinstance(event, Rollback):
-        return rollback(process, snapshot, event, actor, now)
     if isinstance(event, Withdraw):
         return withdrawal.withdraw(process, snapshot, event, actor, now)
     if isinstance(event, Cc):
@@ -132,6 +128,10 @@ def fire(
         return handover.unclaim(process, snapshot, event, actor, now)
     if isinstance(event, Remind):
         return reminding.remind(process, snapshot, event, actor, now)
+    if isinstance(event, AddSigners):
+        return add_signers(process, snapshot, event, actor, now)
+    if isinstance(event, Rollback):
+        return rollback(process, snapshot, event, actor, now)
     if not isinstance(event, Act):
         raise WorkflowError(f"{type(event).__name__} is not supported by this engine yet")
     return _act(process, snapshot, event, actor, data, now)

@@ -74,7 +74,6 @@ class Step:
         self._told: dict[str, Any] = {}
         self._cancel_states: list[str] = []
         self._timers: list[TimerRecord] = []
-        self._meta_set: dict[str, Any] = {}  # snapshot meta keys this step changes (cc readers)
         self._ctx: dict[str, Any] | None = None  # what expressions see; None once values change
         # the states entered so far, each with how many approvers there were on entering it,
         # so a rollback (退回) knows where the instance has been and whose four-eyes to forget
@@ -353,18 +352,16 @@ class Step:
 
     def meta(self, key: str) -> Any:
         """A key of the instance's meta as this step has left it so far."""
-        return self._meta_set[key] if key in self._meta_set else self.base.meta.get(key)
+        return self.meta_updates[key] if key in self.meta_updates else self.base.meta.get(key)
 
     def set_meta(self, key: str, value: Any) -> None:
-        """Set a key of the instance's meta (JSON-safe), e.g. ``cc`` readers."""
-        self._meta_set[key] = value
+        """Set a key of the instance's meta (JSON-safe), e.g. ``cc`` readers; None removes it."""
+        self.meta_updates[key] = value
 
     def _meta(self) -> dict[str, Any]:
-        """The snapshot's meta, copied only if this step changed the clock, readers, the
-        states visited or other bookkeeping."""
+        """The snapshot's meta, copied only if this step changed the clock, the states
+        visited or other bookkeeping (readers, ...)."""
         meta = self.base.meta
-        if self._meta_set:
-            meta = {**meta, **self._meta_set}
         if self.sla is not self._base_sla and self.sla is not None:
             meta = {**meta, "sla": self.sla.to_json()}
         if self.visited != self._visited_base:

@@ -204,9 +204,12 @@ def build(
     )
 
 
-def _resolve(
+def resolve_secret(
     doc: Document, path: PathKey, ref: SecretStr, env: Mapping[str, str], base: Path
 ) -> tuple[SecretStr | None, Problem | None]:
+    """A secret field's value: ``${ENV_VAR}`` from ``env`` or ``file:path`` (relative to
+    ``base``); anything else is refused, so no secret is ever written into the YAML.
+    Shared by every YAML file that holds secrets (channels.yaml, hooks.yaml)."""
     raw = ref.get_secret_value()
     match = _ENV_REF.match(raw)
     if match:
@@ -247,7 +250,7 @@ def _raw_secret_problems(
     problems = []
     for path, value in refs:
         if isinstance(value, str):
-            problem = _resolve(doc, path, SecretStr(value), env, base)[1]
+            problem = resolve_secret(doc, path, SecretStr(value), env, base)[1]
             problems += [problem] if problem else []
     return problems
 
@@ -278,13 +281,13 @@ def _channel(
     for field in SECRET_FIELDS:
         ref = getattr(spec, field, None)
         if ref is not None:
-            value, problem = _resolve(doc, (*at, field), ref, env, base)
+            value, problem = resolve_secret(doc, (*at, field), ref, env, base)
             problems += [problem] if problem else []
             update[field] = value
     if isinstance(spec, WebhookSpec):
         resolved = []
         for i, ref in enumerate(spec.secrets):
-            value, problem = _resolve(doc, (*at, "secrets", i), ref, env, base)
+            value, problem = resolve_secret(doc, (*at, "secrets", i), ref, env, base)
             if problem is None and value is not None:
                 try:
                     secret_key(value.get_secret_value())

@@ -14,6 +14,7 @@ to look at the request and act on the task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -24,7 +25,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFo
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.org import UserSpec
-from notifiers.channels.base import Card, Message, Recipient, has_line_break, markdown_escape
+from notifiers.channels.base import (
+    Button,
+    Card,
+    Message,
+    Recipient,
+    has_line_break,
+    markdown_escape,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 # The user_id of a group robot's one delivery per notice (no real user id has asterisks).
@@ -59,8 +67,12 @@ _TEXT = SandboxedEnvironment(
 _HTML = Environment(autoescape=True)
 _HTML_PAGE = _HTML.from_string(
     "<html><body><h3>{{ subject }}</h3>"
-    "{% for line in lines %}<p>{{ line }}</p>{% endfor %}</body></html>"
+    "{% for line in lines %}<p>{{ line }}</p>{% endfor %}"
+    '{% for title, url in links %}<p><a href="{{ url }}">{{ title }}</a></p>{% endfor %}'
+    "</body></html>"
 )
+# An action link (action, url): one per action of the task, made for one recipient.
+Link = tuple[str, str]
 
 
 # One subject line per event and language: plain text, values inserted with str.format.
@@ -70,8 +82,8 @@ SUBJECTS_ZH = {
     "overdue": "【{process}】已超期：{what}",
     "escalated": "【{process}】第 {level} 级升级：{what}",
     "completed": "【{process}】申请 {instance_id} 已办结：{outcome}",
-    "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
     "withdrawn": "【{process}】申请 {instance_id} 已撤回",
+    "schedule_failed": "【{process}】计划任务 {schedule} 未能启动",
     "transferred": "【{process}】转交给您：{what}",
     "cc": "【{process}】抄送：申请 {instance_id}（{what}）",
     "remind_now": "【{process}】催办：{what}",
@@ -84,8 +96,8 @@ SUBJECTS = {
     "overdue": "[{process}] OVERDUE: {what}",
     "escalated": "[{process}] Escalation level {level}: {what}",
     "completed": "[{process}] Request {instance_id} finished: {outcome}",
-    "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
     "withdrawn": "[{process}] Request {instance_id} withdrawn",
+    "schedule_failed": "[{process}] Scheduled run {schedule} did not start",
     "transferred": "[{process}] Transferred to you: {what}",
     "cc": "[{process}] Copy for you: request {instance_id} ({what})",
     "remind_now": "[{process}] Please handle: {what}",
@@ -129,8 +141,8 @@ def render_subject(event: str, data: dict[str, Any], lang: str = "en") -> str:
     return subject
 
 
-def render_html(subject: str, text: str) -> str:
-    return _HTML_PAGE.render(subject=subject, lines=text.splitlines())
+def render_html(subject: str, text: str, links: Sequence[Link] = ()) -> str:
+    return _HTML_PAGE.render(subject=subject, lines=text.splitlines(), links=links)
 
 
 # Recipient's addresses are the org contacts' fields of the same names: a new kind of
@@ -178,6 +190,9 @@ _COMMANDS = {
     "en": ("To act: {act}", "Details: {show}"),
     "zh": ("办理：{act}", "详情：{show}"),
 }
+# One line per action link (text formats); HTML shows the title as the link's text.
+_LINK = {"en": "{action} in the browser: {url}", "zh": "网页办理（{action}）：{url}"}
+_LINK_TITLE = {"en": "{action} (opens a page to confirm)", "zh": "{action}（打开页面确认）"}
 
 
 def commands(data: dict[str, Any], user_id: str, lang: str) -> list[str]:
@@ -210,10 +225,14 @@ def build_message(
     user_id: str,
     user: UserSpec,
     tz: tzinfo | None = None,
+    links: Sequence[Link] = (),
 ) -> Message:
     """Every format at once: the channel picks the one it sends (they are cheap to make).
 
     ``tz`` is the zone for recipients without ``contacts.tz`` (default: SHENPI_TZ).
+    ``links`` are this recipient's one-time action links (action, url), when the server has
+    a public URL: a line each in the text, a link each in the HTML, a button each on the
+    card (which the webhook channel sends as ``actions``).
     """
     lang = user.contacts.lang or "en"
     return _message(
@@ -225,6 +244,7 @@ def build_message(
         user.name,
         user_id,
         recipient(user_id, user),
+        links=links,
     )
 
 
@@ -271,6 +291,7 @@ def _message(
     act_as: str,
     to: Recipient,
     to_line: str | None = None,
+    links: Sequence[Link] = (),
 ) -> Message:
     data, shown = localized(data, zone)
     values = shown | {"recipient_name": name}
@@ -280,16 +301,22 @@ def _message(
     text = "\n".join(lines)
     subject = render_subject(event, values, lang)
     body = markdown_escape(text)
+    link_line = _LINK.get(lang, _LINK["en"])
+    link_title = _LINK_TITLE.get(lang, _LINK_TITLE["en"])
+    titled = [(link_title.format(action=a), url) for a, url in links]
+    full_text = "\n".join([text, *(link_line.format(action=a, url=u) for a, u in links)])
     return Message(
         delivery_id=delivery_id,
         recipient=to,
         subject=subject,
-        text=text,
-        html=render_html(subject, text),
+        text=full_text,
+        html=render_html(subject, text, titled),
         markdown=f"**{markdown_escape(subject)}**\n\n{body}",
-        card=Card(title=subject, text=body),
+        card=Card(title=subject, text=body, buttons=tuple(Button(a, u) for a, u in links)),
         event=f"shenpi.{event}",
-        data={"event": event, "recipient": to.user_id} | data,
+        data={"event": event, "recipient": to.user_id}
+        | data
+        | ({"links": [{"action": a, "url": u} for a, u in links]} if links else {}),
     )
 
 

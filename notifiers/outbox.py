@@ -28,15 +28,18 @@ last error, where an operator sees it, instead of being sent a day late.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
+from engine.errors import NotFound
 from engine.org import Org, UserSpec
+from engine.records import TaskRecord, TaskStatus
 from notifiers.channels.base import Channel, Delivery, Message
 from notifiers.channels.console import ConsoleChannel
 from notifiers.channels.ratelimit import RateLimiter
@@ -63,6 +66,22 @@ MIN_HOLD = timedelta(seconds=1)  # "Retry-After: 0" in a loop must not become a 
 MAX_AGE = timedelta(hours=24)
 # Sent even during a person's quiet hours: every escalation level notifies as "escalated".
 URGENT_EVENTS = frozenset({"escalated"})
+# Notices about a task that is still to be decided: these may carry action links.
+LINK_EVENTS = frozenset({"task_assigned", "reminder", "overdue", "escalated"})
+
+
+class LinkMaker(Protocol):
+    """Makes one-time action links (api/linktokens.ActionLinks, when a public URL is set)."""
+
+    def make_link(
+        self, task: TaskRecord, user: str, action: str, now: datetime, link_id: str | None = None
+    ) -> str: ...
+
+
+def link_id(delivery_id: str, action: str) -> str:
+    """The id of a delivery's link for ``action``: the same when the delivery is rendered
+    again for a retry, so a message sent twice still carries one single-use link."""
+    return hashlib.sha256(f"{delivery_id}\0{action}".encode()).hexdigest()[:24]
 
 
 def render(event: str, data: dict[str, Any]) -> str:
@@ -111,6 +130,9 @@ class Outlet:
     channels: dict[str, Channel]
     router: Router
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    # One-time action links in per-person messages; None (no public URL): none, and the
+    # messages read exactly as they always did.
+    links: LinkMaker | None = None
 
     @classmethod
     def console(cls, write: Callable[[str], None] | None = None) -> Outlet:
@@ -264,7 +286,7 @@ class Dispatcher:
                 self._hold(row, now, not_before, report)
                 return
         try:
-            message = self._message(row, user)
+            message = self._message(row, user, now)
         except (RenderError, ValueError, KeyError, TypeError) as exc:
             self._finish(row, "dead", now, report, f"cannot render: {exc}")
             return
@@ -277,11 +299,18 @@ class Dispatcher:
             limiter.observe(delivery, now)
         self._outcome(row, delivery, now, report)
 
-    def _message(self, row: dict[str, Any], user: UserSpec | None) -> Message:
+    def _message(self, row: dict[str, Any], user: UserSpec | None, now: datetime) -> Message:
         """The message of a delivery; ValueError for a group nobody is routed to any more."""
         if user is not None:
+            links = self._links(row, now)
             return build_message(
-                row["delivery_id"], row["event"], _data(row), row["user_id"], user, self._zone()
+                row["delivery_id"],
+                row["event"],
+                _data(row),
+                row["user_id"],
+                user,
+                self._zone(),
+                links,
             )
         members = group_members(self.org, self.outlet.router, row)
         if not members:
@@ -289,6 +318,34 @@ class Dispatcher:
         return build_group_message(
             row["delivery_id"], row["event"], _data(row), members, self._zone()
         )
+
+    def _links(self, row: dict[str, Any], now: datetime) -> list[tuple[str, str]]:
+        """One action link per action for a person who may act on the task now.
+
+        Not for group robots (anyone in the group could follow a link made for one of
+        them), not for a task no longer open, not for someone only told about it.
+        """
+        maker, task_id = self.outlet.links, row.get("task_id")
+        actions = (row.get("data") or {}).get("actions") or ()
+        if maker is None or not task_id or not actions or row["event"] not in LINK_EVENTS:
+            return []
+        try:
+            task = self.store.get_task(task_id)
+        except NotFound:
+            return []
+        if task.status != TaskStatus.open:
+            return []
+        targets = getattr(task, "pending_recipients", None)
+        if targets is None:  # before tasks named people: roles only
+            targets = tuple(f"role:{r}" for r in task.pending_roles)
+        if row["user_id"] not in recipients(self.org, list(targets)):
+            return []
+        user = row["user_id"]
+        return [
+            (a, maker.make_link(task, user, a, now, link_id(row["delivery_id"], a)))
+            for a in actions
+            if a in task.actions
+        ]
 
     def _outcome(self, row: dict[str, Any], d: Delivery, now: datetime, report: Report) -> None:
         where = f"{row['channel']}: {d.detail}" if d.detail else row["channel"]

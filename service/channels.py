@@ -19,8 +19,17 @@ if TYPE_CHECKING:
 Write = Callable[[str], None]
 
 
-def load_outlet(processes_dir: Path, channels_file: str | None, console: Write) -> Outlet:
-    """The configured channels (``console`` carries the console channel's lines)."""
+def load_outlet(
+    processes_dir: Path, channels_file: str | None, console: Write, public_url: str | None = None
+) -> Outlet:
+    """The configured channels (``console`` carries the console channel's lines).
+
+    With a public URL (``public_url``, else ``SHENPI_PUBLIC_URL``) per-person messages carry
+    one-time action links (api/linktokens.py); without one they carry none.
+    """
+    from dataclasses import replace
+
+    from api.linktokens import from_env
     from engine.org import load_org
     from engine.yamlsafe import load_file
     from notifiers.outbox import Outlet
@@ -31,7 +40,7 @@ def load_outlet(processes_dir: Path, channels_file: str | None, console: Write) 
     if config is not None and org_file.is_file():
         doc = load_file(org_file)
         check_preferences(load_org(doc), config, doc)
-    return Outlet.of(config, console)
+    return replace(Outlet.of(config, console), links=from_env(public_url))
 
 
 @dataclass(frozen=True)

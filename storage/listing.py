@@ -238,8 +238,6 @@ class Listings(Database):
             stmt = stmt.where(instances.c.state == state)
         if status is not None:
             stmt = stmt.where(instances.c.status == status)
-        if requester is not None:
-            stmt = stmt.where(instances.c.requester == requester)
         start = _after_created(key)
         if start is not None:
             stmt = stmt.where(start)

@@ -278,3 +278,56 @@ api_tokens = sa.Table(
     sa.Column("last_used_at", UTCDateTime),
     sa.Index("ix_api_tokens_user_id", "user_id"),
 )
+
+# The HTTP face's memory (migration 0009). Each is keyed so that a second insert of the
+# same key fails: that unique key, not a read-then-write, is what makes a webhook, a link
+# or an Idempotency-Key act once when two requests race.
+
+# One row per inbound webhook delivery (Standard Webhooks ``webhook-id``) a sender made:
+# a retry of the same id answers with the first result instead of acting again.
+webhook_receipts = sa.Table(
+    "webhook_receipts",
+    metadata,
+    sa.Column("sender", sa.String, primary_key=True),
+    sa.Column("webhook_id", sa.String(255), primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("body", json_type()),
+    sa.CheckConstraint("status IN ('pending', 'done')", name="status"),
+    sa.Index("ix_webhook_receipts_received_at", "received_at"),
+)
+
+# One row per action link that was used (its signed token names the row's id): a link is
+# single use because the second insert of its id fails.
+action_links = sa.Table(
+    "action_links",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False),
+    sa.Column("user_id", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("result", json_type(), nullable=False),
+    sa.CheckConstraint("status IN ('pending', 'done')", name="status"),
+    sa.Index("ix_action_links_used_at", "used_at"),
+)
+
+# One row per (caller, Idempotency-Key) of a POST: the request's fingerprint, and once it
+# completed with a 2xx, the response to replay. Pruned after a day.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_at", UTCDateTime, nullable=False),
+    sa.Column("http_status", sa.Integer),
+    sa.Column("headers", json_type()),
+    sa.Column("body", sa.LargeBinary),
+    sa.CheckConstraint("status IN ('pending', 'done')", name="status"),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)

@@ -190,3 +190,18 @@ def test_an_unknown_mode_and_an_already_awaited_person_are_refused(org: Org) -> 
     out = add(proc, org, started(proc, org), "bob", ["fay"], "before")
     with pytest.raises(ActionNotAllowed, match="bob is already awaited"):
         add(proc, org, out, "fay", ["bob"], "before")  # bob's own turn is queued
+
+
+def test_before_in_a_countersign_returns_to_the_adder_with_the_signatures_kept(org: Org) -> None:
+    proc = build(BUY, org)
+    out = act(proc, org, started(proc, org), "bob")
+    out = act(proc, org, out, "fay", minutes=3)  # fay signs for cfo
+    out = add(proc, org, out, "gus", ["eve"], "before")
+    back = out.snapshot.tasks[0].queue[0]
+    assert back["roles"] == ["user:gus", "cfo"] and back["mode"] == "all"
+    assert [s["user"] for s in back["signoffs"]] == ["fay"]
+    out = act(proc, org, out, "eve", minutes=4)
+    task = out.snapshot.tasks[0]
+    assert task.pending_roles == ("user:gus",) and [s.user for s in task.signoffs] == ["fay"]
+    out = act(proc, org, out, "gus", minutes=5)
+    assert out.snapshot.state == "approved"
