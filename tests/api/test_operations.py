@@ -214,6 +214,21 @@ def test_remind_once_an_hour_then_429_with_retry_after(lite: Api) -> None:
     assert actions(lite, inst["id"])[-3:] == ["remind", "denied", "denied"]
 
 
+def test_a_retried_reminder_with_its_idempotency_key_is_replayed_not_refused(lite: Api) -> None:
+    """The operations honour Idempotency-Key like every POST: the retry of a reminder
+    whose answer was lost gets that answer, not a 429, and nobody is reminded twice."""
+    inst = lite.start()
+    path = f"/v1/tasks/{inst['tasks'][0]['id']}/remind"
+    key = {"Idempotency-Key": "remind-once"}
+    first = lite.post(path, "liu.yang", json={"comment": "Friday"}, headers=key)
+    assert first.status_code == 200, first.text
+    before = lite.fingerprint()
+    again = lite.post(path, "liu.yang", json={"comment": "Friday"}, headers=key)
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert lite.fingerprint() == before
+    assert lite.post(path, "liu.yang", json={"comment": "Friday"}).status_code == 429
+
+
 # --------------------------------------------------------------------------- claim
 
 
