@@ -4,8 +4,10 @@ Each endpoint parses its body and calls ONE Workflow method as the caller, exact
 the CLI command of the same name does with ``--as``; the rules (who may, four-eyes,
 once an hour...) are the engine's, and a refusal is the same problem+json as a refused
 decision (api/problems.py): 403 not allowed (recorded as ``denied``), 404 unknown,
-409 decided or changed meanwhile, 422 invalid, 429 a reminder within the hour. Every
-one answers the instance afterwards as the caller may see it (``operate``).
+409 decided or changed meanwhile, 422 invalid, 429 a reminder within the hour. Each
+operation on one task or instance answers the instance afterwards as the caller may see
+it (``operate``); the batch answers one result per task (service/batch.py), and
+``GET /v1/decisions`` lists what a person decided (``tasks --done-by``).
 """
 
 from __future__ import annotations
