@@ -105,7 +105,8 @@ class Decision(BaseModel):
 
 Comment = Annotated[str, StringConstraints(max_length=4000, pattern=TEXT_PATTERN)]
 Why = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=TEXT_PATTERN)]
-UserName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+# a user, task or state id: one line, as check_name takes
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
 
 
 class CommentRequest(BaseModel):
@@ -122,7 +123,7 @@ class CcRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: list[UserName] = Field(min_length=1, max_length=100)
+    to: list[Name] = Field(min_length=1, max_length=100)
     comment: Comment | None = None
 
 
@@ -131,7 +132,7 @@ class TransferRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: UserName
+    to: Name
     comment: Why
 
 
@@ -143,7 +144,7 @@ class AddSignerRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    users: list[UserName] = Field(min_length=1, max_length=100)
+    users: list[Name] = Field(min_length=1, max_length=100)
     where: Literal["before", "after", "parallel"]
     mode: Literal["any", "all", "sequence"] = "any"
     comment: Comment | None = None
@@ -155,7 +156,7 @@ class RollbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    to: UserName = Field(description="A state this instance has been in before, or 'start'.")
+    to: Name = Field(description="A state this instance has been in before, or 'start'.")
     comment: Why
 
 
@@ -163,7 +164,7 @@ class BatchRequest(Decision):
     """One decision on several tasks (批量审批): each task in a transaction of its own, in
     the order given; ``comment`` and ``variables`` go with each."""
 
-    task_ids: list[UserName] = Field(
+    task_ids: list[Name] = Field(
         min_length=1,
         max_length=1000,
         json_schema_extra={"uniqueItems": True},  # said here, refused by service.batch (422)
