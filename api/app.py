@@ -17,7 +17,7 @@ from api import problems
 from api.deps import ApiConfig, ApiState
 from api.limits import BodyLimit
 from api.mount import mount_acting
-from api.routes import audit, definitions, health, instances, me, tasks
+from api.routes import audit, definitions, health, instances, me, operations, tasks
 from service.workflow import Workflow
 
 __all__ = ["ApiConfig", "create_app"]
@@ -60,6 +60,8 @@ def create_app(workflow: Workflow, config: ApiConfig | None = None) -> FastAPI:
     app.include_router(me.api)
     app.include_router(tasks.api)
     app.include_router(instances.api)
+    app.include_router(operations.tasks_api)  # issue 9's operations besides deciding
+    app.include_router(operations.instances_api)
     app.include_router(audit.api)
     app.include_router(definitions.api)
     _document_problems(app)

@@ -25,6 +25,7 @@ from engine.errors import (
     Conflict,
     DefinitionError,
     ExpressionError,
+    InstanceClosed,
     InvalidData,
     NoDatabase,
     NotAuthenticated,
@@ -33,6 +34,7 @@ from engine.errors import (
     OutOfOrder,
     ShenpiError,
     TaskClosed,
+    TooSoon,
     WorkflowError,
 )
 
@@ -58,6 +60,7 @@ KINDS: dict[str, Kind] = {
     "method-not-allowed": Kind(405, "Method not allowed"),
     "request-timeout": Kind(408, "The request body took too long"),
     "task-already-decided": Kind(409, "The task was already decided"),
+    "instance-already-decided": Kind(409, "The instance is no longer active"),
     "conflict": Kind(409, "Changed by someone else meanwhile"),
     "out-of-order": Kind(409, "Earlier than the instance's last step"),
     "body-too-large": Kind(413, "The request body is too large"),
@@ -66,6 +69,7 @@ KINDS: dict[str, Kind] = {
     "invalid-definition": Kind(422, "The definition is invalid"),
     "refused": Kind(422, "The request was refused"),
     "rate-limited": Kind(429, "Too many requests"),
+    "too-soon": Kind(429, "Done too recently; try again later"),
     "internal-error": Kind(500, "Internal error"),
     "unavailable": Kind(503, "The service is unavailable"),
 }
@@ -118,6 +122,18 @@ def problem_response(
     **extensions: Any,
 ) -> JSONResponse:
     kind = KINDS[slug]
+    body = document(slug, detail, instance, **extensions)
+    hdrs = dict(headers or {})
+    if kind.status == 401:
+        hdrs.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
+    return JSONResponse(body, status_code=kind.status, headers=hdrs, media_type=MEDIA_TYPE)
+
+
+def document(
+    slug: str, detail: str, instance: str | None = None, **extensions: Any
+) -> dict[str, Any]:
+    """The problem as a JSON object (None-valued extensions left out)."""
+    kind = KINDS[slug]
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
         "title": kind.title,
@@ -127,10 +143,14 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update({k: v for k, v in extensions.items() if v is not None})
-    hdrs = dict(headers or {})
-    if kind.status == 401:
-        hdrs.setdefault("WWW-Authenticate", WWW_AUTHENTICATE)
-    return JSONResponse(body, status_code=kind.status, headers=hdrs, media_type=MEDIA_TYPE)
+    return body
+
+
+def refusal_document(exc: ShenpiError) -> dict[str, Any]:
+    """The problem document a refusal of the service layer answers, as an object: what a
+    batch reports for each refused task, so a client reads it as it reads one refusal."""
+    problem = problem_for(exc)
+    return document(problem.slug, problem.detail, **problem.extensions)
 
 
 def problem_body(slug: str, detail: str, **extensions: Any) -> bytes:
@@ -153,6 +173,24 @@ def problem_for(exc: ShenpiError) -> ApiProblem:
             task_status=exc.status,
             decision=exc.decision,
             decided_by=exc.decided_by,
+        )
+    if isinstance(exc, InstanceClosed):
+        return ApiProblem(
+            "instance-already-decided",
+            str(exc),
+            instance_id=exc.task,
+            instance_status=exc.status,
+            outcome=exc.outcome,
+        )
+    if isinstance(exc, TooSoon):
+        return ApiProblem(
+            "too-soon",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+            task_id=exc.task,
+            action=exc.action,
+            reason=exc.reason,
+            retry_after=exc.retry_after,
         )
     if isinstance(exc, ActionNotAllowed):
         return ApiProblem(

@@ -7,7 +7,7 @@ contract says keys may be added but never renamed or dropped.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -101,6 +101,116 @@ class Decision(BaseModel):
     action: str = NAME
     comment: str | None = Field(default=None, max_length=4000, pattern=TEXT_PATTERN)
     variables: Variables = Field(default_factory=dict)
+
+
+Comment = Annotated[str, StringConstraints(max_length=4000, pattern=TEXT_PATTERN)]
+Why = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=TEXT_PATTERN)]
+# a user, task or state id: one line, as check_name takes
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+
+
+class CommentRequest(BaseModel):
+    """An optional comment, kept in the audit log and sent with the notice (withdraw,
+    remind). The body itself may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Comment | None = None
+
+
+class CcRequest(BaseModel):
+    """Copy the instance (抄送) to ``to``: told now, and they may see it (masked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[Name] = Field(min_length=1, max_length=100)
+    comment: Comment | None = None
+
+
+class TransferRequest(BaseModel):
+    """Give the caller's turn on the task (转交) to ``to`` alone; ``comment`` says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Name
+    comment: Why
+
+
+class AddSignerRequest(BaseModel):
+    """Add people to the task (加签): ``before`` the caller (they decide first, then it
+    comes back), ``after`` (the caller agrees now, they decide next) or ``parallel`` (they
+    sign beside the caller); ``mode`` among them: any one (或签), all (会签) or in order
+    (依次)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[Name] = Field(min_length=1, max_length=100)
+    where: Literal["before", "after", "parallel"]
+    mode: Literal["any", "all", "sequence"] = "any"
+    comment: Comment | None = None
+
+
+class RollbackRequest(BaseModel):
+    """Send the request back (退回) to an earlier state it has been in, or ``start``: to
+    the requester to revise and resubmit; ``comment`` says why (the receiver is told)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Name = Field(description="A state this instance has been in before, or 'start'.")
+    comment: Why
+
+
+class BatchRequest(Decision):
+    """One decision on several tasks (批量审批): each task in a transaction of its own, in
+    the order given; ``comment`` and ``variables`` go with each."""
+
+    task_ids: list[Name] = Field(
+        min_length=1,
+        max_length=1000,
+        json_schema_extra={"uniqueItems": True},  # said here, refused by service.batch (422)
+    )
+
+
+class BatchItem(Open):
+    """What became of one task of a batch. A refused one has ``ok: false``, ``error`` in
+    words, and ``problem``: the problem document the single decision would have answered
+    (``type``, ``status``, ``detail``, and e.g. ``decided_by``)."""
+
+    task_id: str
+    action: str
+    ok: bool
+    error: str | None
+    instance_id: str | None
+    state: str | None
+    status: str | None
+    outcome: str | None
+    open_tasks: list[str]
+    problem: dict[str, Any] | None = None
+
+
+class BatchResult(BaseModel):
+    """``ok``: every task went through."""
+
+    ok: bool
+    results: list[BatchItem]
+
+
+class DecisionRow(Open):
+    """One decision or signature a person gave (``tasks --done-by`` row)."""
+
+    id: str
+    instance_id: str
+    process: str
+    state: str | None
+    action: str
+    comment: str | None
+    at: str
+    on_behalf_of: str | None
+    to_state: str | None
+    seq: int
+    task_status: str | None
+    decision: str | None
+    decided_by: str | None
 
 
 class StartRequest(BaseModel):

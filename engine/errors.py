@@ -103,6 +103,36 @@ class InstanceOperationNotAllowed(ActionNotAllowed):
         WorkflowError.__init__(self, f"{action} of instance {instance}: {reason}")
 
 
+class InstanceClosed(InstanceOperationNotAllowed):
+    """The instance is no longer active (completed or withdrawn), possibly a moment ago.
+
+    Like :class:`TaskClosed`: still a refusal recorded as ``denied``, but the HTTP face
+    answers it 409, since the caller was not wrong to try; ``status`` and ``outcome`` say
+    how it ended.
+    """
+
+    def __init__(self, instance: str, action: str, status: str, outcome: str | None) -> None:
+        self.status = status
+        self.outcome = outcome
+        decided = f" ({outcome})" if outcome else ""
+        super().__init__(
+            instance, action, f"it is already {status}{decided}; only an active request can be"
+        )
+
+
+class TooSoon(ActionNotAllowed):
+    """Refused only because it was done too recently (a second reminder within the hour).
+
+    An ``ActionNotAllowed`` so it is recorded as ``denied`` like any refusal; it also says
+    when to try again (``retry_after``, whole seconds), which the HTTP face answers as 429
+    with ``Retry-After``, so a client need not parse the sentence.
+    """
+
+    def __init__(self, task: str, action: str, reason: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(task, action, reason)
+
+
 class TaskClosed(ActionNotAllowed):
     """The task was already decided (or cancelled), possibly a moment ago by someone else.
 

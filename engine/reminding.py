@@ -13,7 +13,7 @@ import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from engine.errors import ActionNotAllowed
+from engine.errors import ActionNotAllowed, TooSoon
 from engine.handover import open_task, step_for, task_notice
 from engine.operations import Remind
 from engine.org import Actor
@@ -59,12 +59,16 @@ def remind(
     if last is not None:
         at = datetime.fromisoformat(last)
         if now < at + REMIND_EVERY:
-            left = math.ceil((at + REMIND_EVERY - now).total_seconds() / 60)
+            seconds = math.ceil((at + REMIND_EVERY - now).total_seconds())
+            left = math.ceil(seconds / 60)
             local = at.astimezone(process.calendar.tz)
             by = task.meta.get("reminded_by", "someone")
-            raise refuse(
+            raise TooSoon(
+                task.id,
+                "remind",
                 f"{by} reminded them at {local:%H:%M}; at most one reminder an hour: "
-                f"try again in {left} min"
+                f"try again in {left} min",
+                retry_after=seconds,
             )
     comment = (event.comment or "").strip() or None
     step = step_for(process, snapshot, actor, now)

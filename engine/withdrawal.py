@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.context import decode_variables
-from engine.errors import InstanceOperationNotAllowed
+from engine.errors import InstanceClosed, InstanceOperationNotAllowed
 from engine.operations import Withdraw
 from engine.org import Actor
 from engine.process import SLA, CompiledProcess
@@ -49,8 +49,7 @@ def withdraw(
         )
     on_behalf_of = speaks if isinstance(speaks, str) else None
     if snapshot.status != InstanceStatus.active:
-        decided = f" ({snapshot.outcome})" if snapshot.outcome else ""
-        raise refuse(f"it is already {snapshot.status}{decided}; only an active request can be")
+        raise InstanceClosed(snapshot.id, "withdraw", str(snapshot.status), snapshot.outcome)
     rule = process.spec.withdraw
     if not rule.allowed:
         raise refuse(f"process {process.name} does not allow withdrawing (withdraw.allowed: false)")

@@ -39,6 +39,9 @@ class TaskResult:
     status: str | None = None
     outcome: str | None = None
     open_tasks: tuple[str, ...] = field(default_factory=tuple)
+    # the refusal itself, for a face that classifies it (HTTP: the problem type and status
+    # the single-task endpoint would answer); not part of the public shape
+    refusal: ShenpiError | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The public shape (``act ... -o json`` with several tasks, one object per task)."""
@@ -99,7 +102,7 @@ def act_many(
         try:
             snapshot = wf.act(task_id, action, user, dict(data or {}), comment, now)
         except ShenpiError as exc:
-            results.append(TaskResult(task_id, action, ok=False, error=str(exc)))
+            results.append(TaskResult(task_id, action, ok=False, error=str(exc), refusal=exc))
             continue
         except Exception as exc:
             reason = _database_error(exc)

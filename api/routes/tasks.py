@@ -1,8 +1,8 @@
 """Tasks: what the caller may act on, one task, and deciding it.
 
-Issue 9's operations (withdraw, transfer, add-signer, rollback, cc, remind, claim, batch)
-go here as they land, each one small endpoint calling one Workflow method, like
-``decide`` below.
+Issue 9's other operations (withdraw, transfer, add-signer, rollback, cc, remind, claim,
+batch) are in api/routes/operations.py, each one small endpoint calling one Workflow
+method through ``operate`` below, like ``decide``.
 """
 
 from __future__ import annotations

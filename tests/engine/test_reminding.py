@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine.errors import ActionNotAllowed
+from engine.errors import ActionNotAllowed, TooSoon
 from engine.operations import Cc, Remind
 from engine.org import Org
 from engine.records import NoticeEvent
@@ -36,8 +36,12 @@ def test_once_an_hour_per_task_with_the_time_left(org: Org) -> None:
     soon = LATER + timedelta(minutes=23)
     with pytest.raises(ActionNotAllowed, match="ann reminded them at 11:00.*try again in 37 min"):
         fire(proc, snap, Remind(task.id), org.actor("ann"), {}, soon)
-    with pytest.raises(ActionNotAllowed, match="try again in 1 min"):
+    with pytest.raises(TooSoon, match="try again in 37 min") as refused:
+        fire(proc, snap, Remind(task.id), org.actor("ann"), {}, soon)
+    assert refused.value.retry_after == 37 * 60  # the seconds left, for Retry-After
+    with pytest.raises(TooSoon, match="try again in 1 min") as refused:
         fire(proc, snap, Remind(task.id), org.actor("gus"), {}, LATER + timedelta(seconds=3599))
+    assert refused.value.retry_after == 1
     again = fire(proc, snap, Remind(task.id), org.actor("ann"), {}, LATER + timedelta(hours=1))
     assert again.notices[0].event == NoticeEvent.remind_now
 

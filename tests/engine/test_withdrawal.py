@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import DefinitionError, InstanceOperationNotAllowed
+from engine.errors import DefinitionError, InstanceClosed, InstanceOperationNotAllowed
 from engine.operations import Withdraw
 from engine.org import Org
 from engine.records import InstanceStatus, NoticeEvent, TaskStatus
@@ -62,6 +62,10 @@ def test_a_decided_instance_cannot_be_withdrawn(org: Org) -> None:
     gone = fire(proc, snap, Withdraw(), org.actor("ann"), {}, LATER).snapshot
     with pytest.raises(InstanceOperationNotAllowed, match="already withdrawn"):
         fire(proc, gone, Withdraw(), org.actor("ann"), {}, LATER)
+    # a refusal of its own kind, saying how it ended (the HTTP face answers it 409)
+    with pytest.raises(InstanceClosed) as closed:
+        fire(proc, done.snapshot, Withdraw(), org.actor("ann"), {}, LATER)
+    assert (closed.value.status, closed.value.outcome) == ("completed", "rejected")
 
 
 def test_owners_narrow_withdrawing_by_state_and_first_approval(org: Org) -> None:

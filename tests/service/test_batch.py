@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import InvalidData, WorkflowError
+from engine.errors import ActionNotAllowed, InvalidData, WorkflowError
 from service.batch import MAX_BATCH, act_many, all_ok
 from service.workflow import Workflow
 from storage.store import Store
@@ -31,6 +31,9 @@ def test_each_task_is_its_own_step_and_a_refusal_is_recorded_as_denied(wf: Workf
     assert not all_ok(results)
     assert [r.ok for r in results] == [False, True]
     assert results[0].error is not None and "not an action of this task" in results[0].error
+    # the refusal itself travels with the row (the HTTP face classifies it), not in its JSON
+    assert isinstance(results[0].refusal, ActionNotAllowed) and results[1].refusal is None
+    assert "refusal" not in results[0].to_json()
     assert (results[1].state, results[1].status, results[1].open_tasks) == (
         "signoff",
         "active",
