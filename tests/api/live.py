@@ -36,7 +36,7 @@ states:
     deadline:
       working_days: 1
       escalations:
-        - {reassign: service_director}
+        - {reassign: service_director, keep_original: false}  # the director alone
     task:
       role: complaint_handler
       actions:

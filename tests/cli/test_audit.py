@@ -13,7 +13,7 @@ from storage.auditkeys import KEY_ENV, AuditKeys
 from storage.store import Store
 from tests.storage.test_audit import KEY, as_owner, entries, rewrite_plain
 
-from .helpers import Shell
+from .helpers import PROCESSES, Shell
 
 RECEIVED = "2026-09-30T10:00:00+08:00"
 
@@ -103,7 +103,9 @@ def test_keyed_log_detects_a_plain_rewrite(db_url: str, monkeypatch: pytest.Monk
     assert found[4] == f"chain {iid!r}: its anchor was altered (mac mismatch)"
     monkeypatch.delenv(KEY_ENV)
     [line] = problems(sh, "audit --verify")
-    assert line.startswith("35 entries or anchors are keyed with key id")  # 19 + 16 anchors
+    # a deploy entry and a chain anchor per shipped process, 4 steps and the instance anchor
+    shipped = sum(1 for p in PROCESSES.glob("*.yaml") if p.name != "org.yaml")
+    assert line.startswith(f"{2 * shipped + 5} entries or anchors are keyed with key id")
 
 
 def test_bad_head_and_bad_key_are_refused(sh: Shell, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -274,11 +274,12 @@ def test_completion_and_rejection_say_who_decided_and_why_in_both_languages() ->
 def test_a_send_back_and_a_withdrawal_carry_their_reason() -> None:
     data = BASE | {"by": "chen.jun", "title": "补充材料", "comment": "请补充发票"}
     en = build_message("d", "sent_back", data, "wang.fang", person())
-    assert en.subject == "[chase] Request i-1 sent back"
-    assert "request i-1 was sent back to you at 补充材料 (task i-1-1) by chen.jun." in en.text
+    assert en.subject == "[chase] Request i-1 sent back: 补充材料"
+    assert "chen.jun sent request i-1 back to you: 补充材料 (task i-1-1)" in en.text
     assert "Reason: 请补充发票" in en.text and "Reason: 请补充发票" in (en.markdown or "")
     zh = build_message("d", "sent_back", data, "wang.fang", person(lang="zh"))
-    assert "已被 chen.jun 退回至「补充材料」（任务 i-1-1）。退回理由：请补充发票" in zh.text
+    assert "chen.jun 退回了申请 i-1，请重新办理：补充材料（任务 i-1-1）" in zh.text
+    assert "退回理由：请补充发票" in zh.text
     gone = build_message(
         "d", "withdrawn", BASE | {"by": "wang.fang", "comment": "不买了"}, "zhao.lei", person()
     )
@@ -287,9 +288,9 @@ def test_a_send_back_and_a_withdrawal_carry_their_reason() -> None:
 
 def test_an_event_without_its_own_template_still_carries_the_comment() -> None:
     data = BASE | {"by": "li.qiang", "comment": "请王芳处理"}
-    m = build_message("d", "transferred", data, "wang.fang", person())
+    m = build_message("d", "handed_over", data, "wang.fang", person())
     assert m.text.splitlines()[0] == (
-        "[chase] transferred on instance i-1 (task i-1-1) by li.qiang. Comment: 请王芳处理"
+        "[chase] handed_over on instance i-1 (task i-1-1) by li.qiang. Comment: 请王芳处理"
     )
     plain = build_message("d", "something_new", {"process": "p", "instance_id": "i"}, "u", person())
     assert plain.text.splitlines()[0] == "[p] something_new on instance i."
