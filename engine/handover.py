@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from engine.authorize import authorize
@@ -149,9 +150,7 @@ def claim(
     process: CompiledProcess, snapshot: Snapshot, event: Claim, actor: Actor, now: datetime
 ) -> Outcome:
     task = open_task(snapshot, event.task_id, "claim")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, "claim", reason)
+    refuse = partial(ActionNotAllowed, task.id, "claim")
 
     holder = task.claimed_by
     if holder == actor.user:

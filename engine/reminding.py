@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from engine.errors import ActionNotAllowed, TooSoon
 from engine.handover import open_task, step_for, task_notice
@@ -43,9 +44,7 @@ def remind(
     process: CompiledProcess, snapshot: Snapshot, event: Remind, actor: Actor, now: datetime
 ) -> Outcome:
     task = open_task(snapshot, event.task_id, "remind")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, "remind", reason)
+    refuse = partial(ActionNotAllowed, task.id, "remind")
 
     speaks = may_remind(process, snapshot, actor)
     if speaks is False:
