@@ -22,7 +22,7 @@ from engine.authorize import authorize
 from engine.context import decode_variables
 from engine.errors import ActionNotAllowed, InvalidData
 from engine.groups import group, next_group
-from engine.handover import open_task
+from engine.handover import open_task, task_entry
 from engine.model import TaskMode
 from engine.operations import AddSigners, Where
 from engine.org import Actor
@@ -61,16 +61,14 @@ def add_signers(
     mode = event.mode if len(added) > 1 else TaskMode.any.value
 
     step = Step(process, snapshot, decode_variables(process, snapshot.variables), now, actor.user)
-    record: dict[str, Any] = {
-        "actor": actor.user,
-        "action": ACTION,
-        "from_state": task.state,
-        "to_state": task.state,
-        "on_behalf_of": on_behalf_of,
-        "task_id": task.id,
-        "data": {"role": slot, "users": list(users), "where": event.where.value, "mode": mode}
+    record: dict[str, Any] = task_entry(
+        actor,
+        ACTION,
+        task,
+        on_behalf_of,
+        {"role": slot, "users": list(users), "where": event.where.value, "mode": mode}
         | ({"comment": comment} if comment else {}),
-    }
+    )
     meta = {k: v for k, v in task.meta.items() if k != "claimed_by"}
     me = user_slot(actor.user)
     if event.where is Where.before:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from engine.errors import ActionNotAllowed, TooSoon
-from engine.handover import open_task, step_for, task_notice
+from engine.handover import open_task, step_for, task_entry, task_notice
 from engine.operations import Remind
 from engine.org import Actor
 from engine.process import CompiledProcess
@@ -81,14 +81,12 @@ def remind(
         task_notice(process, task) | {"by": actor.user} | ({"comment": comment} if comment else {}),
     )
     step.log(
-        {
-            "actor": actor.user,
-            "action": "remind",
-            "from_state": task.state,
-            "to_state": task.state,
-            "on_behalf_of": on_behalf_of,
-            "task_id": task.id,
-            "data": {"to": list(recipients)} | ({"comment": comment} if comment else {}),
-        }
+        task_entry(
+            actor,
+            "remind",
+            task,
+            on_behalf_of,
+            {"to": list(recipients)} | ({"comment": comment} if comment else {}),
+        )
     )
     return step.outcome(snapshot.row_version)
