@@ -30,7 +30,7 @@ from engine.org import ID_PATTERN, Org
 from engine.validation import Frozen, parse_model, pydantic_problems
 from engine.yamlsafe import Document, load_file, load_text
 from notifiers.channels.webhook import secret_key
-from notifiers.config import resolve_secret
+from notifiers.config import config_file, resolve_secret
 
 ENV_VAR = "SHENPI_HOOKS"
 DEFAULT_FILE = "hooks.yaml"
@@ -131,11 +131,7 @@ def load_hooks_text(
 def hooks_file(option: str | None, processes: Path, env: Mapping[str, str]) -> Path | None:
     """``--hooks``, else $SHENPI_HOOKS, else hooks.yaml beside the processes (like
     channels.yaml); None when there is none: then no sender is accepted."""
-    chosen = option or env.get(ENV_VAR)
-    if chosen:
-        return Path(chosen)
-    default = processes / DEFAULT_FILE
-    return default if default.exists() else None
+    return config_file(option, env, ENV_VAR, processes, DEFAULT_FILE)
 
 
 def load(

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from engine.values import MAX_JSON_DEPTH
+from engine.values import MAX_JSON_DEPTH, json_depth
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -32,18 +32,6 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend(
-                (c, level + 1) for c in (item.values() if isinstance(item, dict) else item)
-            )
-    return deepest
-
-
 def loads_exact(body: bytes) -> Any:
     """JSON with Decimal numbers; json.JSONDecodeError (FastAPI's 400) for anything else."""
     text = body.decode("utf-8")  # UnicodeDecodeError: answered 400 too
@@ -57,7 +45,7 @@ def loads_exact(body: bytes) -> Any:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
     except ValueError as exc:
         raise json.JSONDecodeError(str(exc), text, 0) from None
-    if _depth(value) > MAX_JSON_DEPTH:
+    if json_depth(value) > MAX_JSON_DEPTH:
         raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", text, 0)
     return value
 

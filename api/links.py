@@ -228,8 +228,9 @@ class LinkPages:
             error=error,
         )
 
-    def show(self, token: str) -> Page:
-        """GET: a page, never an action."""
+    def _usable(self, token: str) -> Page | tuple[LinkClaims, TaskRecord]:
+        """The link's claims and the open task it acts on, or the page saying why not:
+        what both the GET and the POST check first, so they refuse alike."""
         try:
             claims = self.links.read(token)
         except BadLink as exc:
@@ -238,18 +239,22 @@ class LinkPages:
         if refusal is not None:
             return refusal
         assert task is not None
+        return claims, task
+
+    def show(self, token: str) -> Page:
+        """GET: a page, never an action."""
+        found = self._usable(token)
+        if isinstance(found, Page):
+            return found
+        claims, task = found
         return self._confirm(claims, task)
 
     def perform(self, token: str, comment: str) -> Page:
         """POST: take the action once, as the link's user."""
-        try:
-            claims = self.links.read(token)
-        except BadLink as exc:
-            return Page(404, "Not a valid link", (str(exc),))
-        refusal, task = self._refusal(claims)
-        if refusal is not None:
-            return refusal
-        assert task is not None
+        found = self._usable(token)
+        if isinstance(found, Page):
+            return found
+        claims, task = found
         comment = comment.strip()
         if len(comment) > MAX_COMMENT:
             error = f"The comment is longer than {MAX_COMMENT} characters."

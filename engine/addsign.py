@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from engine.authorize import authorize
 from engine.context import decode_variables
-from engine.errors import ActionNotAllowed, InvalidData, NotFound
+from engine.errors import ActionNotAllowed, InvalidData
 from engine.groups import group, next_group
+from engine.handover import open_task, task_entry
 from engine.model import TaskMode
 from engine.operations import AddSigners, Where
 from engine.org import Actor
 from engine.process import RESUBMIT, CompiledProcess
-from engine.records import InstanceStatus, NoticeEvent, Outcome, Signoff, Snapshot, TaskRecord
+from engine.records import NoticeEvent, Outcome, Signoff, Snapshot, TaskRecord
 from engine.slots import USER, people, user_slot
 from engine.steps import Step
 
@@ -37,15 +39,8 @@ def add_signers(
     process: CompiledProcess, snapshot: Snapshot, event: AddSigners, actor: Actor, now: datetime
 ) -> Outcome:
     """Add ``event.users`` to the task ``where`` relative to ``actor``; or refuse."""
-    task = next((t for t in snapshot.tasks if t.id == event.task_id), None)
-    if task is None:
-        raise NotFound("task", event.task_id, "list open tasks with 'tasks'")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, ACTION, reason)
-
-    if snapshot.status != InstanceStatus.active:
-        raise refuse(f"the instance is {snapshot.status}")
+    task = open_task(snapshot, event.task_id, ACTION)
+    refuse = partial(ActionNotAllowed, task.id, ACTION)
     tspec = process.spec.states[task.state].task
     assert tspec is not None
     agree = tspec.agree
@@ -66,16 +61,14 @@ def add_signers(
     mode = event.mode if len(added) > 1 else TaskMode.any.value
 
     step = Step(process, snapshot, decode_variables(process, snapshot.variables), now, actor.user)
-    record: dict[str, Any] = {
-        "actor": actor.user,
-        "action": ACTION,
-        "from_state": task.state,
-        "to_state": task.state,
-        "on_behalf_of": on_behalf_of,
-        "task_id": task.id,
-        "data": {"role": slot, "users": list(users), "where": event.where.value, "mode": mode}
+    record: dict[str, Any] = task_entry(
+        actor,
+        ACTION,
+        task,
+        on_behalf_of,
+        {"role": slot, "users": list(users), "where": event.where.value, "mode": mode}
         | ({"comment": comment} if comment else {}),
-    }
+    )
     meta = {k: v for k, v in task.meta.items() if k != "claimed_by"}
     me = user_slot(actor.user)
     if event.where is Where.before:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from engine.authorize import authorize
@@ -46,6 +47,22 @@ def task_notice(process: CompiledProcess, task: TaskRecord) -> dict[str, Any]:
     return {"state": task.state, "title": title, "actions": list(task.actions)} | (
         {"due_at": task.due_at.isoformat()} if task.due_at else {}
     )
+
+
+def task_entry(
+    actor: Actor, action: str, task: TaskRecord, on_behalf_of: str | None, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The audit entry of an operation on ``task`` that leaves the instance in its state
+    (transfer, claim, unclaim, remind, add-signer): one shape, so the audit reads alike."""
+    return {
+        "actor": actor.user,
+        "action": action,
+        "from_state": task.state,
+        "to_state": task.state,
+        "on_behalf_of": on_behalf_of,
+        "task_id": task.id,
+        "data": data,
+    }
 
 
 def step_for(process: CompiledProcess, snapshot: Snapshot, actor: Actor, now: datetime) -> Any:
@@ -129,15 +146,13 @@ def transfer(
         task_notice(process, task) | {"by": actor.user, "comment": comment},
     )
     step.log(
-        {
-            "actor": actor.user,
-            "action": "transfer",
-            "from_state": task.state,
-            "to_state": task.state,
-            "on_behalf_of": on_behalf_of,
-            "task_id": task.id,
-            "data": {"from": slot, "to": event.to, "comment": comment},
-        }
+        task_entry(
+            actor,
+            "transfer",
+            task,
+            on_behalf_of,
+            {"from": slot, "to": event.to, "comment": comment},
+        )
     )
     return step.outcome(snapshot.row_version)
 
@@ -149,9 +164,7 @@ def claim(
     process: CompiledProcess, snapshot: Snapshot, event: Claim, actor: Actor, now: datetime
 ) -> Outcome:
     task = open_task(snapshot, event.task_id, "claim")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, "claim", reason)
+    refuse = partial(ActionNotAllowed, task.id, "claim")
 
     holder = task.claimed_by
     if holder == actor.user:
@@ -169,17 +182,7 @@ def claim(
     slot, on_behalf_of = authorize(process, snapshot, task, "claim", actor)
     step = step_for(process, snapshot, actor, now)
     step.update_task(replace(task, meta=task.meta | {CLAIMED_BY: actor.user}))
-    step.log(
-        {
-            "actor": actor.user,
-            "action": "claim",
-            "from_state": task.state,
-            "to_state": task.state,
-            "on_behalf_of": on_behalf_of,
-            "task_id": task.id,
-            "data": {"slot": slot},
-        }
-    )
+    step.log(task_entry(actor, "claim", task, on_behalf_of, {"slot": slot}))
     return step.outcome(snapshot.row_version)
 
 
@@ -210,15 +213,5 @@ def unclaim(
         task.id,
         task_notice(process, task),
     )
-    step.log(
-        {
-            "actor": actor.user,
-            "action": "unclaim",
-            "from_state": task.state,
-            "to_state": task.state,
-            "on_behalf_of": on_behalf_of,
-            "task_id": task.id,
-            "data": {"released_by": holder},
-        }
-    )
+    step.log(task_entry(actor, "unclaim", task, on_behalf_of, {"released_by": holder}))
     return step.outcome(snapshot.row_version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -531,55 +531,53 @@ def _unknown_department(did: str, departments: Mapping[str, DepartmentSpec]) -> 
     return f"unknown department {did!r}; departments are: {known}"
 
 
-def _department_cycles(doc: Document, spec: OrgSpec) -> list[Problem]:
-    """One problem per cycle of ``parent`` links, at the parent key of its first member."""
-    problems = []
+def _loops(starts: Iterable[str], up: Callable[[str], str | None]) -> list[list[str]]:
+    """Each cycle of ``up`` links met walking up from ``starts``, once, as a closed loop
+    from its smallest member (``[a, b, a]``): departments' parents and users' managers
+    are both chains that must end at a top, and both report a cycle the same way."""
+    loops: list[list[str]] = []
     reported: set[str] = set()
-    for start in spec.departments:
-        path: list[str] = []
-        current: str | None = start
-        while current is not None and current in spec.departments and current not in path:
-            path.append(current)
-            current = spec.departments[current].parent
-        if current is None or current not in path:
-            continue
-        cycle = path[path.index(current) :]
-        if reported & set(cycle):
-            continue
-        reported |= set(cycle)
-        first = min(cycle)
-        loop = cycle[cycle.index(first) :] + cycle[: cycle.index(first)] + [first]
-        problems.append(
-            doc.problem(
-                ("departments", first, "parent"),
-                f"departments form a cycle: {' -> '.join(loop)} (each 'parent' must lead "
-                "up to a top department)",
-            )
-        )
-    return problems
-
-
-def _manager_cycles(doc: Document, org: Org) -> list[Problem]:
-    """One problem per cycle of reporting lines (explicit or derived managers), at the
-    ``manager`` key of an explicit link in it (a derived one cannot close a cycle alone)."""
-    problems = []
-    reported: set[str] = set()
-    for start in org.users:
+    for start in starts:
         path: list[str] = []
         current: str | None = start
         while current is not None and current not in path:
             path.append(current)
-            current = org.manager(current)
+            current = up(current)
         if current is None:
             continue
         cycle = path[path.index(current) :]
         if reported & set(cycle):
             continue
         reported |= set(cycle)
-        first = min(cycle)
-        loop = cycle[cycle.index(first) :] + cycle[: cycle.index(first)] + [first]
-        explicit = sorted(u for u in cycle if org.users[u].manager is not None)
-        where: PathKey = ("users", explicit[0], "manager") if explicit else ("users", first)
+        first = cycle.index(min(cycle))
+        loops.append(cycle[first:] + cycle[:first] + [cycle[first]])
+    return loops
+
+
+def _department_cycles(doc: Document, spec: OrgSpec) -> list[Problem]:
+    """One problem per cycle of ``parent`` links, at the parent key of its first member."""
+    departments = spec.departments
+
+    def parent(did: str) -> str | None:
+        return departments[did].parent if did in departments else None
+
+    return [
+        doc.problem(
+            ("departments", loop[0], "parent"),
+            f"departments form a cycle: {' -> '.join(loop)} (each 'parent' must lead "
+            "up to a top department)",
+        )
+        for loop in _loops(departments, parent)
+    ]
+
+
+def _manager_cycles(doc: Document, org: Org) -> list[Problem]:
+    """One problem per cycle of reporting lines (explicit or derived managers), at the
+    ``manager`` key of an explicit link in it (a derived one cannot close a cycle alone)."""
+    problems = []
+    for loop in _loops(org.users, org.manager):
+        explicit = sorted(u for u in loop[:-1] if org.users[u].manager is not None)
+        where: PathKey = ("users", explicit[0], "manager") if explicit else ("users", loop[0])
         problems.append(
             doc.problem(
                 where,

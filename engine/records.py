@@ -9,6 +9,7 @@ as ISO text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -156,22 +157,22 @@ class TaskRecord:
     @property
     def pending_keys(self) -> tuple[str, ...]:
         """The ``task_roles`` rows of this task: who finds it in their list now."""
-        pending = self.pending_roles
-        if not pending:
-            return ()
-        if self.claimed_by is not None:
-            return (f"user:{self.claimed_by}",)
-        return lookup_keys(pending)
+        return self._pending_as(lookup_keys)
 
     @property
     def pending_recipients(self) -> tuple[str, ...]:
         """Who a notice about this task goes to now."""
+        return self._pending_as(recipients)
+
+    def _pending_as(self, spell: Callable[[tuple[str, ...]], tuple[str, ...]]) -> tuple[str, ...]:
+        """``spell`` of the slots still awaited; while the task is claimed, its claimer
+        alone: a claim narrows who lists a task and who is told about it alike."""
         pending = self.pending_roles
         if not pending:
             return ()
         if self.claimed_by is not None:
             return (f"user:{self.claimed_by}",)
-        return recipients(pending)
+        return spell(pending)
 
 
 @dataclass(frozen=True)

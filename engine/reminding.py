@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from engine.errors import ActionNotAllowed, TooSoon
-from engine.handover import open_task, step_for, task_notice
+from engine.handover import open_task, step_for, task_entry, task_notice
 from engine.operations import Remind
 from engine.org import Actor
 from engine.process import CompiledProcess
@@ -43,9 +44,7 @@ def remind(
     process: CompiledProcess, snapshot: Snapshot, event: Remind, actor: Actor, now: datetime
 ) -> Outcome:
     task = open_task(snapshot, event.task_id, "remind")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, "remind", reason)
+    refuse = partial(ActionNotAllowed, task.id, "remind")
 
     speaks = may_remind(process, snapshot, actor)
     if speaks is False:
@@ -82,14 +81,12 @@ def remind(
         task_notice(process, task) | {"by": actor.user} | ({"comment": comment} if comment else {}),
     )
     step.log(
-        {
-            "actor": actor.user,
-            "action": "remind",
-            "from_state": task.state,
-            "to_state": task.state,
-            "on_behalf_of": on_behalf_of,
-            "task_id": task.id,
-            "data": {"to": list(recipients)} | ({"comment": comment} if comment else {}),
-        }
+        task_entry(
+            actor,
+            "remind",
+            task,
+            on_behalf_of,
+            {"to": list(recipients)} | ({"comment": comment} if comment else {}),
+        )
     )
     return step.outcome(snapshot.row_version)

@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from engine.authorize import authorize
 from engine.context import decode_variables
-from engine.errors import ActionNotAllowed, NotFound
+from engine.errors import ActionNotAllowed
+from engine.handover import open_task
 from engine.model import Resubmit
 from engine.operations import Rollback
 from engine.org import Actor
@@ -67,15 +69,8 @@ def rollback(
     process: CompiledProcess, snapshot: Snapshot, event: Rollback, actor: Actor, now: datetime
 ) -> Outcome:
     """Send the instance back from ``event.task_id`` to ``event.to``; or refuse."""
-    task = next((t for t in snapshot.tasks if t.id == event.task_id), None)
-    if task is None:
-        raise NotFound("task", event.task_id, "list open tasks with 'tasks'")
-
-    def refuse(reason: str) -> ActionNotAllowed:
-        return ActionNotAllowed(task.id, ACTION, reason)
-
-    if snapshot.status != InstanceStatus.active:
-        raise refuse(f"the instance is {snapshot.status}")
+    task = open_task(snapshot, event.task_id, ACTION)
+    refuse = partial(ActionNotAllowed, task.id, ACTION)
     policy = process.spec.rollback
     if task.state == RESUBMIT:
         raise refuse("the request is already back with its requester: resubmit or withdraw it")

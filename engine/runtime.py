@@ -202,11 +202,7 @@ def _act(
     data: Mapping[str, Any],
     now: datetime,
 ) -> Outcome:
-    task = next((t for t in snapshot.tasks if t.id == event.task_id), None)
-    if task is None:
-        raise NotFound("task", event.task_id, "list open tasks with 'tasks'")
-    if snapshot.status != InstanceStatus.active:
-        raise ActionNotAllowed(task.id, event.action, f"the instance is {snapshot.status}")
+    task = handover.open_task(snapshot, event.task_id, event.action)
     if task.state == RESUBMIT:  # sent back to the requester (engine.rollback)
         return resubmit(process, snapshot, task, event.action, event.comment, actor, data, now)
     tspec = process.spec.states[task.state].task

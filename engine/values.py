@@ -125,8 +125,9 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number; give numbers as digits")
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth, without recursion (the value may be deep)."""
+def json_depth(value: Any) -> int:
+    """Nesting depth, without recursion (the value may be deep); the CLI's ``--data``
+    and the HTTP API's bodies are bounded by it alike."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -155,7 +156,7 @@ def load_json_object(text: str, source: str) -> dict[str, Any]:
         raise too_deep from None
     except ValueError as exc:
         raise InvalidData(source, str(exc).splitlines()[0]) from None
-    if _depth(loaded) > MAX_JSON_DEPTH:
+    if json_depth(loaded) > MAX_JSON_DEPTH:
         raise too_deep
     if not isinstance(loaded, dict):
         raise InvalidData(source, "expected a JSON object of variable: value")

@@ -204,6 +204,19 @@ def build(
     )
 
 
+def config_file(
+    option: str | None, env: Mapping[str, str], env_var: str, processes: Path, default: str
+) -> Path | None:
+    """Where an optional config file is: the ``--option`` value, else ``$env_var``, else
+    ``default`` beside the processes if it exists; None when there is none. Shared so
+    channels.yaml and hooks.yaml are found by the same rule."""
+    chosen = option or env.get(env_var)
+    if chosen:
+        return Path(chosen)
+    beside = processes / default
+    return beside if beside.exists() else None
+
+
 def resolve_secret(
     doc: Document, path: PathKey, ref: SecretStr, env: Mapping[str, str], base: Path
 ) -> tuple[SecretStr | None, Problem | None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from engine.errors import DefinitionError, Problem
 from engine.org import Contacts, Org
 from engine.yamlsafe import Document
-from notifiers.config import ChannelsConfig, load_channels_file
+from notifiers.config import ChannelsConfig, config_file, load_channels_file
 
 ENV_VAR = "SHENPI_CHANNELS"
 DEFAULT_FILE = "channels.yaml"
@@ -90,11 +90,7 @@ def _reachable(kind: str, contacts: Contacts) -> bool:
 
 def channels_file(option: str | None, processes: Path, env: Mapping[str, str]) -> Path | None:
     """``--channels``, else $SHENPI_CHANNELS, else channels.yaml beside the processes."""
-    chosen = option or env.get(ENV_VAR)
-    if chosen:
-        return Path(chosen)
-    default = processes / DEFAULT_FILE
-    return default if default.exists() else None
+    return config_file(option, env, ENV_VAR, processes, DEFAULT_FILE)
 
 
 def load(
