@@ -39,6 +39,7 @@ def reassign(
     new: dict[str, str] = {}
     targets: dict[str, None] = {}
     why: list[str] = []
+    taken = set(task.roles)  # a countersign's slots must stay as many, and distinct
     for slot in pending:
         if target.role is not None:
             to: str | None = target.role
@@ -48,11 +49,16 @@ def reassign(
             to = _managers(org, snapshot, slot, claimed, target.manager_of, why)
         if to is None:
             continue  # nobody to hand it to: the slot stays as it is (audited)
+        if task.mode != TaskMode.any:
+            moved_to = to if not esc.keep_original else _joined(org, slot, to, now)
+            if moved_to != slot and moved_to in taken:
+                # two places of a 会签 handed to one (or to one that already signed) would
+                # let fewer people decide than the owner asked for: this slot stays
+                why.append(f"{slot} kept: {moved_to} already has a place in this countersign")
+                continue
+            taken.add(moved_to)
+            new[slot] = moved_to
         targets[to] = None
-        if not esc.keep_original:
-            new[slot] = to
-        elif task.mode != TaskMode.any:
-            new[slot] = _joined(org, slot, to, now)
     if task.mode == TaskMode.any:
         kept = task.roles if esc.keep_original else ()
         roles = tuple(dict.fromkeys((*kept, *targets)))

@@ -308,3 +308,21 @@ def test_a_link_made_with_the_old_key_still_works_after_a_rotation(world: World)
     assert rotated.read(url.rsplit("/", 1)[1]).user == "li.qiang"
     assert rotated.make_link(task, "li.qiang", "approve", world.clock()) != url
     assert task_version(task) == rotated.read(url.rsplit("/", 1)[1]).version
+
+
+def test_the_access_log_never_holds_a_whole_link_token(caplog: pytest.LogCaptureFixture) -> None:
+    """The server's access log names each path; a link's path is its secret."""
+    import logging
+
+    from fastapi import FastAPI
+
+    from api.server import server
+
+    server(FastAPI(), "127.0.0.1", 0)  # installs the redaction on uvicorn's access log
+    token = "abcdefghijkl" + "SECRET-REST-OF-THE-TOKEN"
+    access = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "POST", f"/a/{token}", "1.1", 200)
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", "/v1/tasks", "1.1", 200)
+    assert "/a/abcdefghijkl..." in caplog.text and "SECRET" not in caplog.text
+    assert "GET /v1/tasks" in caplog.text

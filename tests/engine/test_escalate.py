@@ -114,3 +114,41 @@ def test_the_timer_fires_after_the_deadline(people: Org) -> None:
     out = escalated(people, "reassign: {user: max}")
     assert out.snapshot.tasks[0].roles == ("user:gus,max", "cfo")
     assert out.snapshot.updated_at == NOW + timedelta(hours=8)
+
+
+def two_waiting(org: Org, reassign: str) -> Outcome:
+    """The board countersign escalated while both places still wait."""
+    proc = build(BOARD.replace("{REASSIGN}", reassign), org)
+    out = fire(proc, None, Start("i1", 1), org.actor("ann"), {}, NOW)
+    [timer] = [t for t in out.timers_set if t.kind == TimerKind.escalation]
+    return fire(proc, out.snapshot, TimerFired(timer), org.actor("ann"), {}, timer.due_at)
+
+
+@pytest.mark.parametrize(
+    "reassign",
+    [
+        "reassign: {role: cfo}\n          keep_original: false",
+        # gus and fay share a manager: handing both places to max would be one person
+        "reassign: {manager_of: approver}\n          keep_original: false",
+    ],
+)
+def test_a_countersign_never_shrinks_to_fewer_people(people: Org, reassign: str) -> None:
+    out = two_waiting(people, reassign)
+    task = out.snapshot.tasks[0]
+    assert len(task.pending_roles) == 2, task.roles
+    assert any(
+        "already has a place in this countersign" in w for w in out.audit[-1].data["resolved"]
+    )
+    proc = build(BOARD.replace("{REASSIGN}", reassign), people)
+    signer = "top" if "role" in reassign else "max"
+    once = fire(proc, out.snapshot, Act(task.id, "approve"), people.actor(signer), {}, NOW)
+    assert once.snapshot.state == "board"  # one signature does not decide a 会签
+
+
+def test_a_place_handed_to_one_that_already_signed_stays(people: Org) -> None:
+    out = escalated(people, "reassign: {role: cfo}\n          keep_original: false")
+    task = out.snapshot.tasks[0]
+    assert task.pending_roles == ("head",)  # not merged into the signed cfo place
+    proc = build(BOARD.replace("{REASSIGN}", "reassign: {role: cfo}"), people)
+    done = fire(proc, out.snapshot, Act(task.id, "approve"), people.actor("gus"), {}, NOW)
+    assert done.snapshot.state == "approved"

@@ -49,16 +49,19 @@ def test_from_50000_the_finance_head_and_the_gm_countersign(sqlite_url: str) -> 
     assert [o["actor"] for o in shown["opinions"]][-2:] == ["lin.feng", "guo.yan"]
 
 
-def test_sent_back_and_resubmitted_it_returns_to_finance(sqlite_url: str) -> None:
+def test_sent_back_and_resubmitted_it_starts_again_at_the_manager(sqlite_url: str) -> None:
     sh = cli(sqlite_url, "purchase_request", deployed_at=MON)
     inst, _ = start(sh, "8000.00")
     sh.ok(f"act {only_task(sh, 'he.jing')} approve --as he.jing", now=MON)
     fin = only_task(sh, "deng.ping")
     sh.ok(f"rollback {fin} --to start --as deng.ping --comment 请附报价单", now=MON)
     sh.ok(
-        f"act {only_task(sh, 'huang.tao')} resubmit --as huang.tao --set reason=附报价单", now=MON
+        f"act {only_task(sh, 'huang.tao')} resubmit --as huang.tao --set amount=90000.00",
+        now=MON,
     )
-    assert sh.js(f"show {inst}", now=MON)["state"] == "finance"  # not the manager again
+    # the amount changed: the manager's approval of 8,000 does not stand for 90,000
+    assert sh.js(f"show {inst}", now=MON)["state"] == "manager"
+    sh.ok(f"act {only_task(sh, 'he.jing')} approve --as he.jing", now=MON)
 
 
 def test_withdrawn_by_the_requester_only(sqlite_url: str) -> None:
