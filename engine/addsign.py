@@ -159,17 +159,22 @@ def _check_users(
             raise refuse(f"unknown user {user!r}; see 'python run.py users'")
         if user in (actor.user, on_behalf_of):
             raise refuse(f"{user} cannot add themselves; name other people")
+        persons = {user}  # who would really sign: the user, or their stand-in today
         if not spec.active:
             stand_in, why = org.stand_in(user, now, process.calendar.tz)
             if stand_in is None:
                 raise refuse(f"{why}; nobody could act for them")
-        if four_eyes and user == snapshot.requester:
+            persons.add(stand_in)
+        if four_eyes and snapshot.requester in persons:
+            via = "" if user == snapshot.requester else f" (who would sign for {user})"
             raise refuse(
-                f"four-eyes rule: {user} requested this and may not sign it; add someone else"
+                f"four-eyes rule: {snapshot.requester}{via} requested this and may not sign "
+                "it; add someone else"
             )
-        if four_eyes is True and user in snapshot.approvers:
+        if four_eyes is True and persons & set(snapshot.approvers):
+            who = sorted(persons & set(snapshot.approvers))[0]
             raise refuse(
-                f"four-eyes rule: {user} already acted earlier in this instance; add someone else"
+                f"four-eyes rule: {who} already acted earlier in this instance; add someone else"
             )
         if user in awaited:
             raise refuse(f"{user} is already awaited on this task")

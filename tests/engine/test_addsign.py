@@ -205,3 +205,17 @@ def test_before_in_a_countersign_returns_to_the_adder_with_the_signatures_kept(o
     assert task.pending_roles == ("user:gus",) and [s.user for s in task.signoffs] == ["fay"]
     out = act(proc, org, out, "gus", minutes=5)
     assert out.snapshot.state == "approved"
+
+
+def test_an_absentee_whose_stand_in_is_the_requester_cannot_be_added() -> None:
+    """Four-eyes looks at who would really sign: hal is away and ann signs for him, and
+    ann requested this; adding hal would give a task nobody may act on."""
+    org = load_org(
+        load_text(
+            ORG_YAML + "  hal: {name: Hal, roles: [clerk], active: false, delegate: ann}\n",
+            "org.yaml",
+        )
+    )
+    proc = build(BUY, org)
+    with pytest.raises(ActionNotAllowed, match=r"ann \(who would sign for hal\) requested"):
+        add(proc, org, started(proc, org), "bob", ["hal"], "before")
