@@ -280,6 +280,7 @@ def task_rows(
         overdue_at=now if overdue else None,
         limit=limit,
         after=after,
+        now=now,
     )
     titles = _task_titles(wf, page.items)
     return Rows([task_json(t, now, titles.get(t.id)) for t in page.items], page.next)

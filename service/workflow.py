@@ -472,8 +472,12 @@ class Workflow:
         overdue_at: datetime | None = None,
         limit: int = 100,
         after: str | None = None,
+        now: datetime | None = None,
     ) -> Page[TaskRecord]:
         """One page of tasks by due time; with ``user``, only those they may act on now.
+
+        ``now`` (default: the clock) is the moment "now" means: a delegation limited to
+        dates lists the absentee's tasks only on its days, as acting on them is allowed.
 
         The roles the user holds or stands in for select candidates in SQL (an index range
         scan per role, in due order); four-eyes and countersign rules need the process
@@ -488,7 +492,9 @@ class Workflow:
             if role not in self.org.roles:
                 raise NotFound("role", role, "see 'python run.py users'")
             roles = {role} if roles is None else roles & {role}
-        keep = partial(self._may_act, actor=actor) if actor is not None else None
+        when = now or self.clock()
+        actors: dict[Any, Actor] = {}  # by calendar zone: one org walk per zone, not per task
+        keep = partial(self._may_act, user=user, now=when, actors=actors) if user else None
         return self.store.task_page(
             roles=roles,
             process=process,
@@ -499,11 +505,21 @@ class Workflow:
             keep=keep,
         )
 
-    def _may_act(self, task: TaskRecord, owner: Snapshot, actor: Actor) -> bool:
-        """Drop tasks the user holds the role for but may not act on (four-eyes, signed)."""
+    def _may_act(
+        self,
+        task: TaskRecord,
+        owner: Snapshot,
+        user: str,
+        now: datetime,
+        actors: dict[Any, Actor],
+    ) -> bool:
+        """Drop tasks the user holds the role for but may not act on (four-eyes, signed,
+        an absentee's task outside the days of a dated delegation)."""
         if task.status != "open":
             return True
         proc = self.process(owner.process, owner.version)
+        tz = proc.calendar.tz
+        actor = actors.get(tz) or actors.setdefault(tz, self.actor(user, now, proc))
         try:
             authorize(proc, owner, task, task.actions[0], actor)
         except ActionNotAllowed:

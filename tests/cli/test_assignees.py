@@ -130,6 +130,49 @@ def test_a_dated_delegate_gets_the_task_only_on_those_days(db_url: str, tmp_path
     )
 
 
+CFO_SIGNS = """
+process: cfo_signs
+title: CFO signs
+variables:
+  amount: {type: money, min: 0}
+start: {require: [amount], to: cfo}
+states:
+  cfo:
+    task:
+      role: cfo
+      actions: {approve: {to: done}}
+  done: {final: true}
+"""
+
+
+def test_a_dated_stand_in_lists_the_absentees_role_tasks_only_on_those_days(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A role task waits for the role; the head of finance's stand-in finds it in their
+    list while the delegation's days last, and no longer after them, when acting on it
+    is refused as well: the list shows what one may act on."""
+    procs = folder(tmp_path)
+    (procs / "cfo_signs.yaml").write_text(CFO_SIGNS, encoding="utf-8")
+    org = procs / "org.yaml"
+    text = org.read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("  guo.yan:"))
+    away = line.replace(
+        "department: finance,",
+        "department: finance, active: false,"
+        " delegate: {to: deng.ping, from: 2026-10-12, until: 2026-10-16},",
+    )
+    org.write_text(text.replace(line, away), encoding="utf-8")
+    sh = Shell(db_url, procs)
+    sh.ok("deploy", now=AT)
+    inst = sh.js("start cfo_signs --as liu.yang --set amount=100", now="2026-10-14T09:00:00+08:00")
+    task = inst["tasks"][0]["id"]
+    during, after = "2026-10-16T10:00:00+08:00", "2026-10-19T10:00:00+08:00"
+    assert [t["id"] for t in sh.js("tasks --as deng.ping", now=during)] == [task]
+    assert sh.js("tasks --as deng.ping", now=after) == []
+    sh.refused(f"act {task} approve --as deng.ping", "needs role cfo", now=after)
+    sh.ok(f"act {task} approve --as deng.ping", now=during)
+
+
 def test_the_graph_names_who_each_task_goes_to(db_url: str, tmp_path: Path) -> None:
     out = Shell(db_url, folder(tmp_path)).ok("graph purchase_request").out
     assert "manager --> finance: approve (manager of the requester)" in out
