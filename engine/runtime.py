@@ -353,6 +353,17 @@ def _timer(
                 record["data"]["resolved"] = list(moved.why)
             notice_data["reassigned_to"] = to
             notify += slot_recipients(moved.targets)
+            if not esc.keep_original:
+                # the people the task was taken from are told, but not how to act on it:
+                # they no longer may (their own notice, without the task's actions)
+                still = set(moved.task.pending_recipients)
+                replaced = tuple(r for r in recipients if r not in still and r not in notify)
+                recipients = tuple(r for r in recipients if r not in replaced)
+                if replaced:
+                    taken = {k: v for k, v in notice_data.items() if k != "actions"}
+                    step.notify(
+                        NoticeEvent.escalated, replaced, task_id, taken | {"taken_from_you": True}
+                    )
         step.notify(
             NoticeEvent.escalated, tuple(dict.fromkeys(notify + recipients)), task_id, notice_data
         )

@@ -204,7 +204,13 @@ def commands(data: dict[str, Any], user_id: str, lang: str) -> list[str]:
     act_line, show_line = _COMMANDS.get(lang, _COMMANDS["en"])
     lines: list[str] = []
     task, instance = data.get("task_id"), data.get("instance_id")
-    if task and data.get("event") not in ("completed", "schedule_failed"):
+    # no act line where the recipient may not act: a finished instance, or an escalation
+    # that took the task from them (keep_original: false)
+    if (
+        task
+        and data.get("event") not in ("completed", "schedule_failed")
+        and not data.get("taken_from_you")
+    ):
         actions = [str(a) for a in data.get("actions") or ()] or ["ACTION"]
         for action in actions:
             lines.append(act_line.format(act=f"python run.py act {task} {action} --as {user_id}"))

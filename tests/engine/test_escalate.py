@@ -81,6 +81,13 @@ def test_without_keep_original_the_new_assignee_alone_acts(people: Org) -> None:
     out = escalated(people, text)
     task = out.snapshot.tasks[0]
     assert task.roles == ("user:max", "cfo") and [s.user for s in task.signoffs] == ["fay"]
+    # the head (gus) is told the task was taken away, without its actions (no act line);
+    # max, who now acts, gets the notice with them
+    taken, told = out.notices[-2:]
+    assert taken.recipients == ("role:head",) and taken.data["taken_from_you"] is True
+    assert "actions" not in taken.data
+    assert "user:max" in told.recipients and "role:head" not in told.recipients
+    assert told.data["actions"] == ["approve", "reject"] and "taken_from_you" not in told.data
     proc = build(BOARD.replace("{REASSIGN}", text), people)
     with pytest.raises(ActionNotAllowed, match="assigned to max; gus is not one of them"):
         fire(proc, out.snapshot, Act(task.id, "approve"), people.actor("gus"), {}, NOW)

@@ -185,6 +185,12 @@ def test_the_message_says_how_to_act_and_look_in_every_format() -> None:
     assert "详情：python run.py show i-1 --as zhao.lei" in generic.text
     done = build_message("d", "completed", BASE | {"outcome": "ok"}, "zhao.lei", person())
     assert "run.py act" not in done.text and "run.py show i-1" in done.text
+    esc = BASE | {"level": 1, "reassigned_to": "user:max", "taken_from_you": True}
+    taken = build_message("d", "escalated", esc, "zhao.lei", person())
+    assert "run.py act" not in taken.text and "run.py show i-1" in taken.text
+    assert "It is no longer yours to act on." in taken.text
+    zh = build_message("d", "escalated", esc, "zhao.lei", person(lang="zh"))
+    assert "此任务已不再由您办理。" in zh.text and "办理：" not in zh.text
 
 
 def test_a_task_sent_back_says_who_chose_what_and_why_in_both_languages() -> None:
