@@ -83,6 +83,19 @@ def test_unknown_routes_ids_and_methods(api: Api) -> None:
     assert api.fingerprint() == before
 
 
+def test_an_unknown_query_parameter_is_400_naming_what_the_endpoint_takes(api: Api) -> None:
+    api.start()
+    # a misspelt filter must not answer as if there were no filter
+    body = _problem(api.get("/v1/tasks?stauts=open", "deng.ping"), 400, "malformed-request")
+    assert "unknown query parameter stauts" in str(body["detail"])
+    assert "takes: cursor, limit, overdue, process, role" in str(body["detail"])
+    assert api.get("/v1/tasks?limit=5", "deng.ping").status_code == 200
+    before = api.fingerprint()
+    res = api.post("/v1/instances?dry=1", "liu.yang", json={"process": "spend", "variables": {}})
+    _problem(res, 400, "malformed-request")
+    assert api.fingerprint() == before
+
+
 def test_malformed_bodies_are_400_and_invalid_values_422_with_pointers(api: Api) -> None:
     task_id = api.start()["tasks"][0]["id"]
     url = f"/v1/tasks/{task_id}/decision"
