@@ -178,6 +178,12 @@ class Step:
         for _ in range(MAX_HOPS):
             state = spec.states[target]
             self.state = target
+            # a state entered again closes a loop: the way here is the path up to it, so the
+            # loop's states are dropped (not rollback targets from here) and the list stays
+            # as short as the number of states however often an instance loops
+            again = next((i for i, e in enumerate(self.visited) if e["state"] == target), None)
+            if again is not None:
+                del self.visited[again:]
             self.visited.append({"state": target, "approvers": len(self._approvers)})
             record["to_state"] = target
             deadlines.on_enter(self, target, record)

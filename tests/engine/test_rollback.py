@@ -201,3 +201,27 @@ def test_the_owner_limits_where_requests_may_be_sent_back_from(org: Org) -> None
     with pytest.raises(ActionNotAllowed, match="does not send requests back to the requester"):
         run.back("fay", "start")
     assert run.back("fay", "vp_review").snapshot.state == "vp_review"
+
+
+LOOP = FLOW.replace(
+    "        reject: {to: rejected}\n  cfo_review:",
+    "        reject: {to: rejected}\n        ask_again: {to: vp_review}\n  cfo_review:",
+).replace(
+    "    task:\n      role: cfo\n      actions:\n",
+    "    task:\n      role: cfo\n      actions:\n        more: {to: vp_review}\n",
+)
+
+
+def test_a_loop_keeps_the_way_here_short_and_rollback_still_finds_its_states(org: Org) -> None:
+    """Each state entered again closes a loop: where the instance has been stays as long as
+    the path to where it is, however often it loops, and rollback still finds its states."""
+    run = Run(build(LOOP.replace("four_eyes: true", "four_eyes: false"), org), org)
+    for _ in range(30):  # vp approves, cfo asks for more: back to vp_review each time
+        run.act("bob")
+        run.act("fay", "more")
+    visited = run.out.snapshot.meta["visited"]
+    assert [e["state"] for e in visited] == ["vp_review"]
+    run.act("bob")
+    assert [e["state"] for e in run.out.snapshot.meta["visited"]] == ["vp_review", "cfo_review"]
+    out = run.back("fay", "vp_review")
+    assert out.snapshot.state == "vp_review" and out.snapshot.tasks[0].roles == ("vp",)
