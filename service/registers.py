@@ -225,7 +225,7 @@ def parse_import(
             try:
                 values[fname] = encode(spec.fields[fname].coerce(fname, value))
             except InvalidData as exc:
-                problems.append(Problem(file, n, col, exc.reason))
+                problems.append(Problem(file, n, col, f"{fname}: {exc.reason}"))
         if key is not None:
             out.append((key, values))
     if problems:
