@@ -147,3 +147,59 @@ def test_validate_counts_registers_and_schema_has_the_kind(sh: Shell, tmp_path: 
     schema = json.loads(sh.ok("schema --kind register").out)
     assert schema["title"] == "Shenpi register file"
     assert {"register", "key", "fields", "writers"} <= set(schema["properties"])
+
+
+WEEKLY_REVIEW = """\
+process: limit_review
+title: Weekly look at the credit limits (test)
+registers: {read: [credit_limits]}
+variables:
+  customers: {type: integer}
+  total: {type: money}
+start:
+  set:
+    customers: "register_keys('credit_limits') | length"
+    total: "register_rows('credit_limits') | map(attribute='credit_limit') | select | sum"
+  to: look
+schedules:
+  - {name: monday, cron: "0 8 * * 1", as: lin.feng}
+states:
+  look:
+    task:
+      role: general_manager
+      actions: {done: {to: finished}}
+    deadline:
+      days: 1
+      escalations:
+        - goto: recount
+  recount:
+    set:
+      customers: "register_keys('credit_limits') | length"
+    route:
+      - {to: finished}
+  finished:
+    final: true
+"""
+
+
+def test_schedules_and_timers_read_registers(db_url: str, tmp_path: Path) -> None:
+    folder = make_processes(tmp_path / "processes")
+    (folder / "limit_review.yaml").write_text(WEEKLY_REVIEW, encoding="utf-8")
+    sh = Shell(db_url, processes=folder)
+    sh.ok("deploy", now="2026-03-01T10:00")
+    sh.ok(f"register import credit_limits {book(tmp_path)} --as lin.feng", "2026-03-01T10:00")
+    assert sh.js("tick", now="2026-03-02T08:00:30")["failed"] == 0  # Monday 08:00
+    (inst,) = sh.js("instances --process limit_review")
+    shown = sh.js(f"show {inst['id']}")
+    assert shown["variables"]["customers"] == 2
+    assert shown["variables"]["total"] == "105000.50"
+    (start,) = sh.js(f"audit --instance {inst['id']} --action start")
+    assert start["data"]["registers_read"] == {"credit_limits": 2}
+    # one more customer; the escalation's step a day later reads the register again
+    more = book(tmp_path, "customer,grade\nGAMMA,C\n", "more.csv")
+    sh.ok(f"register import credit_limits {more} --as lin.feng", "2026-03-02T09:00")
+    assert sh.js("tick", now="2026-03-06T10:00")["failed"] == 0
+    shown = sh.js(f"show {inst['id']}")
+    assert shown["state"] == "finished" and shown["variables"]["customers"] == 3
+    (esc,) = sh.js(f"audit --instance {inst['id']} --action escalation")
+    assert esc["data"]["registers_read"] == {"credit_limits": 3}
