@@ -183,3 +183,38 @@ def test_start_of_a_process_reading_registers_without_rows(wf: Workflow) -> None
         registers=wf.reader(wf.process("use_limit")),
     )
     assert fresh.snapshot.state == "within"
+
+
+def test_two_steps_writing_one_row_from_the_same_version_one_wins(wf: Workflow) -> None:
+    """Two approvals of the same customer decided side by side: the second to commit read
+    a version the first has since overtaken, so it is refused and can be tried again."""
+    proc = wf.process("set_limit")
+    outs = []
+    for limit in ("10", "20"):
+        snap = wf.start("set_limit", "liu.yang", {"customer": "ACME", "credit_limit": limit}, T0)
+        before = wf.store.load_snapshot(snap.id)
+        outs.append(
+            fire(
+                proc,
+                before,
+                Act(before.tasks[0].id, "approve"),
+                wf.actor("lin.feng"),
+                {},
+                T0,
+                registers=wf.reader(proc),
+            )
+        )
+    assert [o.register_writes[0].read_version for o in outs] == [0, 0]
+    wf.store.apply(outs[0], T0)
+    with pytest.raises(RegisterConflict):
+        wf.store.apply(outs[1], T0)
+    assert wf.store.registers.get(REG, "ACME").values["credit_limit"] == "10"
+    assert [h["instance_id"] for h in wf.store.registers.history(REG, "ACME")] == [
+        outs[0].snapshot.id
+    ]
+    # tried again, the step reads version 1 and goes through
+    again = outs[1].snapshot.id
+    task = wf.store.load_snapshot(again).tasks[0].id
+    wf.act(task, "approve", "lin.feng", now=T0)
+    assert wf.store.registers.get(REG, "ACME").values["credit_limit"] == "20"
+    assert wf.store.registers.version(REG) == 2
