@@ -218,3 +218,36 @@ def test_two_steps_writing_one_row_from_the_same_version_one_wins(wf: Workflow) 
     wf.act(task, "approve", "lin.feng", now=T0)
     assert wf.store.registers.get(REG, "ACME").values["credit_limit"] == "20"
     assert wf.store.registers.version(REG) == 2
+
+
+def test_concurrent_writers_of_one_row_cannot_both_commit(wf: Workflow) -> None:
+    """The same race on two threads at once: the register's counter row orders them, and
+    the later one finds the row already overtaken (never both, never a database error)."""
+    import threading
+
+    proc = wf.process("set_limit")
+    outs = []
+    for limit in ("10", "20"):
+        snap = wf.start("set_limit", "liu.yang", {"customer": "ACME", "credit_limit": limit}, T0)
+        before = wf.store.load_snapshot(snap.id)
+        event = Act(before.tasks[0].id, "approve")
+        actor = wf.actor("lin.feng")
+        outs.append(fire(proc, before, event, actor, {}, T0, registers=wf.reader(proc)))
+    barrier = threading.Barrier(2)
+    results: list[object] = [None, None]
+
+    def apply(i: int) -> None:
+        barrier.wait()
+        try:
+            wf.store.apply(outs[i], T0)
+            results[i] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the test asserts on what it was
+            results[i] = exc
+
+    threads = [threading.Thread(target=apply, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(type(r).__name__ for r in results) == ["RegisterConflict", "str"], results
+    assert len(wf.store.registers.history(REG, "ACME")) == 1
