@@ -78,7 +78,7 @@ def show_rows(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows in key order, after key ``after``; the next page's ``after``."""
     spec = spec_of(wf, name)
-    rows = [r for r in wf.store.registers.rows(name) if after is None or r.key > after]
+    rows = wf.store.registers.page(name, after, limit + 1)
     page = rows[:limit]
     nxt = page[-1].key if len(rows) > limit else None
     return [row_json(spec, r) for r in page], nxt
