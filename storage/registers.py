@@ -213,9 +213,7 @@ class RegisterTables:
         """The keys of the rows as of version ``as_of`` (None: now), without their values."""
         c, h = register_rows.c, register_history.c
         with self.store._snapshot() as conn:
-            found = conn.execute(
-                sa.select(c["key"], c.version).where(c.register == register)
-            ).all()
+            found = conn.execute(sa.select(c["key"], c.version).where(c.register == register)).all()
             out = [k for k, v in found if as_of is None or v <= as_of]
             for key in (k for k, v in found if as_of is not None and v > as_of):
                 older = conn.execute(
