@@ -45,9 +45,13 @@ def process_label(name: str) -> str:
     return f"register:{name}"
 
 
-def list_registers(wf: Workflow) -> list[dict[str, Any]]:
-    """Every register defined, with its row count and version (0 before any write)."""
-    counts = wf.store.registers.versions()
+def list_registers(
+    wf: Workflow | None, specs: Mapping[str, RegisterSpec] | None = None
+) -> list[dict[str, Any]]:
+    """Every register defined, with its row count and version (0 before any write).
+    Without a database (``wf`` None) the definitions of ``specs`` alone, all empty."""
+    counts = wf.store.registers.versions() if wf is not None else {}
+    specs = specs if specs is not None else wf.catalog.registers if wf is not None else {}
     return [
         {
             "register": name,
@@ -56,7 +60,7 @@ def list_registers(wf: Workflow) -> list[dict[str, Any]]:
             "version": counts.get(name, (0, 0))[0],
             "writers": list(spec.writers),
         }
-        for name, spec in sorted(wf.catalog.registers.items())
+        for name, spec in sorted(specs.items())
     ]
 
 
