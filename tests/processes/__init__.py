@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.catalog import yaml_files
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
 from engine.records import Outcome, Snapshot, TaskRecord, TimerRecord
+from engine.registers import RegisterSpec, load_register
 from engine.runtime import decode_variables, live_values
 from engine.yamlsafe import load_file, load_text
 from tests.scenario import Stored
@@ -37,14 +39,22 @@ def org() -> Org:
 
 
 @functools.cache
+def registers() -> dict[str, RegisterSpec]:
+    """The shipped registers (processes/registers/*.yaml), by name."""
+    folder = PROCESSES / "registers"
+    specs = [load_register(load_file(p)) for p in yaml_files([folder])] if folder.is_dir() else []
+    return {spec.name: spec for spec in specs}
+
+
+@functools.cache
 def definition(name: str) -> CompiledProcess:
     """A shipped process, compiled once per test session."""
-    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org())
+    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org(), registers=registers())
 
 
 def compile_text(text: str, file: str = "broken.yaml") -> CompiledProcess:
     """Compile a (deliberately edited) copy of a shipped file."""
-    return compile_process(load_text(text, file), org())
+    return compile_process(load_text(text, file), org(), registers=registers())
 
 
 def source(name: str) -> str:
