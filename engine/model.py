@@ -263,6 +263,14 @@ class StartSpec(Inputs):
 
     roles: tuple[str, ...] = Field(default=(), description="Roles that may start; empty = anyone.")
     to: str = Field(description="The first state.")
+    when: str | None = Field(
+        default=None,
+        description="Guard checked after the input and `set` (e.g. a register read): false "
+        "refuses the start, nothing is stored.",
+    )
+    when_message: str | None = Field(
+        default=None, description="The one-line reason given when `when` refuses the start."
+    )
 
 
 class ActionSpec(Inputs):

@@ -138,6 +138,8 @@ class _Checker:
         self.check_roles(("start", "roles"), spec.start.roles)
         self.check_target(("start", "to"), spec.start.to)
         self.check_inputs(("start",), spec.start, "start")
+        if spec.start.when is not None:
+            self.check_expr("start.when", spec.start.when, ("start", "when"))
         for sname, state in spec.states.items():
             self.check_state(sname, state)
         if spec.deadline is not None:
@@ -348,18 +350,26 @@ class _Checker:
         if self.people and user not in self.org.users:
             self.add(path, f"unknown user {user!r}; name a user of org.yaml (see 'run.py users')")
 
-    def check_user_var(self, path: PathKey, name: str) -> None:
+    def check_user_var(self, path: PathKey, name: str, department: bool = False) -> None:
+        """A variable naming a person (type user); with ``department`` (under ``in:``) also a
+        string variable holding a department id."""
         var = self.spec.variables.get(name)
         if var is None:
             self.add(path, f"unknown variable {name!r}")
-        elif var.type is not VarType.user:
+        elif department and var.type not in (VarType.user, VarType.string):
+            self.add(
+                path,
+                f"variable {name!r} is of type {var.type.value}; it must be of type user "
+                "(a person) or string (a department id)",
+            )
+        elif not department and var.type is not VarType.user:
             self.add(
                 path, f"variable {name!r} is of type {var.type.value}; it must be of type user"
             )
 
-    def check_ref(self, path: PathKey, ref: Ref) -> None:
+    def check_ref(self, path: PathKey, ref: Ref, department: bool = False) -> None:
         if ref.var is not None:
-            self.check_user_var((*path, "var"), ref.var)
+            self.check_user_var((*path, "var"), ref.var, department)
         if ref.user is not None:
             self.check_user((*path, "user"), ref.user)
         if ref.department is not None:
@@ -373,7 +383,7 @@ class _Checker:
             self.check_role((*path, "role"), who.role)
             for key, ref in (("in", who.in_), ("manager", who.manager)):
                 if ref is not None:
-                    self.check_ref((*path, key), ref)
+                    self.check_ref((*path, key), ref, department=key == "in")
             if isinstance(who.head, str):
                 self.check_department((*path, "head"), who.head)
             elif who.head is not None:

@@ -18,7 +18,7 @@ from engine import deadlines, handover, readers, reminding, withdrawal
 from engine.addsign import add_signers
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
-from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.errors import ActionNotAllowed, NotFound, StartRefused, WorkflowError
 from engine.escalate import reassign
 from engine.groups import next_group
 from engine.model import TaskMode
@@ -180,6 +180,9 @@ def _start(
     step = Step(process, base, values, now, actor.user)
     given = step.take_inputs(spec.start, data, "start")
     step.compute(spec.start.set, "start")
+    if spec.start.when is not None and not process.expr("start.when").test(step.ctx()):
+        reason = spec.start.when_message or f"condition not met: {spec.start.when}"
+        raise StartRefused(spec.process, reason)
     target = step.trigger(NEW, START_TRIGGER)
     assert target is not None
     record: dict[str, Any] = {
