@@ -1,6 +1,7 @@
 """A folder of YAML (processes, the org directory, calendars) loaded and checked together.
 
-A file says what it is by its first key: ``process:``, ``org:`` or ``calendar:``. Every
+A file says what it is by its first key: ``process:``, ``org:``, ``calendar:`` or
+``register:`` (a register's definition, kept in ``registers/`` beside org.yaml). Every
 problem in every file is collected before anything is refused, so ``validate`` shows the
 whole list at once.
 """
@@ -16,10 +17,12 @@ from engine.calendarspec import CalendarSpec, load_calendar
 from engine.errors import DefinitionError, Problem
 from engine.org import Org, load_org
 from engine.process import CompiledProcess, compile_process
+from engine.registers import RegisterSpec, load_register
 from engine.yamlsafe import Document, load_file, load_text
 
 YAML_SUFFIXES = (".yaml", ".yml")
-KINDS = ("process", "org", "calendar")
+KINDS = ("process", "org", "calendar", "register")
+REGISTERS_DIR = "registers"  # register files, beside org.yaml: read by every command
 # Files kept in the processes folder for another component, skipped here: channels.yaml
 # (first key ``channels``) and hooks.yaml (first key ``senders``) live there by default and
 # are checked when tick or serve loads them.
@@ -31,6 +34,7 @@ class Catalog:
     org: Org
     processes: dict[str, CompiledProcess] = field(default_factory=dict)
     calendars: dict[str, WorkingCalendar] = field(default_factory=dict)
+    registers: dict[str, RegisterSpec] = field(default_factory=dict)
 
     def calendar(self, name: str | None = None) -> WorkingCalendar:
         return self.calendars.get(name or "cn") or default_calendar()
@@ -66,12 +70,14 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
     docs: list[tuple[str, Document]] = []
     files = yaml_files(paths)
     if org_fallback is not None:
-        # calendars live beside org.yaml in calendars/: a single process file validated or
-        # deployed alone must see them as the running engine does
-        extra = org_fallback.parent / "calendars"
-        if extra.is_dir():
-            known = {p.resolve() for p in files}
-            files += [p for p in yaml_files([extra]) if p.resolve() not in known]
+        # calendars and registers live beside org.yaml in calendars/ and registers/: a
+        # single process file validated or deployed alone must see them as the running
+        # engine does
+        for folder in ("calendars", REGISTERS_DIR):
+            extra = org_fallback.parent / folder
+            if extra.is_dir():
+                known = {p.resolve() for p in files}
+                files += [p for p in yaml_files([extra]) if p.resolve() not in known]
     for path in files:
         try:
             doc = load_file(path)
@@ -83,7 +89,10 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             continue
         if kind is None:
             problems.append(
-                doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")
+                doc.problem(
+                    (),
+                    "not a Shenpi file: the first key must be process, org, calendar or register",
+                )
             )
             continue
         docs.append((kind, doc))
@@ -121,12 +130,25 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             problems.append(doc.problem(("calendar",), f"calendar {spec.calendar!r} defined twice"))
         calendars[spec.calendar] = WorkingCalendar(spec)
 
+    registers: dict[str, RegisterSpec] = {}
+    for kind, doc in docs:
+        if kind != "register":
+            continue
+        try:
+            reg = load_register(doc)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        if reg.name in registers:
+            problems.append(doc.problem(("register",), f"register {reg.name!r} defined twice"))
+        registers[reg.name] = reg
+
     processes: dict[str, CompiledProcess] = {}
     for kind, doc in docs:
         if kind != "process" or org is None:
             continue
         try:
-            compiled = compile_process(doc, org, calendars)
+            compiled = compile_process(doc, org, calendars, registers=registers)
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue
@@ -141,19 +163,22 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
     if problems:
         raise DefinitionError(problems)
     assert org is not None
-    return Catalog(org, processes, calendars)
+    return Catalog(org, processes, calendars, registers)
 
 
 def org_catalog(processes_dir: Path) -> Catalog:
-    """The org and calendars of a processes folder: all that `calendar` and `users` read,
-    so they work before any database exists."""
+    """The org, calendars and registers of a processes folder: all that `calendar`,
+    `users` and `registers` read, so they work before any database exists."""
     return load_catalog(org_catalog_files(processes_dir))
 
 
 def org_catalog_files(processes_dir: Path) -> list[Path]:
-    """The files :func:`org_catalog` reads: org.yaml and the calendar files."""
-    cal_dir = processes_dir / "calendars"
-    return [processes_dir / "org.yaml", *(yaml_files([cal_dir]) if cal_dir.is_dir() else [])]
+    """The files :func:`org_catalog` reads: org.yaml, the calendar and register files."""
+    out = [processes_dir / "org.yaml"]
+    for folder in ("calendars", REGISTERS_DIR):
+        if (processes_dir / folder).is_dir():
+            out += yaml_files([processes_dir / folder])
+    return out
 
 
 def compile_stored(text: str, file: str, catalog: Catalog) -> CompiledProcess:
@@ -162,4 +187,10 @@ def compile_stored(text: str, file: str, catalog: Catalog) -> CompiledProcess:
     Without the people checks: who is in org.yaml today must not make a deployed version,
     and so its running instances, unusable; a schedule whose user is gone fails that run.
     """
-    return compile_process(load_text(text, file), catalog.org, catalog.calendars, people=False)
+    return compile_process(
+        load_text(text, file),
+        catalog.org,
+        catalog.calendars,
+        people=False,
+        registers=catalog.registers,
+    )

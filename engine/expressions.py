@@ -37,6 +37,7 @@ from jinja2.visitor import NodeTransformer
 from engine import bounds
 from engine.bounds import MAX_EXPONENT, MAX_INT_BITS, MAX_SIZE, MAX_WORK, TooBig
 from engine.errors import ExpressionError, ExpressionTooBig
+from engine.registers import REGISTER_FUNCTIONS
 
 MAX_SOURCE = 2_000
 __all__ = [
@@ -282,6 +283,31 @@ def _constant_parts(node: nodes.Node) -> list[nodes.Expr]:
     return [part for child in node.iter_child_nodes() for part in _constant_parts(child)]
 
 
+def _register_calls(expr: nodes.Expr) -> tuple[tuple[str, str | None], ...]:
+    """``(function, register named)`` per use of a register function; the name is None
+    when the first argument is not a string literal (or the function is not called), so
+    that the process compiler can refuse a register chosen at run time."""
+    calls: list[tuple[str, str | None]] = []
+    called: set[int] = set()
+    for call in expr.find_all(nodes.Call):
+        fn = call.node
+        if isinstance(fn, nodes.Name) and fn.name in REGISTER_FUNCTIONS:
+            called.add(id(fn))
+            first = call.args[0] if call.args else None
+            literal = (
+                first.value
+                if isinstance(first, nodes.Const) and isinstance(first.value, str)
+                else None
+            )
+            calls.append((fn.name, literal))
+    if isinstance(expr, nodes.Name) and expr.name in REGISTER_FUNCTIONS and id(expr) not in called:
+        calls.append((expr.name, None))
+    for name in expr.find_all(nodes.Name):
+        if name.name in REGISTER_FUNCTIONS and id(name) not in called:
+            calls.append((name.name, None))
+    return tuple(calls)
+
+
 def _template(expr: nodes.Expr) -> Template:
     body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
     tree = nodes.Template(body, lineno=1)
@@ -308,7 +334,7 @@ class Expression:
     ``where`` (``file:line:col``) is set by the process compiler, for runtime errors.
     """
 
-    __slots__ = ("source", "names", "where", "_template")
+    __slots__ = ("source", "names", "where", "register_calls", "_template")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -325,6 +351,7 @@ class Expression:
             self.names: frozenset[str] = frozenset(
                 n.name for n in expr.find_all(nodes.Name) if n.ctx == "load"
             )
+            self.register_calls = _register_calls(expr)
             expr = _Bounded().visit(_exact_floats(expr))
             for part in _constant_parts(expr):
                 _check_constant(source, part)

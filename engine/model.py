@@ -425,6 +425,28 @@ class WithdrawSpec(Frozen):
     )
 
 
+class RegisterWriteSpec(Frozen):
+    """One register row a state writes on entry (after its `decide` and `set`)."""
+
+    name: str = Field(alias="register", description="The register (listed in `registers.write`).")
+    key: str = Field(description="Expression giving the row's key.")
+    set: dict[str, str] = Field(
+        description="Field -> expression. Fields not named keep their value (a new row: "
+        "the field's default, else none)."
+    )
+
+
+class RegistersUse(Frozen):
+    """The registers a process reads and writes (writing implies reading)."""
+
+    read: tuple[str, ...] = Field(default=(), description="Registers its expressions read.")
+    write: tuple[str, ...] = Field(
+        default=(),
+        description="Registers its states write; the register must list this process "
+        "in its `writers`.",
+    )
+
+
 class StateSpec(Frozen):
     """A state: a human task, an automatic route, or a final state."""
 
@@ -447,6 +469,10 @@ class StateSpec(Frozen):
     )
     cc: tuple[CcSpec, ...] = Field(
         default=(), description="Readers copied (抄送) when an instance enters this state."
+    )
+    write: tuple[RegisterWriteSpec, ...] = Field(
+        default=(),
+        description="Register rows written on entering the state, after `decide` and `set`.",
     )
 
     @model_validator(mode="after")
@@ -539,8 +565,13 @@ class ProcessSpec(Frozen):
         default_factory=RollbackSpec,
         description="Sending back (退回) to an earlier state or to the requester.",
     )
+    registers: RegistersUse = Field(
+        default_factory=RegistersUse,
+        description="Registers this process reads (in expressions) and writes (states' "
+        "`write`); see docs/registers.md.",
+    )
     start: StartSpec
     states: dict[str, StateSpec]
 
 
-SchemaKind = Literal["process", "org", "calendar"]
+SchemaKind = Literal["process", "org", "calendar", "register"]

@@ -39,6 +39,7 @@ from engine.model import (
     TaskSpec,
 )
 from engine.org import Org
+from engine.registers import REGISTER_FUNCTIONS, RegisterSpec
 from engine.validation import parse_model
 from engine.values import VarType, coerce
 from engine.yamlsafe import Document, PathKey
@@ -78,6 +79,8 @@ class CompiledProcess:
     expressions: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
     machine: Machine | None = None  # read only, never attached to a model (steps.trigger)
+    # the register definitions this process reads or writes (engine.registers), by name
+    registers: dict[str, RegisterSpec] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -106,6 +109,7 @@ class _Checker:
     org: Org
     calendars: Mapping[str, WorkingCalendar]
     people: bool
+    registers: Mapping[str, RegisterSpec] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     exprs: dict[str, Expression] = field(default_factory=dict)
     decisions: dict[str, DecisionTable] = field(default_factory=dict)
@@ -118,12 +122,19 @@ class _Checker:
     def var_names(self) -> set[str]:
         return set(self.spec.variables)
 
+    @functools.cached_property
+    def readable(self) -> frozenset[str]:
+        """The registers this process's expressions may read (read and write lists)."""
+        use = self.spec.registers
+        return frozenset((*use.read, *use.write))
+
     def add(self, path: PathKey, message: str) -> None:
         self.problems.append(self.doc.problem(path, message))
 
     def run(self) -> None:
         """Every check, in the order the problems are reported."""
         spec = self.spec
+        self.check_registers()
         self.check_variables()
         self.check_roles(("confidential_to",), spec.confidential_to)
         self.check_role(("owner_role",), spec.owner_role)
@@ -182,13 +193,87 @@ class _Checker:
         except ExpressionError as exc:
             self.add(path, f"expression {source!r} {exc.reason}")
             return
-        unknown = sorted(expr.names - self.var_names - BUILTIN_NAMES - CALENDAR_FUNCTIONS)
+        known = self.var_names | BUILTIN_NAMES | CALENDAR_FUNCTIONS | REGISTER_FUNCTIONS
+        unknown = sorted(expr.names - known)
         if unknown:
             self.add(path, f"expression {source!r} uses unknown name(s): {', '.join(unknown)}")
+            return
+        if not self.check_register_calls(path, expr):
             return
         line, col = self.doc.where(path)
         expr.where = f"{self.doc.file}:{line}:{col}"  # named by runtime errors (ExpressionTooBig)
         self.exprs[key] = expr
+
+    def check_register_calls(self, path: PathKey, expr: Expression) -> bool:
+        """Each register function names, as a quoted literal, a register this process
+        declares under ``registers:`` (so what a process reads is known before it runs)."""
+        ok = True
+        for fn, name in expr.register_calls:
+            if name is None:
+                self.add(
+                    path,
+                    f"expression {expr.source!r}: {fn}(...) needs the register's name as "
+                    f"quoted text, e.g. {fn}('customer_credit', ...)",
+                )
+                ok = False
+            elif name not in self.readable:
+                where = (
+                    "add it to 'registers: {read: [...]}' of this process"
+                    if name in self.registers
+                    else f"unknown register; known: {', '.join(sorted(self.registers)) or 'none'}"
+                )
+                self.add(path, f"expression {expr.source!r} reads register {name!r}: {where}")
+                ok = False
+        return ok
+
+    def check_registers(self) -> None:
+        """The registers listed exist; a process writes only those naming it a writer."""
+        use = self.spec.registers
+        known = ", ".join(sorted(self.registers)) or "none"
+        for part in ("read", "write"):
+            for i, name in enumerate(getattr(use, part)):
+                reg = self.registers.get(name)
+                if reg is None:
+                    self.add(
+                        ("registers", part, i),
+                        f"unknown register {name!r}; known: {known} "
+                        "(register files live in registers/ beside org.yaml)",
+                    )
+                elif part == "write" and self.spec.process not in reg.writers:
+                    writers = ", ".join(reg.writers) or "none"
+                    self.add(
+                        ("registers", part, i),
+                        f"process {self.spec.process!r} is not a writer of register {name!r} "
+                        f"(its writers: {writers}); add it to 'writers:' in the register file",
+                    )
+        for name in sorted(self.var_names & REGISTER_FUNCTIONS):
+            self.add(("variables", name), f"variable name {name!r} is taken by a function")
+
+    def check_writes(self, sname: str, state: StateSpec) -> None:
+        """A state's register writes: a register the process writes, its fields, the
+        expressions of key and values."""
+        for i, wspec in enumerate(state.write):
+            path: PathKey = ("states", sname, "write", i)
+            key = f"{sname}.write.{i}"
+            reg = self.registers.get(wspec.name)
+            if wspec.name not in self.spec.registers.write:
+                self.add(
+                    (*path, "register"),
+                    f"register {wspec.name!r} is not in 'registers: {{write: [...]}}' "
+                    "of this process",
+                )
+            self.check_expr(f"{key}.key", wspec.key, (*path, "key"))
+            if not wspec.set:
+                self.add((*path, "set"), "a write needs at least one field in 'set'")
+            for fname, source in wspec.set.items():
+                if reg is not None and fname not in reg.fields:
+                    fields = ", ".join(reg.fields)
+                    self.add(
+                        (*path, "set", fname),
+                        f"register {reg.name!r} has no field {fname!r}; fields: {fields}",
+                    )
+                    continue
+                self.check_expr(f"{key}.set.{fname}", source, (*path, "set", fname))
 
     def check_duration(self, path: PathKey, dur: Duration, key: str) -> None:
         amount = dur.amount
@@ -254,6 +339,13 @@ class _Checker:
                 self.add(path, f"variable name {name!r} must match {NAME}")
             if var.live is not None:
                 self.check_expr(f"live.{name}", var.live, (*path, "live"))
+                live = self.exprs.get(f"live.{name}")
+                if live is not None and live.register_calls:
+                    self.add(
+                        (*path, "live"),
+                        "a live value cannot read a register (it is shown, not a step); "
+                        "read it in a step's `set` instead",
+                    )
             if var.default is not None:
                 self.check_default((*path, "default"), name, var.default)
 
@@ -283,6 +375,7 @@ class _Checker:
     def check_state(self, sname: str, state: StateSpec) -> None:
         base: PathKey = ("states", sname)
         self.check_sets(base, state.set, sname)
+        self.check_writes(sname, state)
         for i, dec in enumerate(state.decide):
             self.check_decide((*base, "decide", i), f"{sname}.decide.{i}", dec)
         for i, branch in enumerate(state.route):
@@ -587,6 +680,7 @@ def compile_process(
     calendars: Mapping[str, WorkingCalendar] | None = None,
     *,
     people: bool = True,
+    registers: Mapping[str, RegisterSpec] | None = None,
 ) -> CompiledProcess:
     """Validate a process document against the org and calendars, and compile it.
 
@@ -600,7 +694,8 @@ def compile_process(
     spec = parse_model(ProcessSpec, doc)
     calendars = dict(calendars or {})
     calendars.setdefault("cn", default_calendar())
-    ck = _Checker(doc, spec, org, calendars, people)
+    registers = dict(registers or {})
+    ck = _Checker(doc, spec, org, calendars, people, registers)
     ck.run()
     if ck.problems:
         raise DefinitionError(ck.problems)
@@ -615,6 +710,7 @@ def compile_process(
         calendar=calendars.get(spec.calendar, default_calendar()),
         expressions=ck.exprs,
         decisions=ck.decisions,
+        registers={n: registers[n] for n in sorted(ck.readable) if n in registers},
     )
     return attach_machine(process)
 
@@ -653,7 +749,7 @@ def with_resubmit(spec: ProcessSpec) -> ProcessSpec:
     )  # fmt: skip
     state = StateSpec.model_construct(
         title="Sent back to the requester", description="", set={}, decide=(), task=task,
-        route=(), deadline=None, final=False, outcome=None,
+        route=(), deadline=None, final=False, outcome=None, cc=(), write=(),
     )  # fmt: skip
     return spec.model_copy(update={"states": {**spec.states, RESUBMIT: state}})
 

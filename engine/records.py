@@ -243,6 +243,27 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class RegisterWrite:
+    """One row a step writes to a register (engine.registers), applied by storage in the
+    step's own transaction.
+
+    ``values`` are JSON-encoded and hold only the fields the step set (the others keep
+    their value). ``read_version`` is the version of the register the step read before
+    writing (None: the step did not read it): storage refuses the write with Conflict if
+    the row changed after that version, so a decision made on a stale row is not saved.
+    """
+
+    register: str
+    key: str
+    values: JSON
+    read_version: int | None
+    process: str
+    instance_id: str | None
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one fired event changes. Storage applies all of it atomically, or none."""
 
@@ -254,3 +275,4 @@ class Outcome:
     timers_set: tuple[TimerRecord, ...] = ()
     timers_cancel_states: tuple[str, ...] = ()  # cancel every pending timer of these states
     notices: tuple[Notice, ...] = ()
+    register_writes: tuple[RegisterWrite, ...] = ()  # rows written, in order

@@ -46,6 +46,7 @@ from engine.records import (
     TimerKind,
     TimerRecord,
 )
+from engine.registers import RegisterReader, reading
 from engine.rollback import resubmit, rollback
 from engine.slots import recipients as slot_recipients
 from engine.steps import SYSTEM, Step
@@ -56,6 +57,7 @@ __all__ = [
     "SYSTEM",
     "Act",
     "Event",
+    "RegisterReader",
     "Start",
     "TimerFired",
     "authorize",
@@ -104,10 +106,29 @@ def fire(
     actor: Actor,
     data: Mapping[str, Any],
     now: datetime,
+    *,
+    registers: RegisterReader | None = None,
 ) -> Outcome:
-    """Apply one event to one instance and say what changes; raise if it is refused."""
+    """Apply one event to one instance and say what changes; raise if it is refused.
+
+    ``registers`` answers the step's register reads (engine.registers), each register as
+    of one version pinned on its first read; None for a process that reads no register
+    (a read is then an error). Register rows the step writes are in the outcome.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    with reading(registers):
+        return _fire(process, snapshot, event, actor, data, now)
+
+
+def _fire(
+    process: CompiledProcess,
+    snapshot: Snapshot | None,
+    event: Event,
+    actor: Actor,
+    data: Mapping[str, Any],
+    now: datetime,
+) -> Outcome:
     if isinstance(event, Start):
         if snapshot is not None:
             raise WorkflowError(f"instance {event.instance_id} already exists")

@@ -29,11 +29,13 @@ from engine.records import (
     Notice,
     NoticeEvent,
     Outcome,
+    RegisterWrite,
     Snapshot,
     TaskRecord,
     TaskStatus,
     TimerRecord,
 )
+from engine.registers import RegisterAccess, check_key, step_access
 from engine.sla import SlaClock
 from engine.slots import user_slot
 from engine.values import VarType, coerce, encode
@@ -83,6 +85,9 @@ class Step:
         self.visited: list[dict[str, Any]] = list(snapshot.meta.get("visited", ()))
         self._visited_base = list(self.visited)
         self.meta_updates: dict[str, Any] = {}  # other engine bookkeeping this step sets
+        # the registers this step reads (pinned per register on first read) and writes
+        self.registers: RegisterAccess = step_access(process.registers, process.calendar.tz)
+        self._register_writes: list[RegisterWrite] = []
 
     # ---------------------------------------------------------------- values
 
@@ -97,6 +102,7 @@ class Step:
                 self.base.requester,
                 calendar=self.process.calendar,
             )
+            self._ctx.update(self.registers.functions())
         return self._ctx
 
     def assign(self, name: str, value: Any, source: str) -> None:
@@ -207,6 +213,8 @@ class Step:
             if state.set:
                 self.compute(state.set, target)
                 entry["computed"] = {k: encode(self.values.get(k)) for k in state.set}
+            if state.write:
+                entry["register_writes"] = self.write_registers(target)
             if entry:
                 record.setdefault("data", {}).update(entry)
             if state.final:
@@ -268,6 +276,54 @@ class Step:
             records.append(record)
             target = nxt
         raise ExpressionError(target, f"more than {MAX_HOPS} automatic steps: a routing loop?")
+
+    def write_registers(self, sname: str) -> list[dict[str, Any]]:
+        """The register rows state ``sname`` writes on entry; what the audit says of them.
+
+        Each write reads the row first (pinning the register's version, as every read of
+        the step): a new row starts from the fields' defaults, and storage refuses the
+        write if the row changed after that version (a lost update).
+        """
+        state = self.process.spec.states[sname]
+        said: list[dict[str, Any]] = []
+        for i, wspec in enumerate(state.write):
+            reg = self.registers.spec(wspec.name)
+            kexpr = self.process.expr(f"{sname}.write.{i}.key")
+            try:
+                key = check_key(reg.name, kexpr.evaluate(self.ctx()))
+            except InvalidData as exc:
+                raise ExpressionError(kexpr.source, exc.reason, kexpr.where) from None
+            existing = self.registers.get(reg.name, key)
+            values: dict[str, Any] = {}
+            if existing is None:
+                values = {k: v for k, v in reg.new_row().items() if v is not None}
+            for fname in wspec.set:
+                expr = self.process.expr(f"{sname}.write.{i}.set.{fname}")
+                fspec = reg.fields[fname]
+                try:
+                    value = fspec.coerce(fname, expr.evaluate(self.ctx()))
+                except InvalidData as exc:
+                    hint = " (round money with round_fen(...))" if "fen" in exc.reason else ""
+                    raise ExpressionError(
+                        expr.source,
+                        f"result for {reg.name}.{fname}: {exc.reason}{hint}",
+                        expr.where,
+                    ) from None
+                values[fname] = encode(value)
+            self._register_writes.append(
+                RegisterWrite(
+                    register=reg.name,
+                    key=key,
+                    values=values,
+                    read_version=self.registers.read_versions.get(reg.name),
+                    process=self.process.name,
+                    instance_id=self.base.id,
+                    actor=self.actor,
+                    at=self.now,
+                )
+            )
+            said.append({"register": reg.name, "key": key, "set": dict(values)})
+        return said
 
     # ---------------------------------------------------------------- tasks
 
@@ -477,16 +533,26 @@ class Step:
         told = self._told
         process = {"process": self.process.name}
         instance = self.base.id
+        audit = self._audit
+        if self.registers.read_versions and audit:
+            # what this step's decisions were based on: the version of each register read
+            first = audit[0]
+            data = {
+                **first.data,
+                "registers_read": dict(sorted(self.registers.read_versions.items())),
+            }
+            audit = [replace(first, data=data), *audit[1:]]
         return Outcome(
             snapshot=snapshot,
             expected_row_version=expected,
             opened=tuple(self._opened),
             changed=tuple(self._changed.values()),
-            audit=tuple(self._audit),
+            audit=tuple(audit),
             timers_set=tuple(self._timers),
             timers_cancel_states=tuple(dict.fromkeys(self._cancel_states)),
             notices=tuple(
                 Notice(event, recipients, instance, task_id, process | data | told)
                 for event, recipients, task_id, data in self._notices
             ),
+            register_writes=tuple(self._register_writes),
         )

@@ -14,6 +14,10 @@ def json_schema(kind: str) -> dict[str, Any]:
         from engine.calendarspec import CalendarSpec
 
         model = CalendarSpec
+    elif kind == "register":
+        from engine.registers import RegisterSpec
+
+        model = RegisterSpec
     else:
         from engine.model import ProcessSpec
 
