@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.catalog import load_catalog
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
 from engine.records import Outcome, Snapshot, TaskRecord, TimerRecord
-from engine.runtime import decode_variables, live_values
+from engine.registers import MemoryRegisters, RegisterSpec
+from engine.runtime import Act, Start, TimerFired, decode_variables, fire, live_values
 from engine.yamlsafe import load_file, load_text
-from tests.scenario import Stored
+from tests.scenario import SYSTEM, Stored
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SH = ZoneInfo("Asia/Shanghai")
@@ -37,9 +39,64 @@ def org() -> Org:
 
 
 @functools.cache
+def register_specs() -> dict[str, RegisterSpec]:
+    """The shipped registers (processes/registers/)."""
+    return load_catalog([PROCESSES / "org.yaml", PROCESSES / "registers"]).registers
+
+
+@functools.cache
 def definition(name: str) -> CompiledProcess:
     """A shipped process, compiled once per test session."""
-    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org())
+    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org(), registers=register_specs())
+
+
+@dataclass
+class RegStored(Stored):
+    """A ``Stored`` whose steps read and write registers held in memory (``books``): each
+    step gets a fresh reader (one pinned version per register, as storage gives) and its
+    register writes are applied after the store took the step."""
+
+    books: MemoryRegisters | None = None
+
+    def apply(self, out: Outcome, now: datetime, timer: TimerRecord | None = None) -> Outcome:
+        out = super().apply(out, now, timer)
+        if self.books is not None:
+            for w in out.register_writes:
+                self.books.write(w.register, w.key, w.values, w.at)
+        return out
+
+    def _reader(self) -> MemoryRegisters | None:
+        return self.books.reader() if self.books is not None else None
+
+    def start(self, actor: Actor, data: dict[str, Any], now: datetime) -> Outcome:
+        out = fire(
+            self.proc, None, Start(self.instance_id, 1), actor, data, now, registers=self._reader()
+        )
+        return self.apply(out, now)
+
+    def act(
+        self, actor: Actor, action: str, data: dict[str, Any], now: datetime, comment: str | None
+    ) -> Outcome:
+        assert self.snap is not None and self.snap.tasks, "no open task"
+        event = Act(self.snap.tasks[0].id, action, comment)
+        out = fire(self.proc, self.snap, event, actor, data, now, registers=self._reader())
+        return self.apply(out, now)
+
+    def fire_timer(self, timer: TimerRecord, now: datetime) -> Outcome:
+        out = fire(
+            self.proc, self.snap, TimerFired(timer), SYSTEM, {}, now, registers=self._reader()
+        )
+        return self.apply(out, now, timer)
+
+
+def books(**rows: dict[str, dict[str, Any]]) -> MemoryRegisters:
+    """Registers in memory with these rows (register -> key -> JSON fields), written at
+    2026-01-01: ``books(customer_credit={"天山乳业": {"grade": "A", ...}})``."""
+    mem = MemoryRegisters()
+    for register, keyed in rows.items():
+        for key, values in keyed.items():
+            mem.write(register, key, values, at("2026-01-01 00:00"))
+    return mem
 
 
 def compile_text(text: str, file: str = "broken.yaml") -> CompiledProcess:
@@ -61,9 +118,17 @@ class Run:
     stored: Stored
 
     @classmethod
-    def start(cls, name: str, user: str | Actor, now: datetime, **data: Any) -> Run:
+    def start(
+        cls,
+        name: str,
+        user: str | Actor,
+        now: datetime,
+        registers: MemoryRegisters | None = None,
+        **data: Any,
+    ) -> Run:
+        """Start ``name``; its steps read and write ``registers`` when given."""
         proc = definition(name)
-        stored = Stored(proc)
+        stored = RegStored(proc, books=registers) if registers is not None else Stored(proc)
         stored.start(user if isinstance(user, Actor) else org().actor(user), data, now)
         return cls(proc, now, stored)
 
