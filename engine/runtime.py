@@ -14,13 +14,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from engine import deadlines, handover, readers, reminding, withdrawal
+from engine import deadlines, handover, links, readers, reminding, withdrawal
 from engine.addsign import add_signers
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
 from engine.errors import ActionNotAllowed, NotFound, WorkflowError
 from engine.escalate import reassign
 from engine.groups import next_group
+from engine.links import CancelChild, ChildFinished, LinkEvent
 from engine.model import TaskMode
 from engine.operations import (
     AddSigners,
@@ -55,6 +56,8 @@ from engine.values import coerce, encode
 __all__ = [
     "SYSTEM",
     "Act",
+    "CancelChild",
+    "ChildFinished",
     "Event",
     "Start",
     "TimerFired",
@@ -76,6 +79,7 @@ class Start:
     instance_id: str
     version: int = 1
     on_behalf_of: str | None = None
+    parent: Mapping[str, Any] | None = None  # a spawned child's parent {id, process, state}
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class TimerFired:
     timer: TimerRecord
 
 
-Event = Start | Act | TimerFired | TaskOperation | InstanceOperation
+Event = Start | Act | TimerFired | TaskOperation | InstanceOperation | LinkEvent
 
 
 def fire(
@@ -116,6 +120,8 @@ def fire(
         raise NotFound("instance", None)
     if isinstance(event, TimerFired):
         return _timer(process, snapshot, event.timer, now)
+    if isinstance(event, ChildFinished | CancelChild):
+        return links.fire_link(process, snapshot, event, now)
     if isinstance(event, Withdraw):
         return withdrawal.withdraw(process, snapshot, event, actor, now)
     if isinstance(event, Cc):
@@ -189,6 +195,9 @@ def _start(
         "on_behalf_of": event.on_behalf_of,
         "data": {"input": encode(given)},
     }
+    if event.parent is not None:  # a linked process: the child knows its parent
+        step.set_meta("parent", dict(event.parent))
+        record["data"]["parent"] = dict(event.parent)
     deadlines.start_clock(step, record)
     step.enter(target, record)
     return step.outcome(None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from transitions import EventData, MachineError
 
-from engine import deadlines, readers
+from engine import deadlines, links, readers
 from engine.assignees import Context as AssigneeContext
 from engine.assignees import Resolution
 from engine.assignees import resolve as resolve_assignees
@@ -30,6 +30,7 @@ from engine.records import (
     NoticeEvent,
     Outcome,
     Snapshot,
+    SpawnRequest,
     TaskRecord,
     TaskStatus,
     TimerRecord,
@@ -83,6 +84,13 @@ class Step:
         self.visited: list[dict[str, Any]] = list(snapshot.meta.get("visited", ()))
         self._visited_base = list(self.visited)
         self.meta_updates: dict[str, Any] = {}  # other engine bookkeeping this step sets
+        # linked processes (engine.links): what this step asks of other instances, the
+        # names only some expressions see (`children`), waiting rounds it left behind
+        self.spawns: list[SpawnRequest] = []
+        self.cancel_children: list[str] = []
+        self.tell_parent: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.dropped_rounds: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- values
 
@@ -97,7 +105,7 @@ class Step:
                 self.base.requester,
                 calendar=self.process.calendar,
             )
-        return self._ctx
+        return self._ctx | self.extra if self.extra else self._ctx
 
     def assign(self, name: str, value: Any, source: str) -> None:
         spec = self.process.spec.variables[name]
@@ -168,6 +176,7 @@ class Step:
     def enter(self, target: str, record: dict[str, Any]) -> None:
         """Enter ``target`` and follow automatic routes; ``record`` is the audit entry to fill."""
         records = [record]
+        links.leave(self)
         self._follow(target, records)
         for r in records:
             self.log(r)
@@ -209,6 +218,8 @@ class Step:
                 entry["computed"] = {k: encode(self.values.get(k)) for k in state.set}
             if entry:
                 record.setdefault("data", {}).update(entry)
+            if state.spawn and links.spawn(self, target, record):
+                return  # a route state holding until its waited children have finished
             if state.final:
                 self.status = InstanceStatus.completed
                 self.outcome_name = state.outcome or target
@@ -262,6 +273,7 @@ class Step:
                 target = nxt
                 continue
             nxt = self.trigger(target, ROUTE_TRIGGER)
+            self.extra.clear()  # `children` is for the route of the state that waited
             if nxt is None:  # pragma: no cover - validation demands an otherwise branch
                 raise ExpressionError(target, "no route branch matched")
             record = {"actor": SYSTEM, "action": "route", "from_state": target}
@@ -461,7 +473,20 @@ class Step:
             meta = {k: v for k, v in meta.items() if k not in self.meta_updates or v is not None}
         return meta
 
+    def note_cancelled(self, children: list[str]) -> None:
+        """Audit that this step cancels ``children`` (linked processes) as it ends or moves on."""
+        self.log(
+            {
+                "actor": SYSTEM,
+                "action": "children_cancelled",
+                "from_state": self.state,
+                "to_state": self.state,
+                "data": {"children": children},
+            }
+        )
+
     def outcome(self, expected: int | None) -> Outcome:
+        links.settle(self)
         snapshot = replace(
             self.base,
             state=self.state,
@@ -489,4 +514,7 @@ class Step:
                 Notice(event, recipients, instance, task_id, process | data | told)
                 for event, recipients, task_id, data in self._notices
             ),
+            spawns=tuple(self.spawns),
+            cancel_children=tuple(self.cancel_children),
+            tell_parent=self.tell_parent,
         )
