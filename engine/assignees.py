@@ -298,9 +298,12 @@ class _Resolver:
             return [ref.department], f"department {ref.department}"
         if ref.var is not None:
             value = self.ctx.variables.get(ref.var)
-            if isinstance(value, str) and value in self.org.departments:
-                if value not in self.org.users:
-                    return [value], f"department {value} (variable {ref.var})"
+            if (
+                isinstance(value, str)
+                and value in self.org.departments
+                and value not in self.org.users
+            ):
+                return [value], f"department {value} (variable {ref.var})"
         who, why = self.person(ref)
         if who is None:
             return [], why
