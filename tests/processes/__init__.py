@@ -16,9 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.catalog import load_catalog
+from engine.links import ChildFinished
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
-from engine.records import Outcome, Snapshot, TaskRecord, TimerRecord
+from engine.records import Outcome, Snapshot, SpawnRequest, TaskRecord, TimerRecord
 from engine.registers import MemoryRegisters, RegisterSpec
 from engine.runtime import Act, Start, TimerFired, decode_variables, fire, live_values
 from engine.yamlsafe import load_file, load_text
@@ -192,6 +193,26 @@ class Run:
         self.now = now or self.now
         actor = user if isinstance(user, Actor) else org().actor(user)
         self.stored.act(actor, action, data, self.now, comment)
+        return self
+
+    @property
+    def spawned(self) -> list[SpawnRequest]:
+        """Every child this instance asked the service to start, in order."""
+        return [r for out in self.outcomes for r in out.spawns]
+
+    def child_finished(
+        self,
+        child_id: str,
+        outcome: str | None,
+        status: str = "completed",
+        variables: dict[str, Any] | None = None,
+    ) -> Run:
+        """What the service fires on a parent when its child ``child_id`` ends."""
+        stored = self.stored
+        event = ChildFinished(child_id, status, outcome, variables or {})
+        reader = stored._reader() if isinstance(stored, RegStored) else None
+        out = fire(self.proc, stored.snap, event, SYSTEM, {}, self.now, registers=reader)
+        stored.apply(out, self.now)
         return self
 
     def advance(self, to: datetime) -> list[Outcome]:

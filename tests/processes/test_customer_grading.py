@@ -1,5 +1,6 @@
-"""customer_grading (第七条, 第八条): score bands at their edges, the weighted score at exactly
-8 and 5, the first-year rule, the strategic rating, the 会签 review and the year-end round."""
+"""customer_grading (第七条, 第八条, 第十二条): score bands at their edges, the weighted score at
+exactly 8 and 5, the first-year rule, the strategic rating, the 会签 review, the grade written
+to the credit table, and the year-end round that starts one grading per customer."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from hypothesis import strategies as st
 from engine.decisions import evaluate
 from engine.errors import ActionNotAllowed, DefinitionError, ExpressionError, InvalidData
 from engine.org import Actor
+from engine.registers import MemoryRegisters
 from tests.cli.helpers import Shell
 
-from . import Run, at, cli, compile_text, decisions_of, definition, source
+from . import Run, at, books, cli, compile_text, decisions_of, definition, source
 
 D = Decimal
 NOW = at("2026-12-31 10:00")
 ESTABLISHED = "2020-03-01"
 
 
-def grading(**figures: str) -> Run:
+def grading(registers: MemoryRegisters | None = None, **figures: str) -> Run:
     data = {
         "customer": "天山乳业",
         "sales_amount": "8000000",
@@ -31,11 +33,12 @@ def grading(**figures: str) -> Run:
         "strategic": "key",
         "first_trade_date": ESTABLISHED,
     } | figures
-    return Run.start("customer_grading", "ma.hui", NOW, **data)
+    mem = registers if registers is not None else MemoryRegisters()
+    return Run.start("customer_grading", "ma.hui", NOW, registers=mem, **data)
 
 
-def graded(**figures: str) -> Run:
-    run = grading(**figures)
+def graded(registers: MemoryRegisters | None = None, **figures: str) -> Run:
+    run = grading(registers, **figures)
     assert (run.state, run.role) == ("strategic_rating", "business_manager")
     return run.act("xu.ming", "rate")
 
@@ -291,19 +294,113 @@ def test_withdrawal_ends_it() -> None:
     assert (run.status, run.outcome) == ("completed", "withdrawn")
 
 
-def test_the_round_has_no_customer_data() -> None:
-    run = Run.start("customer_grading", "ma.hui", at("2026-12-31 09:00"), scope="round")
-    assert (run.state, run.role) == ("round_open", "sales_company")
-    assert run.vars["grade"] is None
-    # 31 days from 31 Dec is Sunday 31 Jan 2027: the period runs to the next working day
-    assert run.task.due_at == at("2027-02-02 00:00")
-    fired = run.advance(at("2027-02-02 00:00"))
-    assert [a.action for out in fired for a in out.audit] == ["reminder", "deadline", "escalation"]
-    escalated = [n for out in fired for n in out.notices if n.event == "escalated"]
-    assert "role:sales_vp" in escalated[0].recipients
-    assert run.state == "round_open"
-    run.act("ma.hui", "close_round", round_summary="共评定 42 户: A 5, B 17, C 20")
-    assert (run.status, run.outcome) == ("completed", "closed")
+def signed(run: Run) -> Run:
+    """Both reviewers approve (会签): the grading ends graded."""
+    run.act("ma.hui", "approve").act("deng.ping", "approve")
+    assert run.outcome == "graded"
+    return run
+
+
+def line(mem: MemoryRegisters, customer: str = "天山乳业") -> dict:
+    row = mem.reader().get("customer_credit", customer)
+    assert row is not None
+    return dict(row.values)
+
+
+def test_a_completed_grading_writes_the_grade_to_the_credit_table() -> None:
+    mem = MemoryRegisters()
+    run = signed(graded(mem))
+    assert line(mem) == {
+        "grade": "A",
+        "score": "8.00",
+        "graded_on": "2026-12-31",
+        "first_trade_date": ESTABLISHED,
+        # a customer new to the table has no credit until the credit table gives it one
+        "credit_limit": "0",
+        "term_days": 0,
+    }
+    [write] = [a for out in run.outcomes for a in out.audit if a.to_state == "graded"]
+    assert write.data["register_writes"][0]["key"] == "天山乳业"
+
+
+def test_a_new_grade_only_ever_cuts_the_credit_line_to_its_maximum() -> None:
+    approved = {"grade": "A", "credit_limit": "1800000", "term_days": 45, "branch": "sales_north"}
+    # A again: the approved line stays
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem))
+    assert (line(mem)["credit_limit"], line(mem)["term_days"]) == ("1800000", 45)
+    # down to B: cut to 1,000,000; the term (<= 50) stays
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem, sales_amount="1000000"))
+    assert (line(mem)["grade"], line(mem)["credit_limit"], line(mem)["term_days"]) == (
+        "B",
+        "1000000",
+        45,
+    )
+    assert line(mem)["branch"] == "sales_north"  # fields not written keep their value
+    # a new customer (first year): C, no credit
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem, first_trade_date="2026-06-01"))
+    assert (line(mem)["grade"], line(mem)["credit_limit"], line(mem)["term_days"]) == ("C", "0", 0)
+
+
+def test_a_withdrawn_or_unfinished_grading_writes_nothing() -> None:
+    mem = MemoryRegisters()
+    run = graded(mem)
+    run.act("deng.ping", "reject", comment="数据有误")
+    run.act("ma.hui", "withdraw", comment="不再评级")
+    assert mem.reader().keys("customer_credit") == []
+
+
+ROUND_BOOKS = {
+    "customer_credit": {
+        "天山乳业": {"grade": "A", "first_trade_date": "2020-03-01", "credit_limit": "2000000"},
+        "某超市": {"grade": "C", "first_trade_date": "2026-05-01"},
+    },
+    "receivables": {"天山乳业": {"balance": "350000"}},
+}
+
+
+def test_the_round_starts_one_grading_per_customer_and_waits_for_all() -> None:
+    mem = books(**ROUND_BOOKS)
+    run = Run.start(
+        "customer_grading", "ma.hui", at("2026-12-31 09:00"), registers=mem, scope="round"
+    )
+    assert (run.status, run.state, run.snap.tasks) == ("active", "round_open", ())
+    kids = run.spawned
+    assert [(k.process, k.requester) for k in kids] == [("customer_grading", "ma.hui")] * 2
+    # sorted by key; the year-end receivables and first trade date come from the registers
+    assert [k.input for k in kids] == [
+        {
+            "scope": "customer",
+            "customer": "天山乳业",
+            "grading_date": "2026-12-31",
+            "first_trade_date": "2020-03-01",
+            "receivables": "350000",
+        },
+        {
+            "scope": "customer",
+            "customer": "某超市",
+            "grading_date": "2026-12-31",
+            "first_trade_date": "2026-05-01",
+        },
+    ]
+    assert all(k.wait and k.on_parent_end == "cancel" for k in kids)
+    run.child_finished(kids[0].child_id, "graded", variables={"grade": "A"})
+    assert (run.status, run.state) == ("active", "round_open")
+    run.child_finished(kids[1].child_id, "withdrawn", status="completed")
+    assert (run.status, run.state, run.outcome) == ("completed", "round_closed", "closed")
+
+
+def test_a_round_with_nobody_in_the_table_closes_at_once() -> None:
+    run = Run.start(
+        "customer_grading",
+        "ma.hui",
+        at("2026-12-31 09:00"),
+        registers=MemoryRegisters(),
+        scope="round",
+    )
+    assert (run.spawned, run.outcome) == ([], "closed")
 
 
 def test_a_broken_score_table_is_refused_with_its_position() -> None:
