@@ -186,6 +186,22 @@ class Conflict(WorkflowError):
         super().__init__(msg)
 
 
+class RegisterConflict(Conflict):
+    """A register row a step writes changed after the version the step read it at: the
+    step's decision rests on a stale row, so it is refused (a lost update) and changes
+    nothing; try the step again."""
+
+    def __init__(self, instance_id: str, register: str, key: str, read: int, now: int) -> None:
+        self.instance_id = instance_id
+        self.register = register
+        self.key = key
+        WorkflowError.__init__(
+            self,
+            f"register {register!r} row {key!r} was changed (version {now}) after this step "
+            f"read it (version {read}); nothing was saved, try the step again",
+        )
+
+
 class AuditKeyError(ShenpiError):
     """The audit key named by the environment is missing, unreadable or too weak."""
 

@@ -90,6 +90,7 @@ from service import (  # noqa: E402, F401
     cli_definitions,
     cli_instances,
     cli_ops,
+    cli_registers,
     cli_reports,
     cli_route,
     cli_tokens,

@@ -25,14 +25,16 @@ from service.cli_base import (
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_settings
 def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
-    """Check process, org and calendar files; print every problem as path:line:col: message."""
+    """Check process, org, calendar and register files; print every problem as
+    path:line:col: message."""
     from service.queries import validate_files
 
     with refusals():
         counts = validate_files(paths, settings.processes)
+    registers = f", {counts['registers']} register(s)" if counts["registers"] else ""
     click.echo(
         f"ok: {counts['processes']} process(es), org with {counts['users']} users, "
-        f"{counts['calendars']} calendar(s)"
+        f"{counts['calendars']} calendar(s){registers}"
     )
 
 

@@ -129,7 +129,10 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
                 if snapshot is None:
                     raise NotFound("instance", timer.instance_id)
                 proc = wf.process(snapshot.process, snapshot.version)
-                steps.append((fire(proc, snapshot, TimerFired(timer), SYSTEM, {}, now), timer.id))
+                outcome = fire(
+                    proc, snapshot, TimerFired(timer), SYSTEM, {}, now, registers=wf.reader(proc)
+                )
+                steps.append((outcome, timer.id))
             except ShenpiError as exc:
                 # a broken expression in an escalation must not stop every other timer
                 stuck.add(timer.id)
@@ -207,7 +210,7 @@ def _start_scheduled(
     away, as their delegate on their behalf (the ``as:`` user stays the requester)."""
     actor, absent = wf.org.on_behalf(sched.requester)
     event = Start(new_id(), version, on_behalf_of=absent)
-    outcome = fire(proc, None, event, actor, dict(sched.set), slot)
+    outcome = fire(proc, None, event, actor, dict(sched.set), slot, registers=wf.reader(proc))
     first = outcome.audit[0]
     data = dict(first.data) | {
         "schedule": sched.name,

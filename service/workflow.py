@@ -39,6 +39,7 @@ from engine.operations import (
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Snapshot, TaskRecord
+from engine.registers import RegisterReader
 from engine.runtime import (
     SYSTEM,
     Act,
@@ -225,6 +226,15 @@ class Workflow:
         self._latest[name] = (version, now)
         return version
 
+    def reader(self, proc: CompiledProcess) -> RegisterReader | None:
+        """A fresh register reader for one step of ``proc`` (each register pinned at its
+        version on the step's first read of it); None when ``proc`` declares none."""
+        if not proc.registers:
+            return None
+        from storage.registers import StoreRegisterReader
+
+        return StoreRegisterReader(self.store.registers)
+
     # ------------------------------------------------------------------ commands
 
     def actor(
@@ -244,7 +254,9 @@ class Workflow:
         version = self.latest_version(process)
         proc = self.process(process, version)
         actor = self.actor(user, now, proc)
-        outcome = fire(proc, None, Start(new_id(), version), actor, data, now)
+        outcome = fire(
+            proc, None, Start(new_id(), version), actor, data, now, registers=self.reader(proc)
+        )
         self.store.apply(outcome, self.clock())
         return outcome.snapshot
 
@@ -328,7 +340,9 @@ class Workflow:
         proc = self.process(snapshot.process, snapshot.version)
         actor = self.actor(user, now, proc)
         try:
-            outcome = fire(proc, snapshot, event, actor, data or {}, now)
+            outcome = fire(
+                proc, snapshot, event, actor, data or {}, now, registers=self.reader(proc)
+            )
         except ActionNotAllowed as exc:
             self._record_denial(snapshot, task.id, exc, user, now)
             raise
@@ -355,7 +369,7 @@ class Workflow:
         proc = self.process(snapshot.process, snapshot.version)
         actor = self.actor(user, now, proc)
         try:
-            outcome = fire(proc, snapshot, event, actor, {}, now)
+            outcome = fire(proc, snapshot, event, actor, {}, now, registers=self.reader(proc))
         except ActionNotAllowed as exc:
             self._record_denial(snapshot, None, exc, user, now)
             raise

@@ -34,8 +34,11 @@ def run(w: StepWriter, cur: Any, plans: Sequence[Plan]) -> list[list[int] | Conf
     statement of the plans that won. A plan whose instance write and timer claim both
     found nothing lost its race and wrote nothing; one where only one of them did (a
     timer cancelled without touching its instance) cannot be undone here, so None tells
-    the caller to roll back to before the batch and run it plan by plan.
+    the caller to roll back to before the batch and run it plan by plan; so does a batch
+    with register writes.
     """
+    if any(p.register_writes for p in plans):
+        return None  # register writes are checked row by row (storage.registers): one by one
     order = sorted(range(len(plans)), key=lambda i: plans[i].instance_id)
     results: list[list[int] | Conflict] = [[] for _ in plans]
     try:

@@ -18,11 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.errors import Conflict
-from engine.records import AuditRecord, Notice, Outcome, Snapshot, TaskRecord
+from engine.records import AuditRecord, Notice, Outcome, RegisterWrite, Snapshot, TaskRecord
 from storage import pipeline
 from storage.audithash import GENESIS, anchor_mac, entry_document, link_hash, lock_key
 from storage.auditkeys import AuditKeys
 from storage.cursor import RawSQL
+from storage.registers import RegisterWriter
 from storage.rows import Binder, audit_entry, aware, snapshot_record, task_record
 from storage.tables import (
     audit_chains,
@@ -57,6 +58,8 @@ class Plan:
     cancel_states: list[dict[str, Any]] = field(default_factory=list)
     timers: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    register_writes: tuple[RegisterWrite, ...] = ()  # applied by RegisterWriter, in order
+    recorded_at: datetime | None = None
 
 
 class StepWriter(RawSQL):
@@ -66,6 +69,7 @@ class StepWriter(RawSQL):
         super().__init__(engine)
         self.keys = keys if keys is not None else AuditKeys()
         self.bind = Binder(self.pg)
+        self.registers = RegisterWriter(self, self.bind)
         self.instance_cols = [c.name for c in instances.c]
         self.task_cols = [c.name for c in tasks.c]
         self.INSERT_INSTANCE = self.insert(
@@ -224,6 +228,8 @@ class StepWriter(RawSQL):
             for t in outcome.timers_set
         ]
         plan.notices = self.notice_rows(outcome.notices, recorded)
+        plan.register_writes = outcome.register_writes
+        plan.recorded_at = recorded_at
         return plan
 
     def notice_rows(self, notices: Sequence[Notice], recorded: Any) -> list[dict[str, Any]]:
@@ -264,6 +270,11 @@ class StepWriter(RawSQL):
             raise Conflict(
                 plan.instance_id, f"timer {fired['id']} has already fired or was cancelled"
             )
+        if plan.register_writes:
+            # a row changed since the step read it raises RegisterConflict: the caller's
+            # transaction (or savepoint) then writes nothing of the step
+            assert plan.recorded_at is not None
+            self.registers.apply(cur, plan.register_writes, plan.recorded_at)
         self.many(cur, self.INSERT_TASK, plan.opened)
         self.many(cur, self.UPDATE_TASK, plan.changed)
         self.many(cur, self.DELETE_TASK_ROLES, plan.roles_cleared)

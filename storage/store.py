@@ -31,6 +31,7 @@ from storage.auditlog import AuditLog
 from storage.db import open_database
 from storage.deliveries import DeliveryQueue
 from storage.listing import Listings
+from storage.registers import RegisterTables
 from storage.reportdata import ReportData
 from storage.rows import aware, timer_record
 from storage.tables import (
@@ -59,6 +60,7 @@ class Store(AuditLog, Listings):
         self.deliveries = DeliveryQueue(self)
         self.reports = ReportData(self)
         self.tokens = TokenTable(self)
+        self.registers = RegisterTables(self)
 
     @classmethod
     def open(cls, url: str, audit_keys: AuditKeys | None = None) -> Store:

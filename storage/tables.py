@@ -338,3 +338,37 @@ idempotency_keys = sa.Table(
     sa.CheckConstraint("status IN ('pending', 'done')", name="status"),
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
 )
+# Registers (engine.registers, migration 0011): a version counter per register, the
+# current row per key, and every version written (what a step reads as of its pin).
+registers = sa.Table(
+    "registers",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+register_rows = sa.Table(
+    "register_rows",
+    metadata,
+    sa.Column("register", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("values", json_type(), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+register_history = sa.Table(
+    "register_history",
+    metadata,
+    sa.Column("register", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("values", json_type(), nullable=False),
+    sa.Column("previous", json_type()),
+    sa.Column("action", sa.String, nullable=False),  # write | import
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("process", sa.String, nullable=False),
+    sa.Column("instance_id", sa.String),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.Index("ix_register_history_register_key_version", "register", "key", "version"),
+    sa.Index("ix_register_history_register_at", "register", "at"),
+)
