@@ -538,43 +538,56 @@ def test_validator_reports_a_gap_in_the_c_table() -> None:
 
 # --------------------------------------------------------------------------- CLI
 
+TABLE_CSV = (
+    "customer,grade,credit_limit,term_days,branch\n"
+    "天山乳业,A,2000000,50,sales_north\n"
+    "某乳品厂,B,1000000,45,sales_south\n"
+    "某超市,C,0,0,sales_south\n"
+)
+FOR_GRADE = {"A": "天山乳业", "B": "某乳品厂", "C": "某超市"}
+
+
+def import_table(sh: Shell, folder: Path, text: str = TABLE_CSV) -> None:
+    """The credit table's initial book, imported by the sales company (audited)."""
+    path = folder / "customer_credit.csv"
+    path.write_text(text, encoding="utf-8")
+    sh.ok(
+        f"register import customer_credit {path} --as ma.hui --comment 2026年信用明细表",
+        now="2026-10-01T09:00:00+08:00",
+    )
+
 
 @pytest.fixture
-def sh(db_url: str) -> Shell:
-    return cli(db_url, "credit_override")
+def sh(db_url: str, tmp_path: Path) -> Shell:
+    shell = cli(db_url, "credit_override")
+    import_table(shell, tmp_path)
+    return shell
 
 
-def cli_start(sh: Shell, grade: str, requested: str, *figures: str, limit: str = "") -> dict:
-    """liu.yang files the request, finance (deng.ping) confirms grade and limit (default:
-    the grade's maximum) and any further ``--set`` figures."""
+def cli_start(
+    sh: Shell, grade: str, requested: str, contract: str = "", user: str = "liu.yang"
+) -> dict:
+    """``user`` files a request for the table's customer of ``grade``; for a C customer
+    asking for credit, finance (deng.ping) confirms the ``contract`` amount."""
     inst = sh.js(
         [
             "start",
             "credit_override",
             "--as",
-            "liu.yang",
+            user,
             "--set",
-            "customer=天山乳业",
+            f"customer={FOR_GRADE[grade]}",
             "--set",
             f"requested_credit={requested}",
         ],
         now="2026-10-12T10:00:00+08:00",
     )
+    if inst["state"] != "contract_check":
+        return inst
     [check] = inst["tasks"]
-    assert (inst["state"], check["role"]) == ("credit_check", "finance")
+    assert check["role"] == "finance"
     return sh.js(
-        [
-            "act",
-            check["id"],
-            "confirm",
-            "--as",
-            "deng.ping",
-            "--set",
-            f"grade={grade}",
-            "--set",
-            f"credit_limit={limit or LIMITS[grade]}",
-            *figures,
-        ],
+        f"act {check['id']} confirm --as deng.ping --set contract_amount={contract}",
         now="2026-10-12T11:00:00+08:00",
     )
 
@@ -627,7 +640,7 @@ def test_cli_ab_boundaries(sh: Shell, grade: str, requested: str, role: str) -> 
     ],
 )
 def test_cli_c_boundaries_after_preapproval(sh: Shell, credit: str, role: str) -> None:
-    inst = cli_start(sh, "C", credit, "--set", "contract_amount=1000000")
+    inst = cli_start(sh, "C", credit, contract="1000000")
     [pre] = inst["tasks"]
     assert (inst["state"], pre["role"]) == ("c_preapproval", "sales_vp")
     inst = sh.js(f"act {pre['id']} approve --as zhang.wei")
@@ -635,7 +648,7 @@ def test_cli_c_boundaries_after_preapproval(sh: Shell, credit: str, role: str) -
 
 
 def test_cli_c_override_rejected_at_the_amount(sh: Shell) -> None:
-    inst = cli_start(sh, "C", "300000", "--set", "contract_amount=1000000")
+    inst = cli_start(sh, "C", "300000", contract="1000000")
     pre = inst["tasks"][0]["id"]
     inst = sh.js(f"act {pre} approve --as zhang.wei")
     task = inst["tasks"][0]
@@ -649,55 +662,93 @@ def test_cli_c_override_rejected_at_the_amount(sh: Shell) -> None:
 def test_cli_within_limit_and_preapproval_rejection(sh: Shell) -> None:
     inst = cli_start(sh, "B", "1000000")
     assert (inst["status"], inst["outcome"], inst["tasks"]) == ("completed", "approved", [])
-    inst = cli_start(sh, "C", "10000", "--set", "contract_amount=100000")
+    assert inst["variables"]["credit_term_days"] == 45  # the table's term
+    inst = cli_start(sh, "C", "10000", contract="100000")
     done = sh.js(
         ["act", inst["tasks"][0]["id"], "reject", "--as", "zhang.wei", "--comment", "不赊销"]
     )
     assert (done["state"], done["outcome"]) == ("rejected", "rejected")
 
 
-def test_cli_the_three_bypasses_are_closed(sh: Shell) -> None:
+def test_cli_the_requester_cannot_route_a_5000000_request(sh: Shell) -> None:
+    """The issue's "done when": nothing the requester supplies makes 5,000,000 within the
+    limit or lowers its approver; the approver follows the credit table's figures."""
     start = "start credit_override --as liu.yang --set customer=天山乳业"
     for figures in (
         "--set requested_credit=5000000 --set credit_limit=5000000",
+        "--set requested_credit=5000000 --set grade=A",
+        "--set requested_credit=5000000 --set grade=A --set credit_limit=5000000",
+        "--set requested_credit=5000000 --set table_term_days=50",
         "--set requested_credit=500000 --set grade=C --set credit_limit=500000",
-        "--set requested_credit=1300000 --set grade=B --set credit_limit=1100000",
+        "--set requested_credit=500000 --set contract_amount=100000000",
     ):
         sh.refused(f"{start} {figures}", "cannot be set by start")
+    sh.refused(
+        "start credit_override --as liu.yang --set customer=不在表中的客户 "
+        "--set requested_credit=5000000",
+        "not in the credit table (customer_credit) or has no credit line there",
+    )
     assert sh.js("instances") == []
-    cases = [
-        ("5000000", "A", "5000000", "2000000", "gm_office_meeting"),
-        ("1300000", "B", "1100000", "1000000", "general_manager"),
-    ]
-    for requested, grade, inflated, table_limit, role in cases:
-        inst = sh.js(f"{start} --set requested_credit={requested}")
-        check = inst["tasks"][0]["id"]
-        confirm = f"act {check} confirm --as deng.ping --set grade={grade}"
-        sh.refused(f"{confirm} --set credit_limit={inflated}", "the credit limit is at most")
-        done = sh.js(f"{confirm} --set credit_limit={table_limit}")
-        assert (done["state"], [t["role"] for t in done["tasks"]]) == ("approval", [role])
-    inst = sh.js(f"{start} --set requested_credit=500000")
-    check = inst["tasks"][0]["id"]
-    confirm = f"act {check} confirm --as deng.ping --set grade=C --set contract_amount=2000000"
-    sh.refused(f"{confirm} --set credit_limit=500000", "C 0")
-    done = sh.js(f"{confirm} --set credit_limit=0")
-    assert (done["state"], [t["role"] for t in done["tasks"]]) == ("c_preapproval", ["sales_vp"])
+    inst = sh.js(f"{start} --set requested_credit=5000000")
+    assert (inst["state"], [t["role"] for t in inst["tasks"]]) == (
+        "approval",
+        ["gm_office_meeting"],
+    )
+    assert (inst["variables"]["grade"], inst["variables"]["credit_limit"]) == ("A", "2000000")
+    [started] = sh.js(f"audit --instance {inst['id']} --action start")
+    assert started["data"]["registers_read"]["customer_credit"] == 3  # the imported book
+    # the approver may not grant up to (or below) the table's limit through the override
+    task = inst["tasks"][0]["id"]
+    sh.refused(
+        f"act {task} approve --as lin.feng --set approved_credit=2000000",
+        "must be above the current limit",
+    )
+
+
+def test_cli_a_new_request_follows_the_new_table_a_running_one_what_it_read(
+    db_url: str, tmp_path: Path
+) -> None:
+    sh = cli(db_url, "credit_override")
+    sh.ok(["deploy", str(PROCESSES / "credit_table.yaml")])
+    import_table(sh, tmp_path)
+    first = cli_start(sh, "A", "2500000")
+    assert [t["role"] for t in first["tasks"]] == ["sales_vp"]  # 25 % over 2,000,000
+    # the credit table is revised: 1,000,000 for 天山乳业 (compiled, reviewed, approved)
+    table = sh.js("start credit_table --as ma.hui --set customer=天山乳业")
+    compile_ = table["tasks"][0]["id"]
+    table = sh.js(
+        f"act {compile_} submit --as ma.hui --set credit_limit=1000000 --set term_days=30 "
+        "--set branch=sales_north"
+    )
+    table = sh.js(f"act {table['tasks'][0]['id']} approve --as zhang.wei")
+    table = sh.js(f"act {table['tasks'][0]['id']} approve --as lin.feng")
+    assert table["outcome"] == "approved"
+    second = cli_start(sh, "A", "2500000", user="huang.tao")
+    assert [t["role"] for t in second["tasks"]] == ["gm_office_meeting"]  # 150 % over
+    assert (second["variables"]["credit_limit"], second["variables"]["table_term_days"]) == (
+        "1000000",
+        30,
+    )
+    # the running request keeps the figures it was filed with
+    done = sh.js(f"act {first['tasks'][0]['id']} approve --as zhang.wei")
+    assert (done["outcome"], done["variables"]["credit_limit"]) == ("approved", "2000000")
 
 
 def test_cli_self_approval_is_refused(db_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "processes"
-    folder.mkdir()
+    (folder / "registers").mkdir(parents=True)
     (folder / "credit_override.yaml").write_text(source("credit_override"), encoding="utf-8")
+    for reg in (PROCESSES / "registers").glob("*.yaml"):
+        (folder / "registers" / reg.name).write_text(reg.read_text(encoding="utf-8"), "utf-8")
     org_text = (PROCESSES / "org.yaml").read_text(encoding="utf-8")
     org_text += "  sam.li: {name: 李森, roles: [salesperson, sales_vp]}\n"
     (folder / "org.yaml").write_text(org_text, encoding="utf-8")
     sh = Shell(db_url, folder)
     sh.ok("deploy")
+    import_table(sh, tmp_path)
     inst = sh.js(
-        "start credit_override --as sam.li --set customer=x --set requested_credit=2500000"
+        "start credit_override --as sam.li --set customer=天山乳业 --set requested_credit=2500000"
     )
-    check = inst["tasks"][0]["id"]
-    inst = sh.js(f"act {check} confirm --as deng.ping --set grade=A --set credit_limit=2000000")
     task = inst["tasks"][0]
     assert task["role"] == "sales_vp"
     assert sh.js("tasks --as sam.li") == []
