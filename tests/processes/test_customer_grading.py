@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -512,18 +514,71 @@ def test_cli_rejected_then_withdrawn(sh: Shell) -> None:
     assert (done["status"], done["outcome"]) == ("completed", "withdrawn")
 
 
-def test_cli_year_end_schedule_starts_the_round(sh: Shell) -> None:
+def test_cli_a_graded_customer_is_in_the_credit_table(sh: Shell) -> None:
+    inst = sh.js(
+        "start customer_grading --as ma.hui --set customer=某客户 "
+        "--set sales_amount=1000000 --set collection_rate=100 --set receivables=0 "
+        "--set strategic=leader --set first_trade_date=2020-01-01"
+    )
+    inst = sh.js(f"act {inst['tasks'][0]['id']} rate --as xu.ming")
+    review = inst["tasks"][0]["id"]
+    sh.js(f"act {review} approve --as ma.hui")
+    sh.js(f"act {review} approve --as deng.ping")
+    [row] = sh.js("register show customer_credit")
+    assert (row["customer"], row["grade"], row["credit_limit"], row["term_days"]) == (
+        "某客户",
+        "A",  # 4*0.3 + 10*0.25 + 10*0.3 + 10*0.15 = 8.2
+        "0",
+        0,
+    )
+    [version] = sh.js("register history customer_credit 某客户")
+    assert version["instance_id"] == inst["id"]
+
+
+def test_cli_year_end_round_grades_every_customer_in_the_table(sh: Shell, tmp_path: Path) -> None:
+    book = tmp_path / "credit.csv"
+    book.write_text(
+        "customer,grade,first_trade_date,credit_limit,term_days\n"
+        "天山乳业,A,2020-03-01,2000000,50\n"
+        "某超市,B,2021-05-01,800000,40\n",
+        encoding="utf-8",
+    )
+    sh.ok(f"register import customer_credit {book} --as ma.hui", now="2026-12-01T10:00:00+08:00")
     assert sh.js("tick", now="2026-12-31T08:59:00+08:00")["scheduled_starts"] == []
     report = sh.js("tick", now="2026-12-31T09:00:30+08:00")
     [started] = report["scheduled_starts"]
-    inst = sh.js(f"show {started}")
-    assert (inst["state"], inst["variables"]["scope"], inst["requester"]) == (
+    round_ = sh.js(f"show {started}")
+    assert (round_["state"], round_["variables"]["scope"], round_["requester"]) == (
         "round_open",
         "round",
         "ma.hui",
     )
     assert sh.js("tick", now="2026-12-31T10:00:00+08:00")["scheduled_starts"] == []
-    [task] = sh.js("tasks --as ma.hui")
-    sh.refused(f"act {task['id']} close_round --as ma.hui", "round_summary: required")
-    done = sh.js(f"act {task['id']} close_round --as ma.hui --set round_summary=全部完成")
+    # one grading per customer, waiting for the sales company's figures
+    tasks = sh.js("tasks --as ma.hui")
+    assert len(tasks) == 2
+    by_customer = {}
+    for task in tasks:
+        child = sh.js(f"show {task['instance_id']}")
+        assert (child["state"], child["variables"]["grading_date"]) == ("data_entry", "2026-12-31")
+        by_customer[child["variables"]["customer"]] = task
+    assert sorted(by_customer) == ["天山乳业", "某超市"]
+    # 某超市 is not graded this year; 天山乳业 is, to B
+    sh.js(
+        ["act", by_customer["某超市"]["id"], "withdraw", "--as", "ma.hui", "--comment", "停止合作"]
+    )
+    assert sh.js(f"show {started}")["status"] == "active"
+    inst = sh.js(
+        f"act {by_customer['天山乳业']['id']} submit --as ma.hui --set sales_amount=5000000 "
+        "--set collection_rate=80 --set receivables=300000 --set strategic=important"
+    )
+    inst = sh.js(f"act {inst['tasks'][0]['id']} rate --as xu.ming")
+    review = inst["tasks"][0]["id"]
+    sh.js(f"act {review} approve --as ma.hui")
+    sh.js(f"act {review} approve --as deng.ping")
+    done = sh.js(f"show {started}")
     assert (done["status"], done["outcome"]) == ("completed", "closed")
+    row = sh.js("register show customer_credit 天山乳业")
+    # 6*0.3 + 8*0.25 + 6*0.3 + 6*0.15 = 6.5: B; the line is cut to the B maximum
+    assert (row["grade"], row["credit_limit"], row["term_days"]) == ("B", "1000000", 50)
+    assert sh.js("register show customer_credit 某超市")["grade"] == "B"  # not regraded
