@@ -183,6 +183,7 @@ class StepWriter(RawSQL):
                 "requester": snap.requester,
                 "created_at": when(snap.created_at),
                 "row_version": snap.row_version,
+                "parent_id": (snap.meta.get("parent") or {}).get("id"),
             }
         else:
             instance = {**common, "id": snap.id, "expected": outcome.expected_row_version}
