@@ -129,6 +129,8 @@ class Run:
     ) -> Run:
         """Start ``name``; its steps read and write ``registers`` when given."""
         proc = definition(name)
+        if registers is None and proc.registers:
+            registers = MemoryRegisters()  # a process that reads registers: empty books
         stored = RegStored(proc, books=registers) if registers is not None else Stored(proc)
         stored.start(user if isinstance(user, Actor) else org().actor(user), data, now)
         return cls(proc, now, stored)

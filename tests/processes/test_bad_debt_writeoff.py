@@ -199,6 +199,17 @@ def test_booking_enters_the_write_off_in_the_bad_debt_register() -> None:
     assert booking.data["register_writes"][0]["key"] == VOUCHER
 
 
+def test_booking_takes_the_amount_off_the_receivables_ledger() -> None:
+    books = MemoryRegisters()
+    books.write("receivables", "某经销商", {"balance": "100000"}, NOW)
+    booked(books=books)
+    row = books.reader().get("receivables", "某经销商")
+    assert row is not None and (row.values["balance"], row.values["updated_on"]) == (
+        "20000",
+        "2026-12-01",
+    )
+
+
 def test_the_same_voucher_cannot_be_booked_twice() -> None:
     books = MemoryRegisters()
     booked(books=books)

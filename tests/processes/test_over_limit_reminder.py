@@ -88,6 +88,7 @@ def test_an_overdue_debt_can_be_sent_to_collection() -> None:
         "amount": "120000",
         "received_on": "2026-10-20",
         "branch": "sales_south",
+        "in_ledger": True,
     }
 
 
