@@ -17,7 +17,16 @@ from api import problems
 from api.deps import ApiConfig, ApiState
 from api.limits import BodyLimit
 from api.mount import mount_acting
-from api.routes import audit, definitions, health, instances, me, operations, tasks
+from api.routes import (
+    audit,
+    definitions,
+    health,
+    instances,
+    me,
+    operations,
+    registers,
+    tasks,
+)
 from service.workflow import Workflow
 
 __all__ = ["ApiConfig", "create_app"]
@@ -64,6 +73,7 @@ def create_app(workflow: Workflow, config: ApiConfig | None = None) -> FastAPI:
     app.include_router(operations.instances_api)
     app.include_router(audit.api)
     app.include_router(definitions.api)
+    app.include_router(registers.api)
     _document_problems(app)
     return app
 

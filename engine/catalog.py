@@ -69,6 +69,9 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
     problems: list[Problem] = []
     docs: list[tuple[str, Document]] = []
     files = yaml_files(paths)
+    # register files found beside org_fallback, not named: a register of the same name
+    # among the files named (one being edited, a folder being validated) replaces them
+    fallback: set[Path] = set()
     if org_fallback is not None:
         # calendars and registers live beside org.yaml in calendars/ and registers/: a
         # single process file validated or deployed alone must see them as the running
@@ -77,7 +80,10 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             extra = org_fallback.parent / folder
             if extra.is_dir():
                 known = {p.resolve() for p in files}
-                files += [p for p in yaml_files([extra]) if p.resolve() not in known]
+                found = [p for p in yaml_files([extra]) if p.resolve() not in known]
+                files += found
+                if folder == REGISTERS_DIR:
+                    fallback = {p.resolve() for p in found}
     for path in files:
         try:
             doc = load_file(path)
@@ -131,14 +137,17 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
         calendars[spec.calendar] = WorkingCalendar(spec)
 
     registers: dict[str, RegisterSpec] = {}
-    for kind, doc in docs:
-        if kind != "register":
-            continue
+    named = [d for k, d in docs if k == "register" and Path(d.file).resolve() not in fallback]
+    spare = [d for k, d in docs if k == "register" and Path(d.file).resolve() in fallback]
+    spare_ids = {id(d) for d in spare}
+    for doc in named + spare:
         try:
             reg = load_register(doc)
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue
+        if id(doc) in spare_ids and reg.name in registers:
+            continue  # the file named replaces the folder's copy
         if reg.name in registers:
             problems.append(doc.problem(("register",), f"register {reg.name!r} defined twice"))
         registers[reg.name] = reg

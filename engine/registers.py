@@ -18,7 +18,7 @@ audit says what a decision was based on and storage can refuse a lost update.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -89,9 +89,6 @@ class RegisterSpec(Frozen):
     writers: tuple[str, ...] = Field(
         default=(), description="The only processes whose steps may write this register."
     )
-
-    def field_names(self) -> list[str]:
-        return list(self.fields)
 
     def decode_row(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Stored JSON -> typed values, every field present (None when unset)."""
@@ -438,8 +435,3 @@ class MemoryRegisters:
         return sorted(
             {v.key for v in self.history.get(register, []) if v.version <= pinned and v.at >= since}
         )
-
-
-def registers_used(spec_read: Iterable[str], spec_write: Iterable[str]) -> tuple[str, ...]:
-    """The registers a process may read: those it reads and those it writes."""
-    return tuple(dict.fromkeys((*spec_read, *spec_write)))

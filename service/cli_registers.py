@@ -24,11 +24,16 @@ from service.cli_base import (
 @output_option
 @pass_settings
 def registers_cmd(settings: Settings, output: str) -> None:
-    """List the registers: title, rows, version (bumped by every write), writers."""
+    """List the registers: title, rows, version (bumped by every write), writers.
+
+    Before any deploy (no database yet) the register files alone, all empty."""
+    from engine.catalog import org_catalog
     from service.registers import list_registers
 
     with refusals():
-        rows = list_registers(settings.workflow())
+        wf = settings.workflow_if_any()
+        specs = org_catalog(settings.processes).registers if wf is None else None
+        rows = list_registers(wf, specs)
     emit(
         output, rows, lambda: print_table(rows, ["register", "rows", "version", "writers", "title"])
     )

@@ -116,8 +116,8 @@ def deploy_rows(
 
 
 def validate_text(wf: Workflow, text: str, file: str) -> dict[str, Any]:
-    """Check one posted YAML text as ``validate`` checks a file: against the org and
-    calendars of the processes folder. DefinitionError lists every problem."""
+    """Check one posted YAML text as ``validate`` checks a file: against the org,
+    calendars and registers of the processes folder. DefinitionError lists every problem."""
     from engine.calendarspec import load_calendar
     from engine.catalog import kind_of
     from engine.errors import DefinitionError
@@ -131,15 +131,26 @@ def validate_text(wf: Workflow, text: str, file: str) -> dict[str, Any]:
     kind = kind_of(doc)
     if kind == "process":
         catalog = wf.catalog
-        name = compile_process(doc, catalog.org, catalog.calendars).name
+        name = compile_process(
+            doc, catalog.org, catalog.calendars, registers=catalog.registers
+        ).name
     elif kind == "org":
         load_org(doc)
         name = None
     elif kind == "calendar":
         name = load_calendar(doc).calendar
+    elif kind == "register":
+        from engine.registers import load_register
+
+        name = load_register(doc).name
     else:
         raise DefinitionError(
-            [doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")]
+            [
+                doc.problem(
+                    (),
+                    "not a Shenpi file: the first key must be process, org, calendar or register",
+                )
+            ]
         )
     return {"valid": True, "kind": kind, "name": name, "problems": []}
 

@@ -45,9 +45,13 @@ def process_label(name: str) -> str:
     return f"register:{name}"
 
 
-def list_registers(wf: Workflow) -> list[dict[str, Any]]:
-    """Every register defined, with its row count and version (0 before any write)."""
-    counts = wf.store.registers.versions()
+def list_registers(
+    wf: Workflow | None, specs: Mapping[str, RegisterSpec] | None = None
+) -> list[dict[str, Any]]:
+    """Every register defined, with its row count and version (0 before any write).
+    Without a database (``wf`` None) the definitions of ``specs`` alone, all empty."""
+    counts = wf.store.registers.versions() if wf is not None else {}
+    specs = specs if specs is not None else wf.catalog.registers if wf is not None else {}
     return [
         {
             "register": name,
@@ -56,7 +60,7 @@ def list_registers(wf: Workflow) -> list[dict[str, Any]]:
             "version": counts.get(name, (0, 0))[0],
             "writers": list(spec.writers),
         }
-        for name, spec in sorted(wf.catalog.registers.items())
+        for name, spec in sorted(specs.items())
     ]
 
 
@@ -78,7 +82,7 @@ def show_rows(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of rows in key order, after key ``after``; the next page's ``after``."""
     spec = spec_of(wf, name)
-    rows = [r for r in wf.store.registers.rows(name) if after is None or r.key > after]
+    rows = wf.store.registers.page(name, after, limit + 1)
     page = rows[:limit]
     nxt = page[-1].key if len(rows) > limit else None
     return [row_json(spec, r) for r in page], nxt
@@ -225,7 +229,7 @@ def parse_import(
             try:
                 values[fname] = encode(spec.fields[fname].coerce(fname, value))
             except InvalidData as exc:
-                problems.append(Problem(file, n, col, exc.reason))
+                problems.append(Problem(file, n, col, f"{fname}: {exc.reason}"))
         if key is not None:
             out.append((key, values))
     if problems:

@@ -209,6 +209,36 @@ class RegisterTables:
                     out.append(_row(r._mapping["key"], r._mapping["values"], r.version, r.at))
         return sorted(out, key=lambda row: row.key)
 
+    def keys(self, register: str, as_of: int | None = None) -> list[str]:
+        """The keys of the rows as of version ``as_of`` (None: now), without their values."""
+        c, h = register_rows.c, register_history.c
+        with self.store._snapshot() as conn:
+            found = conn.execute(sa.select(c["key"], c.version).where(c.register == register)).all()
+            out = [k for k, v in found if as_of is None or v <= as_of]
+            for key in (k for k, v in found if as_of is not None and v > as_of):
+                older = conn.execute(
+                    sa.select(h.version)
+                    .where(h.register == register, h["key"] == key, h.version <= as_of)
+                    .limit(1)
+                ).first()
+                if older is not None:
+                    out.append(key)
+        return sorted(out)
+
+    def page(self, register: str, after: str | None, limit: int) -> list[StoredRow]:
+        """Up to ``limit`` current rows with keys after ``after``, by key (the primary key
+        index: a page costs the same at the start and the end of a large register)."""
+        c = register_rows.c
+        stmt = sa.select(register_rows).where(c.register == register)
+        if after is not None:
+            stmt = stmt.where(c["key"] > after)
+        stmt = stmt.order_by(c["key"]).limit(limit)
+        with self.store._read() as conn:
+            return [
+                _row(r._mapping["key"], r._mapping["values"], r.version, r.updated_at)
+                for r in conn.execute(stmt)
+            ]
+
     def changed_since(self, register: str, since: datetime, as_of: int | None = None) -> list[str]:
         """Keys of the rows written at or after ``since`` (effective time), up to ``as_of``."""
         h = register_history.c
@@ -263,7 +293,7 @@ class StoreRegisterReader:
         return self.tables.get(register, key, self.version(register))
 
     def keys(self, register: str) -> list[str]:
-        return [r.key for r in self.rows(register)]
+        return self.tables.keys(register, self.version(register))
 
     def rows(self, register: str) -> list[StoredRow]:
         return self.tables.rows(register, self.version(register))

@@ -69,8 +69,18 @@ class Stored:
         self.outcomes.append(out)
         return out
 
+    def reader(self) -> Any:
+        """A fresh register reader on this store for one step (None: the process reads
+        no register), as ``Workflow.reader`` gives the service's steps."""
+        if not self.proc.registers:
+            return None
+        from storage.registers import StoreRegisterReader
+
+        return StoreRegisterReader(self.store.registers)
+
     def start(self, actor: Actor, data: dict[str, Any], now: datetime) -> Outcome:
-        out = fire(self.proc, None, Start(self.instance_id, 1), actor, data, now)
+        start = Start(self.instance_id, 1)
+        out = fire(self.proc, None, start, actor, data, now, registers=self.reader())
         return self.apply(out, now)
 
     def act(
@@ -78,10 +88,13 @@ class Stored:
     ) -> Outcome:
         assert self.snap is not None and self.snap.tasks, "no open task"
         event = Act(self.snap.tasks[0].id, action, comment)
-        return self.apply(fire(self.proc, self.snap, event, actor, data, now), now)
+        out = fire(self.proc, self.snap, event, actor, data, now, registers=self.reader())
+        return self.apply(out, now)
 
     def fire_timer(self, timer: TimerRecord, now: datetime) -> Outcome:
-        out = fire(self.proc, self.snap, TimerFired(timer), SYSTEM, {}, now)
+        out = fire(
+            self.proc, self.snap, TimerFired(timer), SYSTEM, {}, now, registers=self.reader()
+        )
         return self.apply(out, now, timer)
 
     def pending(self) -> list[TimerRecord]:

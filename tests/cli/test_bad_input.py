@@ -143,7 +143,9 @@ def test_unknown_database_schemes_are_refused(
 @pytest.mark.parametrize(
     "command",
     ["tasks", "show abc", "instances", "audit", "audit --verify", "tick",
-     "start complaint --as wang.fang", "act abc-1 accept --as zhao.lei"],
+     "start complaint --as wang.fang", "act abc-1 accept --as zhao.lei",
+     "register show credit", "register history credit x",
+     "register import credit book.csv --as wang.fang"],
 )  # fmt: skip
 def test_commands_other_than_deploy_do_not_create_a_database(tmp_path: Path, command: str) -> None:
     missing = tmp_path / "new" / "dir" / "shenpi.db"
@@ -165,7 +167,7 @@ def test_read_only_commands_leave_an_empty_postgresql_schema_empty(pg_url: str) 
     assert Shell(pg_url).js("tasks") == []
 
 
-@pytest.mark.parametrize("command", ["users", "calendar 2026"])
+@pytest.mark.parametrize("command", ["users", "calendar 2026", "registers"])
 def test_commands_that_read_only_files_need_no_database(tmp_path: Path, command: str) -> None:
     """The org directory and the calendars are files: a newcomer may look before deploying."""
     sh = Shell(f"sqlite:///{tmp_path / 'new' / 'x.db'}")

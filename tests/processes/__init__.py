@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.catalog import load_catalog
+from engine.catalog import yaml_files
 from engine.links import ChildFinished
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
 from engine.records import Outcome, Snapshot, SpawnRequest, TaskRecord, TimerRecord
-from engine.registers import MemoryRegisters, RegisterSpec
+from engine.registers import MemoryRegisters, RegisterSpec, load_register
 from engine.runtime import Act, Start, TimerFired, decode_variables, fire, live_values
 from engine.yamlsafe import load_file, load_text
 from tests.scenario import SYSTEM, Stored
@@ -40,15 +40,17 @@ def org() -> Org:
 
 
 @functools.cache
-def register_specs() -> dict[str, RegisterSpec]:
-    """The shipped registers (processes/registers/)."""
-    return load_catalog([PROCESSES / "org.yaml", PROCESSES / "registers"]).registers
+def registers() -> dict[str, RegisterSpec]:
+    """The shipped registers (processes/registers/*.yaml), by name."""
+    folder = PROCESSES / "registers"
+    specs = [load_register(load_file(p)) for p in yaml_files([folder])] if folder.is_dir() else []
+    return {spec.name: spec for spec in specs}
 
 
 @functools.cache
 def definition(name: str) -> CompiledProcess:
     """A shipped process, compiled once per test session."""
-    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org(), registers=register_specs())
+    return compile_process(load_file(PROCESSES / f"{name}.yaml"), org(), registers=registers())
 
 
 @dataclass
@@ -102,7 +104,7 @@ def books(**rows: dict[str, dict[str, Any]]) -> MemoryRegisters:
 
 def compile_text(text: str, file: str = "broken.yaml") -> CompiledProcess:
     """Compile a (deliberately edited) copy of a shipped file."""
-    return compile_process(load_text(text, file), org())
+    return compile_process(load_text(text, file), org(), registers=registers())
 
 
 def source(name: str) -> str:
