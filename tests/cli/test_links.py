@@ -14,7 +14,7 @@ from engine.errors import Conflict
 from service import links
 from service.workflow import Workflow
 from storage.store import Store
-from tests.people import ROOT
+from tests.people import ROOT, outbox
 
 from .helpers import Shell
 
@@ -198,7 +198,7 @@ def test_a_failed_child_takes_the_other_route(sh: Shell) -> None:
     assert sh.js(f"show {inst['id']}")["outcome"] == "partly"
 
 
-def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell) -> None:
+def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell, db_url: str) -> None:
     inst = sh.js("start spawner --as liu.yang --set topic=t", now=START)
     first, second = (k["id"] for k in inst["children"])
     sh.ok(f"withdraw {inst['id']} --as liu.yang", now=START)
@@ -210,6 +210,9 @@ def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell) -> None:
         "system",
         inst["id"],
     )
+    [(event, recipients, data)] = [n for n in outbox(db_url) if n[0] == "cancelled"]
+    assert set(recipients) == {"user:liu.yang", "role:complaint_clerk"}
+    assert (data["parent"], data["process"]) == (inst["id"], "leaf")
     kept = sh.js(f"show {second}")
     assert (kept["status"], len(kept["tasks"])) == ("active", 1)
     parent = sh.js(f"show {inst['id']}")
