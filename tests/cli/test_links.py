@@ -93,12 +93,24 @@ states:
 """
 
 
+LOOP = """
+process: loop
+title: Starts itself (a definition mistake)
+start: {to: again}
+states:
+  again:
+    spawn: [{process: loop}]
+    route: [{to: done}]
+  done: {final: true}
+"""
+
+
 def make_processes(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "org.yaml").write_text(
         (ROOT / "processes" / "org.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    for name, text in (("leaf", LEAF), ("round", ROUND), ("spawner", SPAWNER)):
+    for name, text in (("leaf", LEAF), ("round", ROUND), ("spawner", SPAWNER), ("loop", LOOP)):
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
     return folder
 
@@ -286,3 +298,11 @@ def test_two_children_finishing_at_once_move_the_parent_exactly_once(
     setup.store.close()
     # the second group to commit lost its race on the parent and was computed again
     assert retried, "no round raced: the test did not exercise the retry"
+
+
+def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(
+    sh: Shell, db_url: str
+) -> None:
+    before = counts(db_url)
+    sh.refused("start loop --as liu.yang", "linked processes nest more than 5 deep", now=START)
+    assert counts(db_url) == before
