@@ -336,7 +336,7 @@ def cancel_child(
     leave(step)
     told[f"user:{snapshot.requester}"] = None
     data = {"state": snapshot.state, "by": SYSTEM, "parent": event.parent_id}
-    step.notify(NoticeEvent.withdrawn, tuple(told), None, data | {"comment": event.reason})
+    step.notify(NoticeEvent.cancelled, tuple(told), None, data | {"comment": event.reason})
     step.log(
         {
             "actor": SYSTEM,

@@ -64,6 +64,7 @@ class NoticeEvent(StrEnum):
     completed = "completed"
     schedule_failed = "schedule_failed"
     withdrawn = "withdrawn"
+    cancelled = "cancelled"  # a linked process cancelled with its parent (engine.links)
     transferred = "transferred"
     sent_back = "sent_back"
     cc = "cc"

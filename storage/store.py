@@ -132,7 +132,7 @@ class Store(AuditLog, Listings):
         if not outcomes:
             return []
         plans = [
-            self._steps.plan(o, recorded_at, fired_timer if i == 0 else None)
+            self._steps.plan(o, recorded_at, fired_timer if i == 0 else None, grouped=True)
             for i, o in enumerate(outcomes)
         ]
         results: list[list[int]] = [[] for _ in plans]

@@ -14,7 +14,7 @@ from engine.errors import Conflict
 from service import links
 from service.workflow import Workflow
 from storage.store import Store
-from tests.people import ROOT
+from tests.people import ROOT, outbox
 
 from .helpers import Shell
 
@@ -93,12 +93,24 @@ states:
 """
 
 
+LOOP = """
+process: loop
+title: Starts itself (a definition mistake)
+start: {to: again}
+states:
+  again:
+    spawn: [{process: loop}]
+    route: [{to: done}]
+  done: {final: true}
+"""
+
+
 def make_processes(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "org.yaml").write_text(
         (ROOT / "processes" / "org.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    for name, text in (("leaf", LEAF), ("round", ROUND), ("spawner", SPAWNER)):
+    for name, text in (("leaf", LEAF), ("round", ROUND), ("spawner", SPAWNER), ("loop", LOOP)):
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
     return folder
 
@@ -198,7 +210,7 @@ def test_a_failed_child_takes_the_other_route(sh: Shell) -> None:
     assert sh.js(f"show {inst['id']}")["outcome"] == "partly"
 
 
-def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell) -> None:
+def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell, db_url: str) -> None:
     inst = sh.js("start spawner --as liu.yang --set topic=t", now=START)
     first, second = (k["id"] for k in inst["children"])
     sh.ok(f"withdraw {inst['id']} --as liu.yang", now=START)
@@ -210,6 +222,9 @@ def test_a_withdrawn_parent_cancels_the_children_declared_so(sh: Shell) -> None:
         "system",
         inst["id"],
     )
+    [(event, recipients, data)] = [n for n in outbox(db_url) if n[0] == "cancelled"]
+    assert set(recipients) == {"user:liu.yang", "role:complaint_clerk"}
+    assert (data["parent"], data["process"]) == (inst["id"], "leaf")
     kept = sh.js(f"show {second}")
     assert (kept["status"], len(kept["tasks"])) == ("active", 1)
     parent = sh.js(f"show {inst['id']}")
@@ -283,3 +298,11 @@ def test_two_children_finishing_at_once_move_the_parent_exactly_once(
     setup.store.close()
     # the second group to commit lost its race on the parent and was computed again
     assert retried, "no round raced: the test did not exercise the retry"
+
+
+def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(
+    sh: Shell, db_url: str
+) -> None:
+    before = counts(db_url)
+    sh.refused("start loop --as liu.yang", "linked processes nest more than 5 deep", now=START)
+    assert counts(db_url) == before

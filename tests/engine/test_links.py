@@ -182,7 +182,8 @@ def test_a_child_that_ends_tells_its_parent_and_a_cancelled_one_does_not(
     assert (gone.snapshot.status, gone.snapshot.outcome) == (InstanceStatus.cancelled, "cancelled")
     assert gone.changed[0].status == TaskStatus.cancelled and gone.tell_parent is None
     assert gone.audit[0].data["parent"] == "p1" and gone.audit[0].actor == SYSTEM
-    assert "user:ann" in gone.notices[0].recipients
+    assert gone.notices[0].event == "cancelled" and "user:ann" in gone.notices[0].recipients
+    assert gone.notices[0].data["parent"] == "p1" and "role:vp" in gone.notices[0].recipients
 
 
 def test_an_escalation_out_of_the_waiting_state_cancels_its_children(org: Org) -> None:
