@@ -67,6 +67,10 @@ class Instance(Open):
 class InstanceDetail(Instance):
     history: list[dict[str, Any]]
     deadlines: dict[str, Any]
+    # linked processes: the parent {id, process, state} that started this instance, and
+    # the children it started, each {id, process, state, wait, on_parent_end, status, outcome}
+    parent: dict[str, Any] | None = None
+    children: list[dict[str, Any]] = []
 
 
 class AuditEntry(Open):

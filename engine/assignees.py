@@ -38,10 +38,17 @@ def person_slot(users: Iterable[str]) -> str:
 
 class Ref(Frozen):
     """Whom a relative assignee is relative to: ``requester``, ``{var: NAME}`` (a ``user``
-    variable), ``{user: ID}`` or, where a department is meant, ``{department: ID}``."""
+    variable), ``{user: ID}`` or, where a department is meant, ``{department: ID}``.
+
+    Under ``in:`` a ``{var: NAME}`` may also be a ``string`` variable holding a department
+    id: the department of a record (a customer's branch in a register), not a person's."""
 
     requester: bool = False
-    var: str | None = Field(default=None, description="A variable of type user.")
+    var: str | None = Field(
+        default=None,
+        description="A variable of type user; under `in:` also a string variable holding a "
+        "department id.",
+    )
     user: str | None = Field(default=None, description="A user id of org.yaml.")
     department: str | None = Field(default=None, description="A department id of org.yaml.")
 
@@ -289,6 +296,14 @@ class _Resolver:
     def departments(self, ref: Ref) -> tuple[list[str], str]:
         if ref.department is not None:
             return [ref.department], f"department {ref.department}"
+        if ref.var is not None:
+            value = self.ctx.variables.get(ref.var)
+            if (
+                isinstance(value, str)
+                and value in self.org.departments
+                and value not in self.org.users
+            ):
+                return [value], f"department {value} (variable {ref.var})"
         who, why = self.person(ref)
         if who is None:
             return [], why

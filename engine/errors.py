@@ -79,6 +79,16 @@ class NotFound(WorkflowError):
         super().__init__(f"{msg}; {hint}" if hint else msg)
 
 
+class StartRefused(WorkflowError):
+    """The process's ``start.when`` guard refused this start (e.g. the customer is not in
+    a register the process reads); nothing was stored."""
+
+    def __init__(self, process: str, reason: str) -> None:
+        self.process = process
+        self.reason = reason
+        super().__init__(f"cannot start {process}: {reason}")
+
+
 class ActionNotAllowed(WorkflowError):
     """The actor may not take this action on this task now."""
 

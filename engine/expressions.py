@@ -348,8 +348,11 @@ class Expression:
             expr = parser.parse_expression()
             if not parser.stream.eos:
                 raise TemplateSyntaxError("unexpected text after the expression", 1)
+            # the root too: a bare name (`set: {topic: item}`) is a Name node itself
             self.names: frozenset[str] = frozenset(
-                n.name for n in expr.find_all(nodes.Name) if n.ctx == "load"
+                n.name
+                for n in (expr, *expr.find_all(nodes.Name))
+                if isinstance(n, nodes.Name) and n.ctx == "load"
             )
             self.register_calls = _register_calls(expr)
             expr = _Bounded().visit(_exact_floats(expr))

@@ -263,6 +263,14 @@ class StartSpec(Inputs):
 
     roles: tuple[str, ...] = Field(default=(), description="Roles that may start; empty = anyone.")
     to: str = Field(description="The first state.")
+    when: str | None = Field(
+        default=None,
+        description="Guard checked after the input and `set` (e.g. a register read): false "
+        "refuses the start, nothing is stored.",
+    )
+    when_message: str | None = Field(
+        default=None, description="The one-line reason given when `when` refuses the start."
+    )
 
 
 class ActionSpec(Inputs):
@@ -439,6 +447,79 @@ class RegistersUse(Frozen):
     )
 
 
+class SpawnAs(Frozen):
+    """A spawned child's requester named outright: a user of org.yaml, or the user held
+    in a ``type: user`` variable of the parent."""
+
+    user: str | None = Field(default=None, description="A user id of org.yaml.")
+    variable: str | None = Field(
+        default=None, description="A `type: user` variable of the parent: the user it holds."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> SpawnAs:
+        if (self.user is None) == (self.variable is None):
+            raise ValueError("'as' needs exactly one of 'user' or 'variable'")
+        return self
+
+
+class ParentEnd(StrEnum):
+    keep = "keep"  # the child runs on when its parent ends
+    cancel = "cancel"  # the child is cancelled when its parent ends or leaves the state
+
+
+MAX_SPAWN = 1000  # children one step may start: a register of customers, not a mail merge
+
+
+class SpawnSpec(Frozen):
+    """Start other processes on entering a state (linked processes, see the YAML reference).
+
+    Each child gets its own instance, with its start input mapped from the parent's
+    expressions, and records its parent (and the parent its children). ``wait: true``
+    holds the parent's route state until every waited child has finished.
+    """
+
+    process: str = Field(pattern=NAME, description="The process to start (its latest version).")
+    requester: Literal["requester", "actor"] | SpawnAs = Field(
+        default="actor",
+        alias="as",
+        description="Who the child's requester is: `requester` (the parent's), `actor` (who "
+        "took the step; the parent's requester when the system moved it), {user: ID} or "
+        "{variable: V} (a `type: user` variable).",
+    )
+    set: dict[str, str] = Field(
+        default_factory=dict,
+        description="The child's start input: child variable -> expression over the parent "
+        "(and `item` with for_each).",
+    )
+    for_each: str | None = Field(
+        default=None,
+        description=f"Expression giving a list: one child per item (`item` in set/when); "
+        f"at most {MAX_SPAWN} children per step.",
+    )
+    when: str | None = Field(
+        default=None, description="Guard per item (or for the one child): false skips it."
+    )
+    wait: bool = Field(
+        default=False,
+        description="true: the (route) state holds until every waited child has finished "
+        "(completed, withdrawn or cancelled); its route then sees `children`.",
+    )
+    on_parent_end: ParentEnd | None = Field(
+        default=None,
+        description="keep | cancel: what happens to a child still running when the parent "
+        "ends (completed, withdrawn) or leaves the waiting state. Default: cancel when "
+        "wait is true, else keep.",
+    )
+
+    @property
+    def cancels(self) -> bool:
+        """Whether the child is cancelled when its parent ends (or leaves the state)."""
+        if self.on_parent_end is None:
+            return self.wait
+        return self.on_parent_end is ParentEnd.cancel
+
+
 class StateSpec(Frozen):
     """A state: a human task, an automatic route, or a final state."""
 
@@ -467,6 +548,17 @@ class StateSpec(Frozen):
         description="Register rows written on entering the state, after `decide` and `set`.",
     )
 
+    spawn: tuple[SpawnSpec, ...] = Field(
+        default=(),
+        description="Processes started on entering this state, after decide/set (linked "
+        "processes); with wait: true the state must be a route state.",
+    )
+
+    @property
+    def waits(self) -> bool:
+        """Whether entering this state may hold it until its children have finished."""
+        return any(s.wait for s in self.spawn)
+
     @model_validator(mode="after")
     def _kind(self) -> StateSpec:
         kinds = [k for k, v in (("task", self.task), ("route", self.route)) if v] + (
@@ -478,6 +570,16 @@ class StateSpec(Frozen):
             raise ValueError("'outcome' is only for final states")
         if self.deadline is not None and self.task is None:
             raise ValueError("'deadline' is only for task states")
+        if self.waits and not self.route:
+            raise ValueError(
+                "a spawn with 'wait: true' needs a 'route' state (it holds there until the "
+                "children have finished, then takes its route)"
+            )
+        if self.final and any(s.cancels for s in self.spawn):
+            raise ValueError(
+                "a final state's spawn cannot cancel on parent end (the parent ends at once): "
+                "use on_parent_end: keep"
+            )
         return self
 
 

@@ -34,6 +34,8 @@ from engine.model import (
     ProcessSpec,
     Reminder,
     ScheduleSpec,
+    SpawnAs,
+    SpawnSpec,
     StateSpec,
     TaskMode,
     TaskSpec,
@@ -56,6 +58,9 @@ RESUBMIT_ACTIONS = ("resubmit", "withdraw")
 MAX_DURATION = 36_600  # days or hours: a century of days is more than any policy needs
 # expression functions that need the process calendar; bound at run time (runtime.context)
 CALENDAR_FUNCTIONS = frozenset({"next_working_day"})
+# names a spawn's set/when see with for_each, and the route of a waiting state
+SPAWN_NAMES = frozenset({"item"})
+CHILDREN_NAMES = frozenset({"children"})
 
 
 @dataclass
@@ -149,6 +154,8 @@ class _Checker:
         self.check_roles(("start", "roles"), spec.start.roles)
         self.check_target(("start", "to"), spec.start.to)
         self.check_inputs(("start",), spec.start, "start")
+        if spec.start.when is not None:
+            self.check_expr("start.when", spec.start.when, ("start", "when"))
         for sname, state in spec.states.items():
             self.check_state(sname, state)
         if spec.deadline is not None:
@@ -184,14 +191,17 @@ class _Checker:
 
     # ------------------------------------------------------------------ building blocks
 
-    def check_expr(self, key: str, source: str, path: PathKey) -> None:
-        """Compile an expression into ``exprs[key]`` if it parses and names only variables."""
+    def check_expr(
+        self, key: str, source: str, path: PathKey, allow: frozenset[str] = frozenset()
+    ) -> None:
+        """Compile an expression into ``exprs[key]`` if it parses and names only variables
+        (and the names ``allow`` adds there: ``item`` in a spawn, ``children`` after one)."""
         try:
             expr = Expression(source)
         except ExpressionError as exc:
             self.add(path, f"expression {source!r} {exc.reason}")
             return
-        known = self.var_names | BUILTIN_NAMES | CALENDAR_FUNCTIONS | REGISTER_FUNCTIONS
+        known = self.var_names | BUILTIN_NAMES | CALENDAR_FUNCTIONS | REGISTER_FUNCTIONS | allow
         unknown = sorted(expr.names - known)
         if unknown:
             self.add(path, f"expression {source!r} uses unknown name(s): {', '.join(unknown)}")
@@ -379,7 +389,11 @@ class _Checker:
         for i, branch in enumerate(state.route):
             self.check_target((*base, "route", i, "to"), branch.to)
             if branch.when is not None:
-                self.check_expr(f"{sname}.route.{i}", branch.when, (*base, "route", i, "when"))
+                allow = CHILDREN_NAMES if state.waits else frozenset()
+                where = (*base, "route", i, "when")
+                self.check_expr(f"{sname}.route.{i}", branch.when, where, allow)
+        for i, spawn in enumerate(state.spawn):
+            self.check_spawn((*base, "spawn", i), f"{sname}.spawn.{i}", spawn)
         if state.route and state.route[-1].when is not None:
             self.add(
                 (*base, "route", len(state.route) - 1),
@@ -388,6 +402,31 @@ class _Checker:
             )
         if state.task:
             self.check_task(sname, state.task)
+
+    def check_spawn(self, path: PathKey, key: str, spawn: SpawnSpec) -> None:
+        """A spawn's expressions compile (``item`` visible with for_each) and its ``as``
+        names a user. Whether its process is deployed, and takes this input, is known
+        only when it runs (it may be deployed later): then a missing one is refused."""
+        allow = SPAWN_NAMES if spawn.for_each is not None else frozenset()
+        if spawn.for_each is not None:
+            self.check_expr(f"{key}.for_each", spawn.for_each, (*path, "for_each"))
+        if spawn.when is not None:
+            self.check_expr(f"{key}.when", spawn.when, (*path, "when"), allow)
+        for name, source in spawn.set.items():
+            if not re.match(NAME, name):
+                self.add((*path, "set", name), f"variable name {name!r} must match {NAME}")
+            self.check_expr(f"{key}.set.{name}", source, (*path, "set", name), allow)
+        who = spawn.requester
+        if isinstance(who, SpawnAs):
+            if who.user is not None and self.people and who.user not in self.org.users:
+                self.add((*path, "as", "user"), f"unknown user {who.user!r}; see 'run.py users'")
+            if who.variable is not None:
+                var = self.spec.variables.get(who.variable)
+                if var is None or var.type is not VarType.user:
+                    self.add(
+                        (*path, "as", "variable"),
+                        f"{who.variable!r} is not a variable of type user",
+                    )
 
     def check_decide(self, path: PathKey, key: str, dec: DecideSpec) -> None:
         table = self.decisions.get(dec.table)
@@ -441,18 +480,26 @@ class _Checker:
         if self.people and user not in self.org.users:
             self.add(path, f"unknown user {user!r}; name a user of org.yaml (see 'run.py users')")
 
-    def check_user_var(self, path: PathKey, name: str) -> None:
+    def check_user_var(self, path: PathKey, name: str, department: bool = False) -> None:
+        """A variable naming a person (type user); with ``department`` (under ``in:``) also a
+        string variable holding a department id."""
         var = self.spec.variables.get(name)
         if var is None:
             self.add(path, f"unknown variable {name!r}")
-        elif var.type is not VarType.user:
+        elif department and var.type not in (VarType.user, VarType.string):
+            self.add(
+                path,
+                f"variable {name!r} is of type {var.type.value}; it must be of type user "
+                "(a person) or string (a department id)",
+            )
+        elif not department and var.type is not VarType.user:
             self.add(
                 path, f"variable {name!r} is of type {var.type.value}; it must be of type user"
             )
 
-    def check_ref(self, path: PathKey, ref: Ref) -> None:
+    def check_ref(self, path: PathKey, ref: Ref, department: bool = False) -> None:
         if ref.var is not None:
-            self.check_user_var((*path, "var"), ref.var)
+            self.check_user_var((*path, "var"), ref.var, department)
         if ref.user is not None:
             self.check_user((*path, "user"), ref.user)
         if ref.department is not None:
@@ -466,7 +513,7 @@ class _Checker:
             self.check_role((*path, "role"), who.role)
             for key, ref in (("in", who.in_), ("manager", who.manager)):
                 if ref is not None:
-                    self.check_ref((*path, key), ref)
+                    self.check_ref((*path, key), ref, department=key == "in")
             if isinstance(who.head, str):
                 self.check_department((*path, "head"), who.head)
             elif who.head is not None:

@@ -30,6 +30,10 @@ class InstanceStatus(StrEnum):
     active = "active"
     completed = "completed"  # a final state was reached
     withdrawn = "withdrawn"  # the requester took it back (撤回) before it was decided
+    cancelled = "cancelled"  # its parent ended or moved on, and the spawn said cancel
+
+
+ENDED = frozenset({InstanceStatus.completed, InstanceStatus.withdrawn, InstanceStatus.cancelled})
 
 
 class TaskStatus(StrEnum):
@@ -60,6 +64,7 @@ class NoticeEvent(StrEnum):
     completed = "completed"
     schedule_failed = "schedule_failed"
     withdrawn = "withdrawn"
+    cancelled = "cancelled"  # a linked process cancelled with its parent (engine.links)
     transferred = "transferred"
     sent_back = "sent_back"
     cc = "cc"
@@ -264,6 +269,31 @@ class RegisterWrite:
 
 
 @dataclass(frozen=True)
+class SpawnRequest:
+    """A child instance the step starts (linked processes, ``engine.links``).
+
+    The engine stays pure: it names the child (``child_id``, derived from the parent's
+    id), its requester and its start input; the service starts it in the same
+    transaction as the parent's step, or refuses the whole step.
+    """
+
+    child_id: str
+    process: str
+    requester: str
+    input: JSON  # start input, JSON-safe (engine.values.encode)
+    wait: bool
+    on_parent_end: str  # keep | cancel
+    parent_id: str
+    parent_process: str
+    parent_state: str
+
+    @property
+    def parent(self) -> JSON:
+        """What the child records of its parent (``meta.parent``)."""
+        return {"id": self.parent_id, "process": self.parent_process, "state": self.parent_state}
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one fired event changes. Storage applies all of it atomically, or none."""
 
@@ -276,3 +306,14 @@ class Outcome:
     timers_cancel_states: tuple[str, ...] = ()  # cancel every pending timer of these states
     notices: tuple[Notice, ...] = ()
     register_writes: tuple[RegisterWrite, ...] = ()  # rows written, in order
+    # linked processes (engine.links): children to start, children to cancel, and the
+    # parent to tell that this step ended a child; the service turns them into more
+    # outcomes applied in the same transaction (service.links)
+    spawns: tuple[SpawnRequest, ...] = ()
+    cancel_children: tuple[str, ...] = ()
+    tell_parent: str | None = None
+
+    @property
+    def linked(self) -> bool:
+        """Whether applying this step means changing other instances too."""
+        return bool(self.spawns or self.cancel_children or self.tell_parent)

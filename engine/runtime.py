@@ -14,13 +14,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from engine import deadlines, handover, readers, reminding, withdrawal
+from engine import deadlines, handover, links, readers, reminding, withdrawal
 from engine.addsign import add_signers
 from engine.authorize import authorize
 from engine.context import decode_variables, live_values
-from engine.errors import ActionNotAllowed, NotFound, WorkflowError
+from engine.errors import ActionNotAllowed, NotFound, StartRefused, WorkflowError
 from engine.escalate import reassign
 from engine.groups import next_group
+from engine.links import CancelChild, ChildFinished, LinkEvent
 from engine.model import TaskMode
 from engine.operations import (
     AddSigners,
@@ -56,6 +57,8 @@ from engine.values import coerce, encode
 __all__ = [
     "SYSTEM",
     "Act",
+    "CancelChild",
+    "ChildFinished",
     "Event",
     "RegisterReader",
     "Start",
@@ -78,6 +81,7 @@ class Start:
     instance_id: str
     version: int = 1
     on_behalf_of: str | None = None
+    parent: Mapping[str, Any] | None = None  # a spawned child's parent {id, process, state}
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class TimerFired:
     timer: TimerRecord
 
 
-Event = Start | Act | TimerFired | TaskOperation | InstanceOperation
+Event = Start | Act | TimerFired | TaskOperation | InstanceOperation | LinkEvent
 
 
 def fire(
@@ -137,6 +141,8 @@ def _fire(
         raise NotFound("instance", None)
     if isinstance(event, TimerFired):
         return _timer(process, snapshot, event.timer, now)
+    if isinstance(event, ChildFinished | CancelChild):
+        return links.fire_link(process, snapshot, event, now)
     if isinstance(event, Withdraw):
         return withdrawal.withdraw(process, snapshot, event, actor, now)
     if isinstance(event, Cc):
@@ -201,6 +207,9 @@ def _start(
     step = Step(process, base, values, now, actor.user)
     given = step.take_inputs(spec.start, data, "start")
     step.compute(spec.start.set, "start")
+    if spec.start.when is not None and not process.expr("start.when").test(step.ctx()):
+        reason = spec.start.when_message or f"condition not met: {spec.start.when}"
+        raise StartRefused(spec.process, reason)
     target = step.trigger(NEW, START_TRIGGER)
     assert target is not None
     record: dict[str, Any] = {
@@ -210,6 +219,9 @@ def _start(
         "on_behalf_of": event.on_behalf_of,
         "data": {"input": encode(given)},
     }
+    if event.parent is not None:  # a linked process: the child knows its parent
+        step.set_meta("parent", dict(event.parent))
+        record["data"]["parent"] = dict(event.parent)
     deadlines.start_clock(step, record)
     step.enter(target, record)
     return step.outcome(None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from transitions import EventData, MachineError
 
-from engine import deadlines, readers
+from engine import deadlines, links, readers
 from engine.assignees import Context as AssigneeContext
 from engine.assignees import Resolution
 from engine.assignees import resolve as resolve_assignees
@@ -31,6 +31,7 @@ from engine.records import (
     Outcome,
     RegisterWrite,
     Snapshot,
+    SpawnRequest,
     TaskRecord,
     TaskStatus,
     TimerRecord,
@@ -88,6 +89,13 @@ class Step:
         # the registers this step reads (pinned per register on first read) and writes
         self.registers: RegisterAccess = step_access(process.registers, process.calendar.tz)
         self._register_writes: list[RegisterWrite] = []
+        # linked processes (engine.links): what this step asks of other instances, the
+        # names only some expressions see (`children`), waiting rounds it left behind
+        self.spawns: list[SpawnRequest] = []
+        self.cancel_children: list[str] = []
+        self.tell_parent: str | None = None
+        self.extra: dict[str, Any] = {}
+        self.dropped_rounds: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- values
 
@@ -103,7 +111,7 @@ class Step:
                 calendar=self.process.calendar,
             )
             self._ctx.update(self.registers.functions())
-        return self._ctx
+        return self._ctx | self.extra if self.extra else self._ctx
 
     def assign(self, name: str, value: Any, source: str) -> None:
         spec = self.process.spec.variables[name]
@@ -174,6 +182,7 @@ class Step:
     def enter(self, target: str, record: dict[str, Any]) -> None:
         """Enter ``target`` and follow automatic routes; ``record`` is the audit entry to fill."""
         records = [record]
+        links.leave(self)
         self._follow(target, records)
         for r in records:
             self.log(r)
@@ -223,6 +232,8 @@ class Step:
                 entry["register_writes"] = self.write_registers(target)
             if entry:
                 record.setdefault("data", {}).update(entry)
+            if state.spawn and links.spawn(self, target, record):
+                return  # a route state holding until its waited children have finished
             if state.final:
                 self.status = InstanceStatus.completed
                 self.outcome_name = state.outcome or target
@@ -276,6 +287,7 @@ class Step:
                 target = nxt
                 continue
             nxt = self.trigger(target, ROUTE_TRIGGER)
+            self.extra.clear()  # `children` is for the route of the state that waited
             if nxt is None:  # pragma: no cover - validation demands an otherwise branch
                 raise ExpressionError(target, "no route branch matched")
             record = {"actor": SYSTEM, "action": "route", "from_state": target}
@@ -523,7 +535,20 @@ class Step:
             meta = {k: v for k, v in meta.items() if k not in self.meta_updates or v is not None}
         return meta
 
+    def note_cancelled(self, children: list[str]) -> None:
+        """Audit that this step cancels ``children`` (linked processes) as it ends or moves on."""
+        self.log(
+            {
+                "actor": SYSTEM,
+                "action": "children_cancelled",
+                "from_state": self.state,
+                "to_state": self.state,
+                "data": {"children": children},
+            }
+        )
+
     def outcome(self, expected: int | None) -> Outcome:
+        links.settle(self)
         snapshot = replace(
             self.base,
             state=self.state,
@@ -561,4 +586,7 @@ class Step:
                 for event, recipients, task_id, data in self._notices
             ),
             register_writes=tuple(self._register_writes),
+            spawns=tuple(self.spawns),
+            cancel_children=tuple(self.cancel_children),
+            tell_parent=self.tell_parent,
         )

@@ -278,6 +278,12 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
     click.echo(f"by       {data['requester']} at {data['created_at']}")
     if data.get("cc"):
         click.echo(f"cc       {', '.join(r['user'] for r in data['cc'])}")
+    parent = data.get("parent")
+    if parent:
+        click.echo(f"parent   {parent['id']}  {parent['process']} (started in {parent['state']})")
+    if data.get("children"):
+        click.echo("children:")
+        print_table(data["children"], ["id", "process", "state", "wait", "status", "outcome"])
     click.echo("variables:")
     for key, value in data["variables"].items():
         click.echo(f"  {key}: {cell(value)}")
@@ -315,7 +321,12 @@ def _show(settings: Settings, instance_id: str, viewer: str | None, output: str)
 @click.option("--process", help="Only this process.")
 @click.option("--state", help="Only instances in this state.")
 @click.option(
-    "--status", type=click.Choice(["active", "completed", "withdrawn"]), help="Only this status."
+    "--status",
+    type=click.Choice(["active", "completed", "withdrawn", "cancelled"]),
+    help="Only this status (cancelled: a linked process its parent cancelled).",
+)
+@click.option(
+    "--parent", metavar="ID", help="Only the instances instance ID started (linked processes)."
 )
 @click.option(
     "--requester",
@@ -341,11 +352,13 @@ def instances(
     status: str | None,
     requester: str | None,
     viewer: str | None,
+    parent: str | None,
     limit: int,
     after: str | None,
     output: str,
 ) -> None:
-    """List instances, oldest first (--requester me --as USER: USER's own requests)."""
+    """List instances, oldest first (--requester me --as USER: USER's own requests;
+    --parent ID: the children instance ID started)."""
     from service.queries import instance_rows
 
     if requester == "me":
@@ -360,6 +373,7 @@ def instances(
             status=status,
             requester=requester,
             viewer=viewer,
+            parent=parent,
             limit=limit,
             after=after,
         )

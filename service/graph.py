@@ -45,6 +45,10 @@ def mermaid(spec: ProcessSpec, current: str | None = None) -> str:
             for level, esc in enumerate(dl.escalations, start=1):
                 if esc.goto:
                     lines.append(f"    {name} --> {esc.goto}: overdue, escalation level {level}")
+        for spawn in state.spawn:  # linked processes started on entering the state
+            each = f" for each of {_label(spawn.for_each)}" if spawn.for_each else ""
+            waits = ", waits for them" if spawn.wait else ""
+            lines.append(f"    note right of {name}: starts {spawn.process}{each}{waits}")
         if state.final:
             lines.append(f"    {name} --> [*]")
     if spec.deadline is not None:

@@ -23,7 +23,7 @@ from service.workflow import Workflow, org_catalog
 if TYPE_CHECKING:
     from engine.catalog import Catalog
     from engine.process import CompiledProcess
-    from engine.records import TaskRecord
+    from engine.records import Snapshot, TaskRecord
     from storage.auditchain import AuditCheck, AuditHead
     from storage.auditlog import AuditFilter
 
@@ -372,9 +372,19 @@ def instance_view(
         deadlines=deadlines,
         # readers (抄送): who was copied, by whom, when (in the display zone like every time)
         cc=[r | {"at": iso_text(r["at"])} for r in snapshot.meta.get("cc", ())],
+        **links_json(snapshot),
     )
     clock = snapshot.sla
     return InstanceView(data, titles.get(snapshot.state), clock.phase if clock else None)
+
+
+def links_json(snapshot: Snapshot) -> dict[str, Any]:
+    """Linked processes: the instance's parent ``{id, process, state}`` (None) and its
+    children, each ``{id, process, state, wait, on_parent_end, status, outcome}`` as the
+    parent last heard of them (engine.links)."""
+    keys = ("id", "process", "state", "wait", "on_parent_end", "status", "outcome")
+    children = [{k: c.get(k) for k in keys} for c in snapshot.meta.get("children", ())]
+    return {"parent": snapshot.meta.get("parent"), "children": children}
 
 
 def opinions(history: Iterable[dict[str, Any]], titles: dict[str, str]) -> list[dict[str, Any]]:
@@ -420,10 +430,14 @@ def instance_rows(
     status: str | None = None,
     requester: str | None = None,
     viewer: str | None = None,
+    parent: str | None = None,
     limit: int = 100,
     after: str | None = None,
 ) -> Rows:
     """One page of instances, oldest first, variables as shown (no tasks).
+
+    ``parent``: only the children that instance started (linked processes); an id
+    that names no instance is refused rather than listing nothing.
 
     ``requester``: only the requests this user started ("my requests"; a user of the
     org, so that a typo is refused rather than listing nothing). ``viewer``: variables
@@ -436,11 +450,15 @@ def instance_rows(
     if viewer is not None:
         check_name("user", viewer)
         wf.org.user(viewer)
+    if parent is not None:
+        check_name("parent instance id", parent)
+        wf.store.load_snapshot(parent)
     page = wf.store.instance_page(
         process=process,
         state=state,
         status=status,
         requester=requester,
+        parent=parent,
         limit=limit,
         after=after,
     )

@@ -21,6 +21,7 @@ from engine.org import Actor
 from engine.process import CompiledProcess
 from engine.records import AuditRecord, Notice, Outcome, TimerRecord
 from engine.runtime import Start, TimerFired, fire
+from service import links
 from service.workflow import Workflow, new_id
 
 if TYPE_CHECKING:
@@ -123,22 +124,37 @@ def _fire_timers(wf: Workflow, now: datetime, batch: int, report: TickReport) ->
                 after = (timer.due_at, timer.id)
         snapshots = wf.store.load_snapshots([t.instance_id for t in chosen])
         steps: list[tuple[Outcome, str]] = []
+        linked: list[tuple[Outcome, str]] = []
         for timer in chosen:
             try:
                 snapshot = snapshots.get(timer.instance_id)
                 if snapshot is None:
                     raise NotFound("instance", timer.instance_id)
                 proc = wf.process(snapshot.process, snapshot.version)
-                outcome = fire(
+                out = fire(
                     proc, snapshot, TimerFired(timer), SYSTEM, {}, now, registers=wf.reader(proc)
                 )
-                steps.append((outcome, timer.id))
+                # a step that starts, tells or cancels linked instances is written with
+                # them, in a transaction of its own (service.links), not in the batch
+                (linked if out.linked else steps).append((out, timer.id))
             except ShenpiError as exc:
                 # a broken expression in an escalation must not stop every other timer
                 stuck.add(timer.id)
                 report.failed += 1
                 log.error("timer %s on instance %s failed: %s", timer.id, timer.instance_id, exc)
-        results = wf.store.apply_batch(steps, wf.clock())
+        results: list[list[int] | Conflict] = list(wf.store.apply_batch(steps, wf.clock()))
+        for out, timer_id in linked:
+            try:
+                links.apply(wf, out, now, fired_timer=timer_id)
+                results.append([])
+            except Conflict as exc:
+                results.append(exc)
+            except ShenpiError as exc:
+                stuck.add(timer_id)
+                report.failed += 1
+                log.error("timer %s on instance %s failed: %s", timer_id, out.snapshot.id, exc)
+                continue
+            steps.append((out, timer_id))
         rewind = False
         for (outcome, timer_id), result in zip(steps, results, strict=True):
             if isinstance(result, Conflict):
@@ -218,7 +234,7 @@ def _start_scheduled(
         "fired_at": now.isoformat(),
     }
     outcome = replace(outcome, audit=(replace(first, data=data), *outcome.audit[1:]))
-    wf.store.apply(outcome, wf.clock(), schedule_run=(key, slot))
+    links.apply(wf, outcome, slot, schedule_run=(key, slot))  # with its children, if any
     return outcome.snapshot.id
 
 

@@ -53,6 +53,7 @@ from engine.runtime import (
 from engine.sla import NumberText, TimeText
 from engine.values import check_input_names, check_name, check_text, encode
 from engine.yamlsafe import load_file
+from service import links
 from storage.paging import Page
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class Workflow:
         outcome = fire(
             proc, None, Start(new_id(), version), actor, data, now, registers=self.reader(proc)
         )
-        self.store.apply(outcome, self.clock())
+        links.apply(self, outcome, now)  # with the children it starts, if any
         return outcome.snapshot
 
     def act(
@@ -328,6 +329,22 @@ class Workflow:
     ) -> Snapshot:
         """Fire ``event`` (an action or an operation on an open task: transfer, claim...)
         as ``user``; a refusal is recorded as ``denied`` and changes nothing else."""
+        for attempt in range(links.RETRIES):
+            try:
+                return self._on_task(task_id, user, event, data, now)
+            except Conflict as exc:
+                if not links.retrying(task_id.rpartition("-")[0], attempt, exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _on_task(
+        self,
+        task_id: str,
+        user: str,
+        event: Event,
+        data: Mapping[str, Any] | None,
+        now: datetime | None,
+    ) -> Snapshot:
         check_name("task id", task_id)
         check_name("user", user)
         actor = self.actor(user)
@@ -347,8 +364,10 @@ class Workflow:
             self._record_denial(snapshot, task.id, exc, user, now)
             raise
         try:
-            self.store.apply(outcome, self.clock())
-        except Conflict:
+            links.apply(self, outcome, now)
+        except Conflict as exc:
+            if exc.instance_id != snapshot.id:
+                raise  # a linked instance changed meanwhile: on_task computes it again
             # lost a race: if the task was closed by the winner, say so and by whom
             closed = self._closed(task_id, what)
             if closed.status != "open":
@@ -361,6 +380,17 @@ class Workflow:
     ) -> Snapshot:
         """Fire ``event`` on a whole instance (withdraw, cc) as ``user``; a refusal is
         recorded as ``denied`` and changes nothing else."""
+        for attempt in range(links.RETRIES):
+            try:
+                return self._on_instance(instance_id, user, event, now)
+            except Conflict as exc:
+                if not links.retrying(instance_id, attempt, exc):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _on_instance(
+        self, instance_id: str, user: str, event: Event, now: datetime | None
+    ) -> Snapshot:
         check_name("instance id", instance_id)
         check_name("user", user)
         actor = self.actor(user)
@@ -373,7 +403,7 @@ class Workflow:
         except ActionNotAllowed as exc:
             self._record_denial(snapshot, None, exc, user, now)
             raise
-        self.store.apply(outcome, self.clock())
+        links.apply(self, outcome, now)  # with the children it cancels, if any
         return replace(outcome.snapshot, row_version=snapshot.row_version + 1)
 
     # the approval operations (issue 9): thin calls, shared by the CLI and the HTTP API

@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # The newest revision in migrations/versions. Kept here so the startup check needs no
 # Alembic; tests/storage checks that it matches the script directory's head.
-HEAD_REVISION = "0011"
+HEAD_REVISION = "0012"
 
 # Arbitrary constant key for pg_advisory_xact_lock: serializes concurrent first starts.
 _PG_MIGRATION_LOCK = 0x5E4B_9100

@@ -217,6 +217,7 @@ class Listings(Database):
         state: str | None = None,
         status: str | None = None,
         requester: str | None = None,
+        parent: str | None = None,
         limit: int = 100,
         after: str | None = None,
     ) -> Page[Snapshot]:
@@ -224,7 +225,8 @@ class Listings(Database):
 
         Each filter combination has an index ending in (created_at, id), so a page is
         one range scan whatever the number of stored instances. ``requester`` ("my
-        requests") has (requester, created_at, id) of its own; combined with other filters
+        requests") has (requester, created_at, id) of its own, ``parent`` (a parent's
+        children) (parent_id, created_at, id); combined with other filters
         the planner picks one of the indexes and filters the rest.
         """
         check_limit(limit)
@@ -232,6 +234,8 @@ class Listings(Database):
         stmt = sa.select(instances)
         if requester is not None:
             stmt = stmt.where(instances.c.requester == requester)
+        if parent is not None:  # a parent's children (linked processes)
+            stmt = stmt.where(instances.c.parent_id == parent)
         if process is not None:
             stmt = stmt.where(instances.c.process == process)
         if state is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.errors import Conflict
+from engine.errors import Conflict, WorkflowError
 from engine.records import AuditRecord, Notice, Outcome, RegisterWrite, Snapshot, TaskRecord
 from storage import pipeline
 from storage.audithash import GENESIS, anchor_mac, entry_document, link_hash, lock_key
@@ -160,7 +160,22 @@ class StepWriter(RawSQL):
             out.append((self.bind.audit_params(entry), entry_document(entry)))
         return out
 
-    def plan(self, outcome: Outcome, recorded_at: datetime, fired_timer: str | None) -> Plan:
+    def plan(
+        self,
+        outcome: Outcome,
+        recorded_at: datetime,
+        fired_timer: str | None,
+        *,
+        grouped: bool = False,
+    ) -> Plan:
+        """``grouped``: the outcome is written with the linked outcomes it leads to
+        (``Store.apply_group``); any other writer refuses an outcome with links, whose
+        children or parent would otherwise be silently left out."""
+        if outcome.linked and not grouped:
+            raise WorkflowError(
+                f"instance {outcome.snapshot.id}: this step starts, tells or cancels linked "
+                "instances; apply it through service.links (Store.apply_group)"
+            )
         snap = outcome.snapshot
         when, json_in = self.bind.when, self.bind.json_in
         recorded = when(aware(recorded_at, "recorded_at"))
@@ -183,6 +198,7 @@ class StepWriter(RawSQL):
                 "requester": snap.requester,
                 "created_at": when(snap.created_at),
                 "row_version": snap.row_version,
+                "parent_id": (snap.meta.get("parent") or {}).get("id"),
             }
         else:
             instance = {**common, "id": snap.id, "expected": outcome.expected_row_version}

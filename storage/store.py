@@ -97,16 +97,51 @@ class Store(AuditLog, Listings):
         plan = self._steps.plan(outcome, recorded_at, fired_timer)
         with self._steps.transaction(write=True) as cur:
             if schedule_run is not None:
-                key, planned = schedule_run
-                params = {
-                    "schedule": key,
-                    "planned_at": self._steps.bind.when(aware(planned, "planned_at")),
-                    "started_at": self._steps.bind.when(aware(recorded_at, "recorded_at")),
-                    "instance_id": outcome.snapshot.id,
-                }
-                if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
-                    raise Conflict(outcome.snapshot.id, f"schedule {key} at {planned} already ran")
+                self._claim_schedule(cur, schedule_run, outcome.snapshot.id, recorded_at)
             return self._steps.execute(cur, plan)
+
+    def _claim_schedule(
+        self, cur: Any, schedule_run: tuple[str, datetime], instance_id: str, recorded_at: datetime
+    ) -> None:
+        key, planned = schedule_run
+        params = {
+            "schedule": key,
+            "planned_at": self._steps.bind.when(aware(planned, "planned_at")),
+            "started_at": self._steps.bind.when(aware(recorded_at, "recorded_at")),
+            "instance_id": instance_id,
+        }
+        if self._steps.run(cur, self._steps.CLAIM_SCHEDULE, params).rowcount != 1:
+            raise Conflict(instance_id, f"schedule {key} at {planned} already ran")
+
+    def apply_group(
+        self,
+        outcomes: Sequence[Outcome],
+        recorded_at: datetime,
+        fired_timer: str | None = None,
+        schedule_run: tuple[str, datetime] | None = None,
+    ) -> list[list[int]]:
+        """Several steps that belong together (one action and the linked instances it
+        starts, tells or cancels: ``service.links``) in one transaction, all or none.
+
+        Each instance's row version is checked as ``apply`` checks it, and a Conflict on
+        any of them aborts the whole group. ``fired_timer`` and ``schedule_run`` belong to
+        the first outcome. The statements run in instance-id order (an instance's own
+        steps in the order given), so two groups touching the same instances take
+        PostgreSQL's row locks in one order and queue instead of deadlocking.
+        """
+        if not outcomes:
+            return []
+        plans = [
+            self._steps.plan(o, recorded_at, fired_timer if i == 0 else None, grouped=True)
+            for i, o in enumerate(outcomes)
+        ]
+        results: list[list[int]] = [[] for _ in plans]
+        with self._steps.transaction(write=True) as cur:
+            if schedule_run is not None:
+                self._claim_schedule(cur, schedule_run, outcomes[0].snapshot.id, recorded_at)
+            for i in sorted(range(len(plans)), key=lambda i: plans[i].instance_id):
+                results[i] = self._steps.execute(cur, plans[i])
+        return results
 
     def fail_schedule_run(
         self,

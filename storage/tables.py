@@ -91,6 +91,8 @@ instances = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("row_version", sa.Integer, nullable=False),
+    # a linked process's parent instance (engine.links; also in meta.parent), migration 0012
+    sa.Column("parent_id", sa.String),
     # Listings page by (created_at, id): each filter they offer gets an index ending in it.
     sa.Index("ix_instances_created_at_id", "created_at", "id"),
     sa.Index("ix_instances_state_created_at_id", "state", "created_at", "id"),
@@ -98,6 +100,7 @@ instances = sa.Table(
     sa.Index("ix_instances_process_state_created_at_id", "process", "state", "created_at", "id"),
     sa.Index("ix_instances_process_status_created_at_id", "process", "status", "created_at", "id"),
     sa.Index("ix_instances_requester_created_at_id", "requester", "created_at", "id"),
+    sa.Index("ix_instances_parent_id_created_at_id", "parent_id", "created_at", "id"),
 )
 
 tasks = sa.Table(

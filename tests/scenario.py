@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,8 +63,13 @@ class Stored:
     outcomes: list[Outcome] = field(default_factory=list)
 
     def apply(self, out: Outcome, now: datetime, timer: TimerRecord | None = None) -> Outcome:
-        """Write ``out`` as ``tick`` or the service would (Conflict if storage refuses it)."""
-        self.store.apply(out, now, fired_timer=timer.id if timer else None)
+        """Write ``out`` as ``tick`` or the service would (Conflict if storage refuses it).
+
+        One instance only: what a step asks of linked instances (children to start or
+        cancel, a parent to tell) stays in ``outcomes`` for the test to check, and is not
+        written (tests/cli/test_links.py runs linked instances through the service)."""
+        alone = replace(out, spawns=(), cancel_children=(), tell_parent=None)
+        self.store.apply(alone, now, fired_timer=timer.id if timer else None)
         self.snap = self.store.load_snapshot(out.snapshot.id)
         self.outcomes.append(out)
         return out

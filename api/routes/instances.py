@@ -52,13 +52,23 @@ def list_instances(
     caller: Reader,
     process: Annotated[str | None, query_name()] = None,
     state: Annotated[str | None, query_name()] = None,
-    status: Annotated[Literal["active", "completed"] | None, Query()] = None,
+    status: Annotated[
+        Literal["active", "completed", "withdrawn", "cancelled"] | None, Query()
+    ] = None,
     requester: Annotated[
         str | None,
         Query(
             max_length=200,
             pattern=NAME_PATTERN,
             description="'me' (the default without the admin scope) or a user id (admin).",
+        ),
+    ] = None,
+    parent: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            pattern=NAME_PATTERN,
+            description="Only the instances this instance started (linked processes).",
         ),
     ] = None,
     limit: Limit = 100,
@@ -78,6 +88,7 @@ def list_instances(
         process=process,
         state=state,
         status=status,
+        parent=parent,
         requester=requester,
         limit=limit,
         after=checked_cursor("instances", cursor),

@@ -97,6 +97,27 @@ def test_each_form_finds_its_person(org: Org) -> None:
     assert slots(org, [{"role": "dm", "in": {"user": "bob"}}], **at) == ["user:ann"]
 
 
+def test_in_a_department_held_in_a_string_variable(org: Org) -> None:
+    """A record's department (a customer's branch in a register) routes a task there."""
+    res = resolve(
+        org,
+        [entry({"role": "clerk", "in": {"var": "branch"}})],
+        Context("ann", {"branch": "south"}),
+        NOW,
+    )
+    assert res.roles == ("user:eve",)
+    assert "department south (variable branch)" in res.slots[0].reason
+    # a value that is neither a department nor a user finds nobody; the fallback decides
+    res = resolve(
+        org,
+        [entry({"role": "clerk", "in": {"var": "branch"}})],
+        Context("ann", {"branch": "atlantis"}),
+        NOW,
+        if_none=[Fallback(role="finance")],
+    )
+    assert res.roles == ("finance",)
+
+
 def test_the_head_of_a_department_without_one_is_nobody_unless_manager_up(org: Org) -> None:
     res = resolve(org, [entry({"head": {"of": "requester"}})], Context("eve"), NOW)
     assert res.roles == () and "south has no head" in res.unresolved[0]

@@ -10,8 +10,11 @@ from .conftest import build
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SHIPPED = [
-    p for p in yaml_files([PROCESSES]) if p.name != "org.yaml" and "calendars" not in p.parts
+    p
+    for p in yaml_files([PROCESSES])
+    if p.name != "org.yaml" and "calendars" not in p.parts and "registers" not in p.parts
 ]
+REGISTERS = yaml_files([PROCESSES / "registers"]) if (PROCESSES / "registers").is_dir() else []
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -19,6 +22,15 @@ def test_shipped_process_is_valid_and_declares_its_schema(path: Path) -> None:
     catalog = load_catalog([path], PROCESSES / "org.yaml")
     assert len(catalog.processes) == 1
     assert path.read_text(encoding="utf-8").startswith("# yaml-language-server: $schema=")
+
+
+@pytest.mark.parametrize("path", REGISTERS, ids=lambda p: p.name)
+def test_shipped_register_is_valid_and_declares_its_schema(path: Path) -> None:
+    catalog = load_catalog([path], PROCESSES / "org.yaml")
+    assert len(catalog.registers) >= 1 and path.stem in catalog.registers
+    assert path.read_text(encoding="utf-8").startswith(
+        "# yaml-language-server: $schema=../../docs/schema/register.schema.json"
+    )
 
 
 def test_whole_folder_validates_together() -> None:

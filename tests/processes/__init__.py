@@ -16,13 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.catalog import yaml_files
+from engine.links import ChildFinished
 from engine.org import Actor, Org, load_org
 from engine.process import CompiledProcess, compile_process
-from engine.records import Outcome, Snapshot, TaskRecord, TimerRecord
-from engine.registers import RegisterSpec, load_register
-from engine.runtime import decode_variables, live_values
+from engine.records import Outcome, Snapshot, SpawnRequest, TaskRecord, TimerRecord
+from engine.registers import MemoryRegisters, RegisterSpec, load_register
+from engine.runtime import Act, Start, TimerFired, decode_variables, fire, live_values
 from engine.yamlsafe import load_file, load_text
-from tests.scenario import Stored
+from tests.scenario import SYSTEM, Stored
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SH = ZoneInfo("Asia/Shanghai")
@@ -52,6 +53,55 @@ def definition(name: str) -> CompiledProcess:
     return compile_process(load_file(PROCESSES / f"{name}.yaml"), org(), registers=registers())
 
 
+@dataclass
+class RegStored(Stored):
+    """A ``Stored`` whose steps read and write registers held in memory (``books``): each
+    step gets a fresh reader (one pinned version per register, as storage gives) and its
+    register writes are applied after the store took the step."""
+
+    books: MemoryRegisters | None = None
+
+    def apply(self, out: Outcome, now: datetime, timer: TimerRecord | None = None) -> Outcome:
+        out = super().apply(out, now, timer)
+        if self.books is not None:
+            for w in out.register_writes:
+                self.books.write(w.register, w.key, w.values, w.at)
+        return out
+
+    def _reader(self) -> MemoryRegisters | None:
+        return self.books.reader() if self.books is not None else None
+
+    def start(self, actor: Actor, data: dict[str, Any], now: datetime) -> Outcome:
+        out = fire(
+            self.proc, None, Start(self.instance_id, 1), actor, data, now, registers=self._reader()
+        )
+        return self.apply(out, now)
+
+    def act(
+        self, actor: Actor, action: str, data: dict[str, Any], now: datetime, comment: str | None
+    ) -> Outcome:
+        assert self.snap is not None and self.snap.tasks, "no open task"
+        event = Act(self.snap.tasks[0].id, action, comment)
+        out = fire(self.proc, self.snap, event, actor, data, now, registers=self._reader())
+        return self.apply(out, now)
+
+    def fire_timer(self, timer: TimerRecord, now: datetime) -> Outcome:
+        out = fire(
+            self.proc, self.snap, TimerFired(timer), SYSTEM, {}, now, registers=self._reader()
+        )
+        return self.apply(out, now, timer)
+
+
+def books(**rows: dict[str, dict[str, Any]]) -> MemoryRegisters:
+    """Registers in memory with these rows (register -> key -> JSON fields), written at
+    2026-01-01: ``books(customer_credit={"天山乳业": {"grade": "A", ...}})``."""
+    mem = MemoryRegisters()
+    for register, keyed in rows.items():
+        for key, values in keyed.items():
+            mem.write(register, key, values, at("2026-01-01 00:00"))
+    return mem
+
+
 def compile_text(text: str, file: str = "broken.yaml") -> CompiledProcess:
     """Compile a (deliberately edited) copy of a shipped file."""
     return compile_process(load_text(text, file), org(), registers=registers())
@@ -71,9 +121,19 @@ class Run:
     stored: Stored
 
     @classmethod
-    def start(cls, name: str, user: str | Actor, now: datetime, **data: Any) -> Run:
+    def start(
+        cls,
+        name: str,
+        user: str | Actor,
+        now: datetime,
+        registers: MemoryRegisters | None = None,
+        **data: Any,
+    ) -> Run:
+        """Start ``name``; its steps read and write ``registers`` when given."""
         proc = definition(name)
-        stored = Stored(proc)
+        if registers is None and proc.registers:
+            registers = MemoryRegisters()  # a process that reads registers: empty books
+        stored = RegStored(proc, books=registers) if registers is not None else Stored(proc)
         stored.start(user if isinstance(user, Actor) else org().actor(user), data, now)
         return cls(proc, now, stored)
 
@@ -137,6 +197,26 @@ class Run:
         self.now = now or self.now
         actor = user if isinstance(user, Actor) else org().actor(user)
         self.stored.act(actor, action, data, self.now, comment)
+        return self
+
+    @property
+    def spawned(self) -> list[SpawnRequest]:
+        """Every child this instance asked the service to start, in order."""
+        return [r for out in self.outcomes for r in out.spawns]
+
+    def child_finished(
+        self,
+        child_id: str,
+        outcome: str | None,
+        status: str = "completed",
+        variables: dict[str, Any] | None = None,
+    ) -> Run:
+        """What the service fires on a parent when its child ``child_id`` ends."""
+        stored = self.stored
+        event = ChildFinished(child_id, status, outcome, variables or {})
+        reader = stored._reader() if isinstance(stored, RegStored) else None
+        out = fire(self.proc, stored.snap, event, SYSTEM, {}, self.now, registers=reader)
+        stored.apply(out, self.now)
         return self
 
     def advance(self, to: datetime) -> list[Outcome]:

@@ -9,6 +9,7 @@ import pytest
 
 from engine.errors import ActionNotAllowed, InvalidData, WorkflowError
 from engine.org import Actor
+from engine.registers import MemoryRegisters
 from tests.cli.helpers import Shell
 
 from . import Run, at, audit_actions, cli
@@ -17,11 +18,14 @@ D = Decimal
 NOW = at("2026-12-01 10:00")
 
 
-def application(user: str | Actor = "liu.yang", amount: str = "80000") -> Run:
+def application(
+    user: str | Actor = "liu.yang", amount: str = "80000", books: MemoryRegisters | None = None
+) -> Run:
     return Run.start(
         "bad_debt_writeoff",
         user,
         NOW,
+        registers=books if books is not None else MemoryRegisters(),
         customer="某经销商",
         amount=amount,
         reason="客户破产清算",
@@ -30,11 +34,16 @@ def application(user: str | Actor = "liu.yang", amount: str = "80000") -> Run:
     )
 
 
-def booked(user: str | Actor = "liu.yang", amount: str = "80000") -> Run:
-    run = application(user, amount)
+VOUCHER = "记-2026-12-015"
+
+
+def booked(
+    user: str | Actor = "liu.yang", amount: str = "80000", books: MemoryRegisters | None = None
+) -> Run:
+    run = application(user, amount, books)
     run.act("qian.hua", "approve").act("guo.yan", "approve")
     run.act("lin.feng", "approve")
-    run.act("deng.ping", "book", voucher_no="记-2026-12-015")
+    run.act("deng.ping", "book", voucher_no=VOUCHER)
     assert (run.state, run.role) == ("audit_spot_check", "internal_audit")
     run.act("cao.yu", "checked", audit_finding="confirmed", audit_note="客户确认仍在催收")
     assert (run.state, run.role) == ("register", "branch_manager")
@@ -161,6 +170,101 @@ def test_closing_the_register_needs_both_heads() -> None:
         ("qian.hua", "approve", "closure_review", "closure_review"),
         ("guo.yan", "approve", "closure_review", "closed"),
     ]
+
+
+# --------------------------------------------------------------------------- the register
+
+
+def entry(books: MemoryRegisters) -> dict:
+    row = books.reader().get("bad_debts", VOUCHER)
+    assert row is not None
+    return dict(row.values)
+
+
+def test_booking_enters_the_write_off_in_the_bad_debt_register() -> None:
+    books = MemoryRegisters()
+    run = booked(books=books)
+    assert entry(books) == {
+        "customer": "某经销商",
+        "branch": None,
+        "reference": "rc-42",
+        "amount": "80000",
+        "booked_on": "2026-12-01",
+        "recovered_total": "0",
+        "remaining": "80000",
+        "status": "collecting",
+        "follow_ups": 0,
+    }
+    booking = [a for out in run.outcomes for a in out.audit if a.action == "book"][0]
+    assert booking.data["register_writes"][0]["key"] == VOUCHER
+
+
+def test_booking_takes_the_amount_off_the_receivables_ledger() -> None:
+    books = MemoryRegisters()
+    books.write("receivables", "某经销商", {"balance": "100000"}, NOW)
+    booked(books=books)
+    row = books.reader().get("receivables", "某经销商")
+    assert row is not None and (row.values["balance"], row.values["updated_on"]) == (
+        "20000",
+        "2026-12-01",
+    )
+
+
+def test_the_same_voucher_cannot_be_booked_twice() -> None:
+    books = MemoryRegisters()
+    booked(books=books)
+    run = application(books=books)
+    run.act("qian.hua", "approve").act("guo.yan", "approve").act("lin.feng", "approve")
+    with pytest.raises(ActionNotAllowed, match="already in the bad-debt register"):
+        run.act("deng.ping", "book", voucher_no=VOUCHER)
+    run.act("deng.ping", "book", voucher_no="记-2026-12-016")
+    assert books.reader().keys("bad_debts") == [VOUCHER, "记-2026-12-016"]
+
+
+def test_follow_ups_recoveries_and_closure_update_the_register() -> None:
+    books = MemoryRegisters()
+    run = booked(books=books)
+    run.act("xu.ming", "follow_up", follow_up_note="电话催收", now=at("2027-01-05 10:00"))
+    assert entry(books)["follow_ups"] == 1
+    assert entry(books)["last_follow_up_on"] == "2027-01-05"
+    assert entry(books)["last_follow_up_note"] == "电话催收"
+    run.act("xu.ming", "recovered", recovered_amount="30000")
+    run.act("deng.ping", "book", recovery_voucher="收-1")
+    assert (entry(books)["recovered_total"], entry(books)["remaining"]) == ("30000", "50000")
+    assert entry(books)["status"] == "collecting"
+    run.act("xu.ming", "propose_closure", closure_reason="客户已注销")
+    run.act("qian.hua", "approve").act("guo.yan", "approve")
+    assert (run.outcome, entry(books)["status"]) == ("closed", "closed")
+
+
+def test_full_recovery_marks_the_entry_recovered() -> None:
+    books = MemoryRegisters()
+    run = booked(books=books)
+    run.act("xu.ming", "recovered", recovered_amount="80000")
+    run.act("deng.ping", "book", recovery_voucher="收-1")
+    assert (run.outcome, entry(books)["status"], entry(books)["remaining"]) == (
+        "recovered",
+        "recovered",
+        "0",
+    )
+
+
+def test_the_follow_up_works_from_the_registers_figures() -> None:
+    books = MemoryRegisters()
+    run = booked(books=books)
+    # a recovery booked in the register by another write-off step (or a corrected import):
+    # the next return to the follow-up reads it
+    books.write("bad_debts", VOUCHER, {"recovered_total": "20000", "remaining": "60000"}, run.now)
+    run.act("xu.ming", "follow_up", follow_up_note="上门催收")
+    assert (run.state, run.vars["remaining"], run.vars["recovered_total"]) == (
+        "register",
+        D(60000),
+        D(20000),
+    )
+    with pytest.raises(ActionNotAllowed, match="more than the amount still in the register"):
+        run.act("xu.ming", "recovered", recovered_amount="60000.01")
+    reads = [a for out in run.outcomes for a in out.audit if a.action == "follow_up"]
+    assert reads[-1].data["registers_read"] == {"bad_debts": 2}
 
 
 # --------------------------------------------------------------------------- CLI

@@ -1,42 +1,74 @@
-"""credit_override (第十条, 第十一条): every request reaches the approver the policy names,
-exactly at the band edges, and every end state is reachable from the CLI."""
+"""credit_override (第十条, 第十一条, 第十二条): the routing figures come from the credit table
+(register customer_credit), never from the requester; every request reaches the approver
+the policy names, exactly at the band edges, and every end state is reachable from the CLI."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ActionNotAllowed, DefinitionError, InvalidData, WorkflowError
+from engine.errors import (
+    ActionNotAllowed,
+    DefinitionError,
+    InvalidData,
+    StartRefused,
+    WorkflowError,
+)
 from engine.org import Actor
+from engine.registers import MemoryRegisters
 from tests.cli.helpers import Shell
 
-from . import PROCESSES, Run, at, cli, compile_text, decisions_of, definition, source
+from . import PROCESSES, Run, at, books, cli, compile_text, decisions_of, definition, source
 
 D = Decimal
 NOW = at("2026-10-12 10:00")
 LIMITS = {"A": D(2_000_000), "B": D(1_000_000), "C": D(0)}
+CUSTOMER = "天山乳业"
 
 
-START_INPUT = ("reason", "contract_ref")
+def table(
+    grade: str, limit: Decimal | str | None = None, term: int | None = None
+) -> MemoryRegisters:
+    """The credit table with one line for CUSTOMER: ``limit`` defaults to the grade's
+    maximum, ``term`` to 50 days (0 for C)."""
+    row: dict[str, Any] = {
+        "grade": grade,
+        "credit_limit": str(LIMITS[grade] if limit is None else limit),
+        "term_days": term if term is not None else (0 if grade == "C" else 50),
+        "branch": "sales_north",
+    }
+    return books(customer_credit={CUSTOMER: row})
 
 
-def request(grade: str, requested: str, user: str | Actor = "liu.yang", **extra: str) -> Run:
-    """The requester files the request; finance (deng.ping) enters the routing figures.
-
-    ``credit_limit`` defaults to the grade's maximum; ``contract_amount`` and
-    ``credit_limit`` in ``extra`` go to finance's confirmation, the rest to the start."""
-    start = {k: v for k, v in extra.items() if k in START_INPUT}
-    figures = {k: v for k, v in extra.items() if k not in START_INPUT}
-    figures.setdefault("credit_limit", str(LIMITS[grade]))
+def request(
+    grade: str,
+    requested: str,
+    user: str | Actor = "liu.yang",
+    limit: Decimal | str | None = None,
+    contract_amount: str | None = None,
+    **start: str,
+) -> Run:
+    """The requester files the request for CUSTOMER, whose line in the credit table has
+    ``grade`` and ``limit``; for a C customer asking for credit, finance (deng.ping)
+    confirms ``contract_amount`` when it is given."""
     run = Run.start(
-        "credit_override", user, NOW, customer="天山乳业", requested_credit=requested, **start
+        "credit_override",
+        user,
+        NOW,
+        registers=table(grade, limit),
+        customer=CUSTOMER,
+        requested_credit=requested,
+        **start,
     )
-    assert (run.state, run.role) == ("credit_check", "finance")
-    run.act("deng.ping", "confirm", grade=grade, **figures)
+    if run.state == "contract_check":
+        assert run.role == "finance"
+        if contract_amount is not None:
+            run.act("deng.ping", "confirm", contract_amount=contract_amount)
     return run
 
 
@@ -57,7 +89,7 @@ def policy_role(grade: str, requested: Decimal, limit: Decimal, contract: Decima
     return "general_manager" if over <= second * limit else "gm_office_meeting"
 
 
-def routed_role(grade: str, requested: str, contract: str = "1000000", **extra: str) -> Run:
+def routed_role(grade: str, requested: str, contract: str = "1000000", **extra: Any) -> Run:
     run = request(grade, requested, contract_amount=contract, **extra)
     if grade == "C" and run.state == "c_preapproval":
         assert run.role == "sales_vp"
@@ -108,21 +140,34 @@ def test_exact_percentages_are_not_rounded() -> None:
     assert run.vars["contract_share_pct"] == D("20.000001")
 
 
-@pytest.mark.parametrize(("grade", "requested"), [("A", "2000000"), ("B", "1000000"), ("C", "0")])
-def test_within_the_limit_is_approved_at_once(grade: str, requested: str) -> None:
+@pytest.mark.parametrize(
+    ("grade", "requested", "term"), [("A", "2000000", 50), ("B", "1000000", 50), ("C", "0", None)]
+)
+def test_within_the_limit_is_approved_at_once(grade: str, requested: str, term: int | None) -> None:
     run = request(grade, requested)
     assert (run.status, run.state, run.outcome) == ("completed", "within_limit", "approved")
     assert run.snap.tasks == () and run.pending() == []
     assert run.vars["credit_limit"] == LIMITS[grade]
-    assert run.vars["credit_term_days"] == 50
+    # the term is the credit table's; a C customer has none
+    assert run.vars["credit_term_days"] == term
 
 
-def test_the_limit_finance_enters_decides() -> None:
-    run = request("A", "650000", credit_limit="500000")
+def test_the_limit_in_the_credit_table_decides() -> None:
+    run = request("A", "650000", limit="500000")
     assert run.vars["credit_limit"] == D(500_000) and run.vars["excess_pct"] == D(30)
     assert run.role == "sales_vp"
-    assert request("B", "650001", credit_limit="500000").role == "gm_office_meeting"
-    assert request("B", "900000", credit_limit="1000000").outcome == "approved"
+    assert request("B", "650001", limit="500000").role == "gm_office_meeting"
+    assert request("B", "900000", limit="1000000").outcome == "approved"
+    # the term within the limit is the table's
+    run = Run.start(
+        "credit_override",
+        "liu.yang",
+        NOW,
+        registers=table("A", "900000", term=30),
+        customer=CUSTOMER,
+        requested_credit="900000",
+    )
+    assert (run.outcome, run.vars["credit_term_days"]) == ("approved", 30)
 
 
 @pytest.mark.parametrize(
@@ -138,13 +183,13 @@ def test_the_limit_finance_enters_decides() -> None:
 def test_boundaries_on_a_limit_below_the_grade_maximum(
     limit: str, requested: str, role: str
 ) -> None:
-    run = request("A", requested, credit_limit=limit)
+    run = request("A", requested, limit=limit)
     assert (run.state, run.role) == ("approval", role)
     assert policy_role("A", D(requested), D(limit), D(1)) == role
 
 
 def test_a_or_b_customer_with_a_zero_limit_goes_to_the_gm_office_meeting() -> None:
-    run = request("B", "1", credit_limit="0")
+    run = request("B", "1", limit="0")
     assert (run.state, run.role, run.vars["excess_pct"]) == ("approval", "gm_office_meeting", None)
 
 
@@ -182,11 +227,10 @@ def test_property_the_approver_is_the_one_the_policy_names(
 ) -> None:
     requested = D(requested_fen).scaleb(-2)
     contract = D(contract_fen).scaleb(-2)
-    # finance enters any limit up to the grade's maximum (第十条)
+    # the credit table holds any limit up to the grade's maximum (第十条)
     limit = LIMITS[grade] if limit_fen is None else min(D(limit_fen).scaleb(-2), LIMITS[grade])
-    extra = {"credit_limit": str(limit)}
     expected = policy_role(grade, requested, limit, contract)
-    run = routed_role(grade, str(requested), contract=str(contract), **extra)
+    run = routed_role(grade, str(requested), contract=str(contract), limit=limit)
     if expected is None:
         assert (run.outcome, run.vars["approved_credit"]) == ("approved", requested)
     else:
@@ -221,10 +265,13 @@ def test_property_table_bands_on_exact_percentages(pct: Decimal) -> None:
 
 
 def test_c_needs_the_contract_amount_from_finance_before_routing() -> None:
-    run = Run.start("credit_override", "liu.yang", NOW, customer="x", requested_credit="100000")
-    with pytest.raises(ActionNotAllowed, match="a C customer's request needs the contract"):
-        run.act("deng.ping", "confirm", grade="C", credit_limit="0")
-    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="400000")
+    run = request("C", "100000")
+    assert (run.state, run.role, run.vars["grade"]) == ("contract_check", "finance", "C")
+    with pytest.raises(InvalidData, match="contract_amount: required by action 'confirm'"):
+        run.act("deng.ping", "confirm")
+    with pytest.raises(InvalidData, match="contract_amount: must be at least 0.01"):
+        run.act("deng.ping", "confirm", contract_amount="0")
+    run.act("deng.ping", "confirm", contract_amount="400000")
     assert (run.state, run.role, run.vars["contract_share_pct"]) == (
         "c_preapproval",
         "sales_vp",
@@ -235,6 +282,11 @@ def test_c_needs_the_contract_amount_from_finance_before_routing() -> None:
         run.act("zhang.wei", "approve", contract_amount="4000000")
     run.act("zhang.wei", "approve")
     assert (run.role, run.vars["contract_share_pct"]) == ("general_manager", D(25))
+
+
+def test_a_c_request_of_nothing_needs_no_contract_check() -> None:
+    run = request("C", "0")
+    assert (run.state, run.outcome) == ("within_limit", "approved")
 
 
 def test_c_preapproval_refused_ends_rejected() -> None:
@@ -278,26 +330,9 @@ def test_approvers_cannot_file_requests() -> None:
     ],
 )
 def test_bad_input_is_refused(data: dict[str, str], match: str) -> None:
-    base = {"customer": "x", "requested_credit": "1"} | data
+    base = {"customer": CUSTOMER, "requested_credit": "1"} | data
     with pytest.raises(InvalidData, match=match):
-        Run.start("credit_override", "liu.yang", NOW, **base)
-
-
-@pytest.mark.parametrize(
-    ("data", "match"),
-    [
-        ({"grade": "D"}, "grade: 'D' is not one of A, B, C"),
-        ({"credit_limit": "-1"}, "credit_limit: must be at least 0"),
-        ({"contract_amount": "0"}, "contract_amount: must be at least 0.01"),
-        ({"credit_limit": None}, "credit_limit: required by action 'confirm'"),
-    ],
-)
-def test_bad_figures_from_finance_are_refused(data: dict[str, str | None], match: str) -> None:
-    run = Run.start("credit_override", "liu.yang", NOW, customer="x", requested_credit="1")
-    figures = {"grade": "A", "credit_limit": "1"} | data
-    with pytest.raises(InvalidData, match=match):
-        run.act("deng.ping", "confirm", **{k: v for k, v in figures.items() if v is not None})
-    assert (run.state, run.vars["grade"], run.vars["credit_limit"]) == ("credit_check", None, None)
+        Run.start("credit_override", "liu.yang", NOW, registers=table("A"), **base)
 
 
 # --------------------------------------------------------------------------- who sets the figures
@@ -318,25 +353,55 @@ def test_the_requester_cannot_give_the_figures_that_route(figures: dict[str, str
             "credit_override",
             "liu.yang",
             NOW,
-            customer="天山乳业",
+            registers=table("A"),
+            customer=CUSTOMER,
             requested_credit="5000000",
             **figures,
         )
 
 
-def _filed(requested: str, user: str | Actor = "liu.yang") -> Run:
-    run = Run.start("credit_override", user, NOW, customer="天山乳业", requested_credit=requested)
-    assert (run.status, run.state, run.role) == ("active", "credit_check", "finance")
-    assert run.vars["grade"] is None and run.vars["credit_limit"] is None
-    return run
+@pytest.mark.parametrize(
+    "rows",
+    [
+        {},  # nobody in the table
+        {"别的客户": {"grade": "A", "credit_limit": "2000000", "term_days": 50}},
+        {CUSTOMER: {"grade": "A"}},  # graded, but no credit line compiled yet
+    ],
+)
+def test_a_customer_without_a_line_in_the_credit_table_is_refused(rows: dict) -> None:
+    with pytest.raises(StartRefused, match="compile the credit table first"):
+        Run.start(
+            "credit_override",
+            "liu.yang",
+            NOW,
+            registers=books(customer_credit=rows),
+            customer=CUSTOMER,
+            requested_credit="100000",
+        )
 
 
-def test_bypass_a_limit_as_large_as_the_request_is_not_approved_at_once() -> None:
+def test_the_figures_are_the_tables_and_the_start_records_its_version() -> None:
+    run = request("A", "5000000")
+    assert (run.vars["grade"], run.vars["credit_limit"], run.vars["table_term_days"]) == (
+        "A",
+        D(2_000_000),
+        50,
+    )
+    start = run.outcomes[0].audit[0]
+    assert start.action == "start"
+    assert start.data["registers_read"]["customer_credit"] == 1
+
+
+def test_a_limit_above_the_grades_maximum_in_the_table_is_capped() -> None:
+    # a B line of 2,000,000 (e.g. left over from an A year): the B maximum counts
+    run = request("B", "1300000", limit="2000000")
+    assert run.vars["credit_limit"] == D(1_000_000)
+    assert (run.role, run.vars["excess_pct"]) == ("general_manager", D(30))
+
+
+def test_bypass_a_5000000_request_goes_to_the_gm_office_meeting() -> None:
     # was: start with requested_credit=5000000 credit_limit=5000000 -> approved, no approver
-    run = _filed("5000000")
-    with pytest.raises(ActionNotAllowed, match="the credit limit is at most the grade's"):
-        run.act("deng.ping", "confirm", grade="A", credit_limit="5000000")
-    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    run = request("A", "5000000")
     # 3,000,000 over 2,000,000 is 150 %: above 50 %, the GM office meeting (第十一条.1)
     assert (run.status, run.state, run.role) == ("active", "approval", "gm_office_meeting")
     assert run.vars["excess_pct"] == D(150)
@@ -344,10 +409,7 @@ def test_bypass_a_limit_as_large_as_the_request_is_not_approved_at_once() -> Non
 
 def test_bypass_a_c_customer_cannot_skip_the_preapproval() -> None:
     # was: grade=C credit_limit=500000 requested_credit=500000 -> approved at once
-    run = _filed("500000")
-    with pytest.raises(ActionNotAllowed, match="C 0"):
-        run.act("deng.ping", "confirm", grade="C", credit_limit="500000", contract_amount="2000000")
-    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="2000000")
+    run = request("C", "500000", contract_amount="2000000")
     assert (run.state, run.role) == ("c_preapproval", "sales_vp")
     run.act("zhang.wei", "approve")
     # 500,000 of a 2,000,000 contract is 25 %: (20 %, 50 %] -> GM (第十一条.3)
@@ -358,14 +420,32 @@ def test_bypass_a_c_customer_cannot_skip_the_preapproval() -> None:
     )
 
 
-def test_bypass_a_raised_b_limit_does_not_lower_the_approver() -> None:
-    # was: grade=B requested 1,300,000 with credit_limit=1,100,000 -> 18.2 % -> sales VP
-    run = _filed("1300000")
-    with pytest.raises(ActionNotAllowed, match="B 1,000,000"):
-        run.act("deng.ping", "confirm", grade="B", credit_limit="1100000")
-    run.act("deng.ping", "confirm", grade="B", credit_limit="1000000")
-    # exactly 30 % over the B limit: (20 %, 30 %] inclusive -> GM (第十一条.2)
-    assert (run.role, run.vars["excess_pct"]) == ("general_manager", D(30))
+def test_a_running_request_keeps_what_it_read_a_new_one_reads_the_new_table() -> None:
+    mem = table("A", "2000000")
+    first = Run.start(
+        "credit_override",
+        "liu.yang",
+        NOW,
+        registers=mem,
+        customer=CUSTOMER,
+        requested_credit="2500000",
+    )
+    assert (first.role, first.vars["excess_pct"]) == ("sales_vp", D(25))
+    # the GM approves a lower line: 1,000,000
+    mem.write("customer_credit", CUSTOMER, {"credit_limit": "1000000"}, at("2026-10-12 11:00"))
+    second = Run.start(
+        "credit_override",
+        "huang.tao",
+        NOW,
+        registers=mem,
+        customer=CUSTOMER,
+        requested_credit="2500000",
+    )
+    assert (second.role, second.vars["credit_limit"]) == ("gm_office_meeting", D(1_000_000))
+    assert second.outcomes[0].audit[0].data["registers_read"]["customer_credit"] == 2
+    # the first goes on with the figures it read when it was filed
+    first.act("zhang.wei", "approve", now=at("2026-10-12 12:00"))
+    assert (first.outcome, first.vars["credit_limit"]) == ("approved", D(2_000_000))
 
 
 # a user who may file requests and also holds the role that finance or approval needs
@@ -375,8 +455,7 @@ SELLER_GM = Actor("gil", frozenset({"branch_manager", "general_manager"}))
 
 
 def test_a_requester_with_the_approving_role_may_not_approve_it() -> None:
-    run = _filed("2500000", user=SELLER_VP)
-    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    run = request("A", "2500000", user=SELLER_VP)
     assert run.role == "sales_vp"
     for action in ("approve", "reject"):
         with pytest.raises(ActionNotAllowed, match="four-eyes rule: sam requested this"):
@@ -384,16 +463,14 @@ def test_a_requester_with_the_approving_role_may_not_approve_it() -> None:
     run.act("zhang.wei", "approve")
     assert run.outcome == "approved"
 
-    run = _filed("2800000", user=SELLER_GM)
-    run.act("deng.ping", "confirm", grade="A", credit_limit="2000000")
+    run = request("A", "2800000", user=SELLER_GM)
     assert run.role == "general_manager"
     with pytest.raises(ActionNotAllowed, match="four-eyes rule: gil requested this"):
         run.act(SELLER_GM, "approve")
 
 
 def test_a_requester_with_the_vp_role_may_not_preapprove_their_c_request() -> None:
-    run = _filed("100000", user=SELLER_VP)
-    run.act("deng.ping", "confirm", grade="C", credit_limit="0", contract_amount="1000000")
+    run = request("C", "100000", user=SELLER_VP, contract_amount="1000000")
     with pytest.raises(ActionNotAllowed, match="four-eyes rule: sam requested this"):
         run.act(SELLER_VP, "approve")
     run.act("zhang.wei", "approve")
@@ -403,11 +480,11 @@ def test_a_requester_with_the_vp_role_may_not_preapprove_their_c_request() -> No
     assert run.outcome == "approved"
 
 
-def test_a_requester_in_finance_may_not_confirm_their_own_figures() -> None:
-    run = _filed("2500000", user=SELLER_FINANCE)
+def test_a_requester_in_finance_may_not_confirm_their_own_contract_amount() -> None:
+    run = request("C", "250000", user=SELLER_FINANCE)
     with pytest.raises(ActionNotAllowed, match="four-eyes rule: fay requested this"):
-        run.act(SELLER_FINANCE, "confirm", grade="A", credit_limit="2000000")
-    assert run.state == "credit_check"
+        run.act(SELLER_FINANCE, "confirm", contract_amount="10000000")
+    assert run.state == "contract_check"
 
 
 # --------------------------------------------------------------------------- broken tables
@@ -461,43 +538,56 @@ def test_validator_reports_a_gap_in_the_c_table() -> None:
 
 # --------------------------------------------------------------------------- CLI
 
+TABLE_CSV = (
+    "customer,grade,credit_limit,term_days,branch\n"
+    "天山乳业,A,2000000,50,sales_north\n"
+    "某乳品厂,B,1000000,45,sales_south\n"
+    "某超市,C,0,0,sales_south\n"
+)
+FOR_GRADE = {"A": "天山乳业", "B": "某乳品厂", "C": "某超市"}
+
+
+def import_table(sh: Shell, folder: Path, text: str = TABLE_CSV) -> None:
+    """The credit table's initial book, imported by the sales company (audited)."""
+    path = folder / "customer_credit.csv"
+    path.write_text(text, encoding="utf-8")
+    sh.ok(
+        f"register import customer_credit {path} --as ma.hui --comment 2026年信用明细表",
+        now="2026-10-01T09:00:00+08:00",
+    )
+
 
 @pytest.fixture
-def sh(db_url: str) -> Shell:
-    return cli(db_url, "credit_override")
+def sh(db_url: str, tmp_path: Path) -> Shell:
+    shell = cli(db_url, "credit_override")
+    import_table(shell, tmp_path)
+    return shell
 
 
-def cli_start(sh: Shell, grade: str, requested: str, *figures: str, limit: str = "") -> dict:
-    """liu.yang files the request, finance (deng.ping) confirms grade and limit (default:
-    the grade's maximum) and any further ``--set`` figures."""
+def cli_start(
+    sh: Shell, grade: str, requested: str, contract: str = "", user: str = "liu.yang"
+) -> dict:
+    """``user`` files a request for the table's customer of ``grade``; for a C customer
+    asking for credit, finance (deng.ping) confirms the ``contract`` amount."""
     inst = sh.js(
         [
             "start",
             "credit_override",
             "--as",
-            "liu.yang",
+            user,
             "--set",
-            "customer=天山乳业",
+            f"customer={FOR_GRADE[grade]}",
             "--set",
             f"requested_credit={requested}",
         ],
         now="2026-10-12T10:00:00+08:00",
     )
+    if inst["state"] != "contract_check":
+        return inst
     [check] = inst["tasks"]
-    assert (inst["state"], check["role"]) == ("credit_check", "finance")
+    assert check["role"] == "finance"
     return sh.js(
-        [
-            "act",
-            check["id"],
-            "confirm",
-            "--as",
-            "deng.ping",
-            "--set",
-            f"grade={grade}",
-            "--set",
-            f"credit_limit={limit or LIMITS[grade]}",
-            *figures,
-        ],
+        f"act {check['id']} confirm --as deng.ping --set contract_amount={contract}",
         now="2026-10-12T11:00:00+08:00",
     )
 
@@ -550,7 +640,7 @@ def test_cli_ab_boundaries(sh: Shell, grade: str, requested: str, role: str) -> 
     ],
 )
 def test_cli_c_boundaries_after_preapproval(sh: Shell, credit: str, role: str) -> None:
-    inst = cli_start(sh, "C", credit, "--set", "contract_amount=1000000")
+    inst = cli_start(sh, "C", credit, contract="1000000")
     [pre] = inst["tasks"]
     assert (inst["state"], pre["role"]) == ("c_preapproval", "sales_vp")
     inst = sh.js(f"act {pre['id']} approve --as zhang.wei")
@@ -558,7 +648,7 @@ def test_cli_c_boundaries_after_preapproval(sh: Shell, credit: str, role: str) -
 
 
 def test_cli_c_override_rejected_at_the_amount(sh: Shell) -> None:
-    inst = cli_start(sh, "C", "300000", "--set", "contract_amount=1000000")
+    inst = cli_start(sh, "C", "300000", contract="1000000")
     pre = inst["tasks"][0]["id"]
     inst = sh.js(f"act {pre} approve --as zhang.wei")
     task = inst["tasks"][0]
@@ -572,55 +662,93 @@ def test_cli_c_override_rejected_at_the_amount(sh: Shell) -> None:
 def test_cli_within_limit_and_preapproval_rejection(sh: Shell) -> None:
     inst = cli_start(sh, "B", "1000000")
     assert (inst["status"], inst["outcome"], inst["tasks"]) == ("completed", "approved", [])
-    inst = cli_start(sh, "C", "10000", "--set", "contract_amount=100000")
+    assert inst["variables"]["credit_term_days"] == 45  # the table's term
+    inst = cli_start(sh, "C", "10000", contract="100000")
     done = sh.js(
         ["act", inst["tasks"][0]["id"], "reject", "--as", "zhang.wei", "--comment", "不赊销"]
     )
     assert (done["state"], done["outcome"]) == ("rejected", "rejected")
 
 
-def test_cli_the_three_bypasses_are_closed(sh: Shell) -> None:
+def test_cli_the_requester_cannot_route_a_5000000_request(sh: Shell) -> None:
+    """The issue's "done when": nothing the requester supplies makes 5,000,000 within the
+    limit or lowers its approver; the approver follows the credit table's figures."""
     start = "start credit_override --as liu.yang --set customer=天山乳业"
     for figures in (
         "--set requested_credit=5000000 --set credit_limit=5000000",
+        "--set requested_credit=5000000 --set grade=A",
+        "--set requested_credit=5000000 --set grade=A --set credit_limit=5000000",
+        "--set requested_credit=5000000 --set table_term_days=50",
         "--set requested_credit=500000 --set grade=C --set credit_limit=500000",
-        "--set requested_credit=1300000 --set grade=B --set credit_limit=1100000",
+        "--set requested_credit=500000 --set contract_amount=100000000",
     ):
         sh.refused(f"{start} {figures}", "cannot be set by start")
+    sh.refused(
+        "start credit_override --as liu.yang --set customer=不在表中的客户 "
+        "--set requested_credit=5000000",
+        "not in the credit table (customer_credit) or has no credit line there",
+    )
     assert sh.js("instances") == []
-    cases = [
-        ("5000000", "A", "5000000", "2000000", "gm_office_meeting"),
-        ("1300000", "B", "1100000", "1000000", "general_manager"),
-    ]
-    for requested, grade, inflated, table_limit, role in cases:
-        inst = sh.js(f"{start} --set requested_credit={requested}")
-        check = inst["tasks"][0]["id"]
-        confirm = f"act {check} confirm --as deng.ping --set grade={grade}"
-        sh.refused(f"{confirm} --set credit_limit={inflated}", "the credit limit is at most")
-        done = sh.js(f"{confirm} --set credit_limit={table_limit}")
-        assert (done["state"], [t["role"] for t in done["tasks"]]) == ("approval", [role])
-    inst = sh.js(f"{start} --set requested_credit=500000")
-    check = inst["tasks"][0]["id"]
-    confirm = f"act {check} confirm --as deng.ping --set grade=C --set contract_amount=2000000"
-    sh.refused(f"{confirm} --set credit_limit=500000", "C 0")
-    done = sh.js(f"{confirm} --set credit_limit=0")
-    assert (done["state"], [t["role"] for t in done["tasks"]]) == ("c_preapproval", ["sales_vp"])
+    inst = sh.js(f"{start} --set requested_credit=5000000")
+    assert (inst["state"], [t["role"] for t in inst["tasks"]]) == (
+        "approval",
+        ["gm_office_meeting"],
+    )
+    assert (inst["variables"]["grade"], inst["variables"]["credit_limit"]) == ("A", "2000000")
+    [started] = sh.js(f"audit --instance {inst['id']} --action start")
+    assert started["data"]["registers_read"]["customer_credit"] == 3  # the imported book
+    # the approver may not grant up to (or below) the table's limit through the override
+    task = inst["tasks"][0]["id"]
+    sh.refused(
+        f"act {task} approve --as lin.feng --set approved_credit=2000000",
+        "must be above the current limit",
+    )
+
+
+def test_cli_a_new_request_follows_the_new_table_a_running_one_what_it_read(
+    db_url: str, tmp_path: Path
+) -> None:
+    sh = cli(db_url, "credit_override")
+    sh.ok(["deploy", str(PROCESSES / "credit_table.yaml")])
+    import_table(sh, tmp_path)
+    first = cli_start(sh, "A", "2500000")
+    assert [t["role"] for t in first["tasks"]] == ["sales_vp"]  # 25 % over 2,000,000
+    # the credit table is revised: 1,000,000 for 天山乳业 (compiled, reviewed, approved)
+    table = sh.js("start credit_table --as ma.hui --set customer=天山乳业")
+    compile_ = table["tasks"][0]["id"]
+    table = sh.js(
+        f"act {compile_} submit --as ma.hui --set credit_limit=1000000 --set term_days=30 "
+        "--set branch=sales_north"
+    )
+    table = sh.js(f"act {table['tasks'][0]['id']} approve --as zhang.wei")
+    table = sh.js(f"act {table['tasks'][0]['id']} approve --as lin.feng")
+    assert table["outcome"] == "approved"
+    second = cli_start(sh, "A", "2500000", user="huang.tao")
+    assert [t["role"] for t in second["tasks"]] == ["gm_office_meeting"]  # 150 % over
+    assert (second["variables"]["credit_limit"], second["variables"]["table_term_days"]) == (
+        "1000000",
+        30,
+    )
+    # the running request keeps the figures it was filed with
+    done = sh.js(f"act {first['tasks'][0]['id']} approve --as zhang.wei")
+    assert (done["outcome"], done["variables"]["credit_limit"]) == ("approved", "2000000")
 
 
 def test_cli_self_approval_is_refused(db_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "processes"
-    folder.mkdir()
+    (folder / "registers").mkdir(parents=True)
     (folder / "credit_override.yaml").write_text(source("credit_override"), encoding="utf-8")
+    for reg in (PROCESSES / "registers").glob("*.yaml"):
+        (folder / "registers" / reg.name).write_text(reg.read_text(encoding="utf-8"), "utf-8")
     org_text = (PROCESSES / "org.yaml").read_text(encoding="utf-8")
     org_text += "  sam.li: {name: 李森, roles: [salesperson, sales_vp]}\n"
     (folder / "org.yaml").write_text(org_text, encoding="utf-8")
     sh = Shell(db_url, folder)
     sh.ok("deploy")
+    import_table(sh, tmp_path)
     inst = sh.js(
-        "start credit_override --as sam.li --set customer=x --set requested_credit=2500000"
+        "start credit_override --as sam.li --set customer=天山乳业 --set requested_credit=2500000"
     )
-    check = inst["tasks"][0]["id"]
-    inst = sh.js(f"act {check} confirm --as deng.ping --set grade=A --set credit_limit=2000000")
     task = inst["tasks"][0]
     assert task["role"] == "sales_vp"
     assert sh.js("tasks --as sam.li") == []

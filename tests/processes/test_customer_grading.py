@@ -1,10 +1,12 @@
-"""customer_grading (第七条, 第八条): score bands at their edges, the weighted score at exactly
-8 and 5, the first-year rule, the strategic rating, the 会签 review and the year-end round."""
+"""customer_grading (第七条, 第八条, 第十二条): score bands at their edges, the weighted score at
+exactly 8 and 5, the first-year rule, the strategic rating, the 会签 review, the grade written
+to the credit table, and the year-end round that starts one grading per customer."""
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,16 +15,17 @@ from hypothesis import strategies as st
 from engine.decisions import evaluate
 from engine.errors import ActionNotAllowed, DefinitionError, ExpressionError, InvalidData
 from engine.org import Actor
+from engine.registers import MemoryRegisters
 from tests.cli.helpers import Shell
 
-from . import Run, at, cli, compile_text, decisions_of, definition, source
+from . import Run, at, books, cli, compile_text, decisions_of, definition, source
 
 D = Decimal
 NOW = at("2026-12-31 10:00")
 ESTABLISHED = "2020-03-01"
 
 
-def grading(**figures: str) -> Run:
+def grading(registers: MemoryRegisters | None = None, **figures: str) -> Run:
     data = {
         "customer": "天山乳业",
         "sales_amount": "8000000",
@@ -31,11 +34,12 @@ def grading(**figures: str) -> Run:
         "strategic": "key",
         "first_trade_date": ESTABLISHED,
     } | figures
-    return Run.start("customer_grading", "ma.hui", NOW, **data)
+    mem = registers if registers is not None else MemoryRegisters()
+    return Run.start("customer_grading", "ma.hui", NOW, registers=mem, **data)
 
 
-def graded(**figures: str) -> Run:
-    run = grading(**figures)
+def graded(registers: MemoryRegisters | None = None, **figures: str) -> Run:
+    run = grading(registers, **figures)
     assert (run.state, run.role) == ("strategic_rating", "business_manager")
     return run.act("xu.ming", "rate")
 
@@ -291,19 +295,113 @@ def test_withdrawal_ends_it() -> None:
     assert (run.status, run.outcome) == ("completed", "withdrawn")
 
 
-def test_the_round_has_no_customer_data() -> None:
-    run = Run.start("customer_grading", "ma.hui", at("2026-12-31 09:00"), scope="round")
-    assert (run.state, run.role) == ("round_open", "sales_company")
-    assert run.vars["grade"] is None
-    # 31 days from 31 Dec is Sunday 31 Jan 2027: the period runs to the next working day
-    assert run.task.due_at == at("2027-02-02 00:00")
-    fired = run.advance(at("2027-02-02 00:00"))
-    assert [a.action for out in fired for a in out.audit] == ["reminder", "deadline", "escalation"]
-    escalated = [n for out in fired for n in out.notices if n.event == "escalated"]
-    assert "role:sales_vp" in escalated[0].recipients
-    assert run.state == "round_open"
-    run.act("ma.hui", "close_round", round_summary="共评定 42 户: A 5, B 17, C 20")
-    assert (run.status, run.outcome) == ("completed", "closed")
+def signed(run: Run) -> Run:
+    """Both reviewers approve (会签): the grading ends graded."""
+    run.act("ma.hui", "approve").act("deng.ping", "approve")
+    assert run.outcome == "graded"
+    return run
+
+
+def line(mem: MemoryRegisters, customer: str = "天山乳业") -> dict:
+    row = mem.reader().get("customer_credit", customer)
+    assert row is not None
+    return dict(row.values)
+
+
+def test_a_completed_grading_writes_the_grade_to_the_credit_table() -> None:
+    mem = MemoryRegisters()
+    run = signed(graded(mem))
+    assert line(mem) == {
+        "grade": "A",
+        "score": "8.00",
+        "graded_on": "2026-12-31",
+        "first_trade_date": ESTABLISHED,
+        # a customer new to the table has no credit until the credit table gives it one
+        "credit_limit": "0",
+        "term_days": 0,
+    }
+    [write] = [a for out in run.outcomes for a in out.audit if a.to_state == "graded"]
+    assert write.data["register_writes"][0]["key"] == "天山乳业"
+
+
+def test_a_new_grade_only_ever_cuts_the_credit_line_to_its_maximum() -> None:
+    approved = {"grade": "A", "credit_limit": "1800000", "term_days": 45, "branch": "sales_north"}
+    # A again: the approved line stays
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem))
+    assert (line(mem)["credit_limit"], line(mem)["term_days"]) == ("1800000", 45)
+    # down to B: cut to 1,000,000; the term (<= 50) stays
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem, sales_amount="1000000"))
+    assert (line(mem)["grade"], line(mem)["credit_limit"], line(mem)["term_days"]) == (
+        "B",
+        "1000000",
+        45,
+    )
+    assert line(mem)["branch"] == "sales_north"  # fields not written keep their value
+    # a new customer (first year): C, no credit
+    mem = books(customer_credit={"天山乳业": approved})
+    signed(graded(mem, first_trade_date="2026-06-01"))
+    assert (line(mem)["grade"], line(mem)["credit_limit"], line(mem)["term_days"]) == ("C", "0", 0)
+
+
+def test_a_withdrawn_or_unfinished_grading_writes_nothing() -> None:
+    mem = MemoryRegisters()
+    run = graded(mem)
+    run.act("deng.ping", "reject", comment="数据有误")
+    run.act("ma.hui", "withdraw", comment="不再评级")
+    assert mem.reader().keys("customer_credit") == []
+
+
+ROUND_BOOKS = {
+    "customer_credit": {
+        "天山乳业": {"grade": "A", "first_trade_date": "2020-03-01", "credit_limit": "2000000"},
+        "某超市": {"grade": "C", "first_trade_date": "2026-05-01"},
+    },
+    "receivables": {"天山乳业": {"balance": "350000"}},
+}
+
+
+def test_the_round_starts_one_grading_per_customer_and_waits_for_all() -> None:
+    mem = books(**ROUND_BOOKS)
+    run = Run.start(
+        "customer_grading", "ma.hui", at("2026-12-31 09:00"), registers=mem, scope="round"
+    )
+    assert (run.status, run.state, run.snap.tasks) == ("active", "round_open", ())
+    kids = run.spawned
+    assert [(k.process, k.requester) for k in kids] == [("customer_grading", "ma.hui")] * 2
+    # sorted by key; the year-end receivables and first trade date come from the registers
+    assert [k.input for k in kids] == [
+        {
+            "scope": "customer",
+            "customer": "天山乳业",
+            "grading_date": "2026-12-31",
+            "first_trade_date": "2020-03-01",
+            "receivables": "350000",
+        },
+        {
+            "scope": "customer",
+            "customer": "某超市",
+            "grading_date": "2026-12-31",
+            "first_trade_date": "2026-05-01",
+        },
+    ]
+    assert all(k.wait and k.on_parent_end == "cancel" for k in kids)
+    run.child_finished(kids[0].child_id, "graded", variables={"grade": "A"})
+    assert (run.status, run.state) == ("active", "round_open")
+    run.child_finished(kids[1].child_id, "withdrawn", status="completed")
+    assert (run.status, run.state, run.outcome) == ("completed", "round_closed", "closed")
+
+
+def test_a_round_with_nobody_in_the_table_closes_at_once() -> None:
+    run = Run.start(
+        "customer_grading",
+        "ma.hui",
+        at("2026-12-31 09:00"),
+        registers=MemoryRegisters(),
+        scope="round",
+    )
+    assert (run.spawned, run.outcome) == ([], "closed")
 
 
 def test_a_broken_score_table_is_refused_with_its_position() -> None:
@@ -415,18 +513,71 @@ def test_cli_rejected_then_withdrawn(sh: Shell) -> None:
     assert (done["status"], done["outcome"]) == ("completed", "withdrawn")
 
 
-def test_cli_year_end_schedule_starts_the_round(sh: Shell) -> None:
+def test_cli_a_graded_customer_is_in_the_credit_table(sh: Shell) -> None:
+    inst = sh.js(
+        "start customer_grading --as ma.hui --set customer=某客户 "
+        "--set sales_amount=1000000 --set collection_rate=100 --set receivables=0 "
+        "--set strategic=leader --set first_trade_date=2020-01-01"
+    )
+    inst = sh.js(f"act {inst['tasks'][0]['id']} rate --as xu.ming")
+    review = inst["tasks"][0]["id"]
+    sh.js(f"act {review} approve --as ma.hui")
+    sh.js(f"act {review} approve --as deng.ping")
+    [row] = sh.js("register show customer_credit")
+    assert (row["customer"], row["grade"], row["credit_limit"], row["term_days"]) == (
+        "某客户",
+        "A",  # 4*0.3 + 10*0.25 + 10*0.3 + 10*0.15 = 8.2
+        "0",
+        0,
+    )
+    [version] = sh.js("register history customer_credit 某客户")
+    assert version["instance_id"] == inst["id"]
+
+
+def test_cli_year_end_round_grades_every_customer_in_the_table(sh: Shell, tmp_path: Path) -> None:
+    book = tmp_path / "credit.csv"
+    book.write_text(
+        "customer,grade,first_trade_date,credit_limit,term_days\n"
+        "天山乳业,A,2020-03-01,2000000,50\n"
+        "某超市,B,2021-05-01,800000,40\n",
+        encoding="utf-8",
+    )
+    sh.ok(f"register import customer_credit {book} --as ma.hui", now="2026-12-01T10:00:00+08:00")
     assert sh.js("tick", now="2026-12-31T08:59:00+08:00")["scheduled_starts"] == []
     report = sh.js("tick", now="2026-12-31T09:00:30+08:00")
     [started] = report["scheduled_starts"]
-    inst = sh.js(f"show {started}")
-    assert (inst["state"], inst["variables"]["scope"], inst["requester"]) == (
+    round_ = sh.js(f"show {started}")
+    assert (round_["state"], round_["variables"]["scope"], round_["requester"]) == (
         "round_open",
         "round",
         "ma.hui",
     )
     assert sh.js("tick", now="2026-12-31T10:00:00+08:00")["scheduled_starts"] == []
-    [task] = sh.js("tasks --as ma.hui")
-    sh.refused(f"act {task['id']} close_round --as ma.hui", "round_summary: required")
-    done = sh.js(f"act {task['id']} close_round --as ma.hui --set round_summary=全部完成")
+    # one grading per customer, waiting for the sales company's figures
+    tasks = sh.js("tasks --as ma.hui")
+    assert len(tasks) == 2
+    by_customer = {}
+    for task in tasks:
+        child = sh.js(f"show {task['instance_id']}")
+        assert (child["state"], child["variables"]["grading_date"]) == ("data_entry", "2026-12-31")
+        by_customer[child["variables"]["customer"]] = task
+    assert sorted(by_customer) == ["天山乳业", "某超市"]
+    # 某超市 is not graded this year; 天山乳业 is, to B
+    sh.js(
+        ["act", by_customer["某超市"]["id"], "withdraw", "--as", "ma.hui", "--comment", "停止合作"]
+    )
+    assert sh.js(f"show {started}")["status"] == "active"
+    inst = sh.js(
+        f"act {by_customer['天山乳业']['id']} submit --as ma.hui --set sales_amount=5000000 "
+        "--set collection_rate=80 --set receivables=300000 --set strategic=important"
+    )
+    inst = sh.js(f"act {inst['tasks'][0]['id']} rate --as xu.ming")
+    review = inst["tasks"][0]["id"]
+    sh.js(f"act {review} approve --as ma.hui")
+    sh.js(f"act {review} approve --as deng.ping")
+    done = sh.js(f"show {started}")
     assert (done["status"], done["outcome"]) == ("completed", "closed")
+    row = sh.js("register show customer_credit 天山乳业")
+    # 6*0.3 + 8*0.25 + 6*0.3 + 6*0.15 = 6.5: B; the line is cut to the B maximum
+    assert (row["grade"], row["credit_limit"], row["term_days"]) == ("B", "1000000", 50)
+    assert sh.js("register show customer_credit 某超市")["grade"] == "B"  # not regraded

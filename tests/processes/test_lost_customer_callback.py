@@ -10,7 +10,7 @@ import pytest
 from engine.errors import ActionNotAllowed, InvalidData
 from tests.cli.helpers import Shell
 
-from . import Run, at, cli
+from . import PROCESSES, Run, at, cli
 
 D = Decimal
 NOW = at("2026-11-02 10:00")  # a Monday
@@ -88,7 +88,7 @@ def test_revivable_can_still_be_confirmed_lost() -> None:
     assert run.outcome == "lost_confirmed"
 
 
-def test_a_complaint_is_filed_before_anything_else() -> None:
+def test_a_complaint_starts_a_complaint_case_and_the_callback_goes_on() -> None:
     run = lost()
     run.act(
         "jiang.na",
@@ -97,15 +97,32 @@ def test_a_complaint_is_filed_before_anything_else() -> None:
         feedback="销售态度差",
         complaint="销售顾问未回电话",
     )
-    assert (run.state, run.role) == ("complaint_filing", "callback_agent")
-    with pytest.raises(InvalidData, match="complaint_ref: required"):
-        run.act("jiang.na", "filed")
-    run.act("jiang.na", "filed", complaint_ref="a1b2c3d4e5f6")
-    assert run.state == "back_to_sales"
+    assert (run.state, run.role) == ("back_to_sales", "salesperson")  # as without one
+    [child] = run.last.spawns
+    assert (child.process, child.requester, child.wait, child.on_parent_end) == (
+        "complaint",
+        "jiang.na",
+        False,
+        "keep",
+    )
+    assert child.input == {
+        "kind": "complaint",
+        "channel": "phone",
+        "customer": "王先生",
+        "contact": "13900000000",
+        "content": "战败回访发现: 销售顾问未回电话",
+    }
+    assert child.parent == {
+        "id": run.snap.id,
+        "process": "lost_customer_callback",
+        "state": "complaint_filing",
+    }
     run = lost()
     run.act("jiang.na", "record", callback_result="not_buying", feedback="f", complaint="c")
-    run.act("jiang.na", "filed", complaint_ref="x")
-    assert run.outcome == "lost_confirmed"
+    assert run.outcome == "lost_confirmed" and len(run.last.spawns) == 1
+    run = lost()
+    run.act("jiang.na", "record", callback_result="not_buying", feedback="f")
+    assert run.last.spawns == ()  # no complaint, no case
 
 
 def test_three_unanswered_calls_end_unreachable() -> None:
@@ -190,12 +207,9 @@ def test_cli_callback_to_revival_and_unreachable(sh: Shell) -> None:
     )
     task = inst["tasks"][0]["id"]
     inst = sh.js(
-        f"act {task} record --as jiang.na --set callback_result=revivable "
-        "--set feedback=考虑中 --set complaint=试驾体验差"
+        f"act {task} record --as jiang.na --set callback_result=revivable --set feedback=考虑中"
     )
-    task = inst["tasks"][0]
-    assert task["state"] == "complaint_filing"
-    inst = sh.js(f"act {task['id']} filed --as jiang.na --set complaint_ref=c-1")
+    assert inst["children"] == []  # no complaint: nothing started
     done = sh.js(f"act {inst['tasks'][0]['id']} revived --as liu.yang --set revival_note=已订车")
     assert done["outcome"] == "revived"
 
@@ -205,3 +219,67 @@ def test_cli_callback_to_revival_and_unreachable(sh: Shell) -> None:
             ["act", inst["tasks"][0]["id"], "unreachable", "--as", "jiang.na", "--comment", "未接"]
         )
     assert (inst["status"], inst["outcome"]) == ("completed", "unreachable")
+
+
+def test_cli_a_complaint_found_on_the_callback_becomes_a_complaint_case(sh: Shell) -> None:
+    """篇4 五.4: the callback starts the complaint itself; each shows the other; closing
+    the complaint leaves the callback where it is."""
+    sh.ok(["deploy", str(PROCESSES / "complaint.yaml")])
+    inst = sh.js(
+        "start lost_customer_callback --as liu.yang --set customer=王先生 "
+        "--set contact=13900000000 --set salesperson=liu.yang"
+    )
+    callback = inst["id"]
+    inst = sh.js(
+        f"act {inst['tasks'][0]['id']} record --as jiang.na --set callback_result=revivable "
+        "--set feedback=考虑中 --set complaint=试驾体验差"
+    )
+    assert (inst["state"], inst["status"]) == ("back_to_sales", "active")
+    [child] = inst["children"]
+    assert (child["process"], child["state"], child["status"]) == (
+        "complaint",
+        "complaint_filing",
+        "active",
+    )
+    case = sh.js(f"show {child['id']}")
+    assert (case["process"], case["state"], case["requester"]) == (
+        "complaint",
+        "accepting",
+        "jiang.na",
+    )
+    assert case["variables"]["customer"] == "王先生"
+    assert case["variables"]["content"] == "战败回访发现: 试驾体验差"
+    assert case["variables"]["channel"] == "phone"
+    assert case["parent"] == {
+        "id": callback,
+        "process": "lost_customer_callback",
+        "state": "complaint_filing",
+    }
+    listed = sh.js(f"instances --parent {callback}")
+    assert [r["id"] for r in listed] == [child["id"]]
+    text = sh.ok(f"show {callback}").out
+    assert "children:" in text and child["id"] in text
+    assert f"parent   {callback}" in sh.ok(f"show {child['id']}").out
+    # the complaint is closed (not ours to handle): the callback stays with sales
+    closed = sh.js(
+        [
+            "act",
+            case["tasks"][0]["id"],
+            "not_accepted",
+            "--as",
+            "wang.fang",
+            "--set",
+            "not_accepted_reason=属厂家责任",
+            "--comment",
+            "转厂家",
+        ]
+    )
+    assert closed["status"] == "completed"
+    after = sh.js(f"show {callback}")
+    assert (after["state"], after["status"], len(after["tasks"])) == (
+        "back_to_sales",
+        "active",
+        1,
+    )
+    assert after["children"][0]["status"] == "completed"
+    assert after["children"][0]["outcome"] == closed["outcome"]

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ActionNotAllowed, InvalidData
+from engine.registers import MemoryRegisters
 from tests.cli.helpers import Shell
 
-from . import Run, at, audit_actions, cli
+from . import Run, at, audit_actions, books, cli
 
 D = Decimal
 RATE = D("0.0002")
@@ -456,7 +457,9 @@ def test_audit_trail_of_a_collected_debt() -> None:
     run.act("xu.ming", "paid", payment_date="2026-02-26", now=at("2026-02-26 10:00"))
     run.act("deng.ping", "confirm")
     assert audit_actions(run) == [
-        ("deng.ping", "start", None, "awaiting_payment"),
+        ("deng.ping", "start", None, "ledger"),
+        ("system", "route", "ledger", "ledger_booking"),
+        ("system", "route", "ledger_booking", "awaiting_payment"),
         ("system", "reminder", "awaiting_payment", "awaiting_payment"),
         ("system", "deadline", "awaiting_payment", "awaiting_payment"),
         ("system", "escalation", "awaiting_payment", "phone_collection"),
@@ -464,6 +467,63 @@ def test_audit_trail_of_a_collected_debt() -> None:
         ("deng.ping", "confirm", "confirm_payment", "apply_payment"),
         ("system", "route", "apply_payment", "settled"),
     ]
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def ledger_balance(mem: MemoryRegisters, customer: str) -> str | None:
+    row = mem.reader().get("receivables", customer)
+    return None if row is None else row.values["balance"]
+
+
+def test_the_case_keeps_the_customers_ledger_balance() -> None:
+    mem = books(receivables={"天山乳业": {"balance": "50000"}})
+
+    def booked(amount: str, **extra: str) -> Run:
+        return Run.start(
+            "receivable_collection",
+            "deng.ping",
+            at("2026-03-02 10:00"),
+            registers=mem,
+            customer="天山乳业",
+            amount=amount,
+            received_on="2026-03-02",
+            **extra,
+        )
+
+    one = booked("100000")
+    assert ledger_balance(mem, "天山乳业") == "150000"
+    two = booked("30000")
+    assert ledger_balance(mem, "天山乳业") == "180000"
+    one.act(
+        "deng.ping",
+        "paid",
+        payment_amount="40000",
+        payment_date="2026-03-10",
+        now=at("2026-03-10 10:00"),
+    )
+    assert ledger_balance(mem, "天山乳业") == "140000"
+    two.act("deng.ping", "cancel", close_reason="退货", now=at("2026-03-10 11:00"))
+    assert ledger_balance(mem, "天山乳业") == "110000"
+    one.act("deng.ping", "paid", payment_date="2026-03-20", now=at("2026-03-20 10:00"))
+    assert (one.outcome, ledger_balance(mem, "天山乳业")) == ("paid", "50000")
+    # an amount the ledger already holds adds nothing; its payment still comes off
+    three = booked("20000", in_ledger="true")
+    assert ledger_balance(mem, "天山乳业") == "50000"
+    three.act("deng.ping", "paid", payment_date="2026-03-21", now=at("2026-03-21 10:00"))
+    assert ledger_balance(mem, "天山乳业") == "30000"
+    # a customer new to the ledger gets a row
+    Run.start(
+        "receivable_collection",
+        "deng.ping",
+        at("2026-03-02 10:00"),
+        registers=mem,
+        customer="新客户",
+        amount="999.99",
+        received_on="2026-03-02",
+    )
+    assert ledger_balance(mem, "新客户") == "999.99"
 
 
 # --------------------------------------------------------------------------- CLI
