@@ -9,7 +9,9 @@ from datetime import timedelta
 import pytest
 
 from engine.errors import DefinitionError, ExpressionError, InvalidData
+from engine.operations import Rollback
 from engine.org import Org
+from engine.process import RESUBMIT
 from engine.records import Outcome
 from engine.runtime import Act, Start, fire
 
@@ -107,3 +109,28 @@ def test_a_variable_required_always_cannot_also_be_required_when(org: Org) -> No
     text = PROC.replace("accept: [source]", "accept: [source]\n  require: [superior_body]")
     with pytest.raises(DefinitionError, match="is in require already"):
         build(text, org)
+
+
+def test_a_resubmission_checks_the_start_condition_again(org: Org) -> None:
+    """Sent back to the requester, who switches the source to superior: the body is needed."""
+    proc = build(PROC, org)
+    out = start(org)
+    task = out.snapshot.tasks[0]
+    back = fire(
+        proc, out.snapshot, Rollback(task.id, "start", "wrong source"), org.actor("ann"), {}, NOW
+    )
+    resubmit = back.snapshot.tasks[0]
+    assert back.snapshot.state == RESUBMIT
+    later = NOW + timedelta(minutes=5)
+    with pytest.raises(InvalidData, match="superior_body: required by resubmit when source =="):
+        fire(
+            proc,
+            back.snapshot,
+            Act(resubmit.id, "resubmit"),
+            org.actor("ann"),
+            {"source": "superior"},
+            later,
+        )
+    data = {"source": "superior", "superior_body": "市局"}
+    again = fire(proc, back.snapshot, Act(resubmit.id, "resubmit"), org.actor("ann"), data, later)
+    assert (again.snapshot.state, again.snapshot.variables["superior_body"]) == ("handling", "市局")
