@@ -82,7 +82,7 @@ def add_signers(
     elif event.where is Where.after:
         aspec = tspec.actions[agree]
         try:
-            step.take_inputs(aspec, {}, f"action {agree!r}")
+            step.take_inputs(aspec, {}, f"action {agree!r}", f"{task.state}.{agree}")
         except InvalidData as exc:  # agreeing first needs what the action requires
             raise refuse(f"you agree by adding signers after you: {exc}") from None
         step.compute(aspec.set, f"{task.state}.{agree}")

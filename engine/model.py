@@ -252,6 +252,12 @@ class Inputs(Frozen):
     accept: tuple[str, ...] = Field(
         default=(), description="Variables the actor may also set with this step."
     )
+    require_when: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conditionally required variables: name -> guard expression. When the "
+        "guard, evaluated after this step's input, is true the variable must have a value, "
+        "as with `require`.",
+    )
     set: dict[str, str] = Field(
         default_factory=dict,
         description="Computed variables: name -> expression, evaluated in order after input.",

@@ -326,6 +326,12 @@ class _Checker:
             self.check_variable((*path, "require", i), name)
         for i, name in enumerate(step.accept):
             self.check_variable((*path, "accept", i), name)
+        for name, source in step.require_when.items():
+            npath = (*path, "require_when", name)
+            self.check_variable(npath, name)
+            if name in step.require:
+                self.add(npath, f"{name!r} is in require already: it is required always")
+            self.check_expr(f"{key}.require_when.{name}", source, npath)
         self.check_sets(path, step.set, key)
 
     def check_value(self, path: PathKey, name: str, value: Any) -> None:
@@ -762,7 +768,9 @@ def with_resubmit(spec: ProcessSpec) -> ProcessSpec:
     """
     if RESUBMIT in spec.states:
         return spec
-    accept = tuple(dict.fromkeys((*spec.start.require, *spec.start.accept)))
+    accept = tuple(
+        dict.fromkeys((*spec.start.require, *spec.start.accept, *spec.start.require_when))
+    )
     task = TaskSpec.model_construct(
         title="Revise and resubmit",
         description="Sent back to the requester: change the request and resubmit it, "
@@ -776,10 +784,12 @@ def with_resubmit(spec: ProcessSpec) -> ProcessSpec:
         actions={
             "resubmit": ActionSpec.model_construct(
                 title="Resubmit", to=spec.start.to, accept=accept, require=(), set={},
+                require_when=dict(spec.start.require_when),
                 when=None, when_message=None, comment=CommentRule.optional, extend=None,
             ),
             "withdraw": ActionSpec.model_construct(
                 title="Withdraw", to=spec.start.to, accept=(), require=(), set={},
+                require_when={},
                 when=None, when_message=None, comment=CommentRule.optional, extend=None,
             ),
         },

@@ -253,7 +253,9 @@ def _act(
         raise ActionNotAllowed(task.id, event.action, "a comment is required: add --comment TEXT")
 
     step = Step(process, snapshot, decode_variables(process, snapshot.variables), now, actor.user)
-    given = step.take_inputs(aspec, data, f"action {event.action!r}")
+    given = step.take_inputs(
+        aspec, data, f"action {event.action!r}", f"{task.state}.{event.action}"
+    )
     # the guard sees this step's inputs and its own `set` (a guard checks what the step
     # computes, e.g. an approved amount defaulted from the request)
     step.compute(aspec.set, f"{task.state}.{event.action}")

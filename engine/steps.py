@@ -129,10 +129,16 @@ class Step:
             expr = self.process.expr(f"{key}.set.{name}")
             self.assign(name, expr.evaluate(self.ctx()), expr.source)
 
-    def take_inputs(self, step: Inputs, data: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """Coerce and check what the person supplied; returns the accepted inputs."""
+    def take_inputs(
+        self, step: Inputs, data: Mapping[str, Any], where: str, key: str = "start"
+    ) -> dict[str, Any]:
+        """Coerce and check what the person supplied; returns the accepted inputs.
+
+        ``key`` names the step's expressions (``start`` or ``STATE.ACTION``): a
+        ``require_when`` condition is evaluated on the values after this input, so what the
+        actor gives in the same step (e.g. the channel) decides what else is required."""
         variables = self.process.spec.variables
-        allowed = set(step.require) | set(step.accept)
+        allowed = set(step.require) | set(step.accept) | set(step.require_when)
         given: dict[str, Any] = {}
         for name, raw in data.items():
             if name not in variables:
@@ -152,6 +158,15 @@ class Step:
         for name in step.require:
             if self.values.get(name) is None:
                 raise InvalidData(name, f"required by {where}: give it with --set {name}=VALUE")
+        for name in step.require_when:
+            if self.values.get(name) is not None:
+                continue
+            expr = self.process.expr(f"{key}.require_when.{name}")
+            if expr.test(self.ctx()):
+                raise InvalidData(
+                    name,
+                    f"required by {where} when {expr.source}: give it with --set {name}=VALUE",
+                )
         return given
 
     # ---------------------------------------------------------------- moving

@@ -157,3 +157,74 @@ def test_cli_unanswered_host_is_refused_by_the_timer(sh: Shell) -> None:
     sh.ok("tick", now="2026-11-05T10:30:01+08:00")
     shown = sh.js(f"show {inst['id']}")
     assert (shown["status"], shown["outcome"]) == ("completed", "refused")
+
+
+# ---------------------------------------------------------------- 篇5 第4条: inspections
+
+INSPECTED = "2026-11-05T09:30:00+08:00"
+
+
+def register(sh: Shell, *extra: str) -> dict:
+    base = ["start", "visitor_registration", "--as", "lu.bin", "--set", "visitor_name=王局长"]
+    base += ["--set", "organisation=市应急管理局", "--set", "purpose=安全生产检查"]
+    base += ["--set", "id_type=work_id", "--set", "id_number=A1"]
+    return sh.js([*base, *extra], now=INSPECTED)
+
+
+def told(sh: Shell, now: str) -> list[tuple[str, str, str]]:
+    """Deliver what is due (the console channel) and list who was told what, for which."""
+    sh.ok("tick", now=now)
+    return [(n["event"], n["user_id"], n["instance_id"]) for n in sh.js("notices")]
+
+
+def test_cli_an_inspection_tells_the_plant_leaders_at_once(sh: Shell) -> None:
+    inst = register(
+        sh, "--set", "visit_kind=inspection"
+    )  # no host: inspectors are not visiting one
+    assert inst["state"] == "inspection"
+    assert [r["user"] for r in inst["cc"]] == ["fang.zheng", "tian.ye"]
+    assert {(r["by"], r["state"]) for r in inst["cc"]} == {("system", "inspection")}
+    notices = told(sh, INSPECTED)
+    assert ("cc", "fang.zheng", inst["id"]) in notices and ("cc", "tian.ye", inst["id"]) in notices
+    # a plant leader reads it (the ID number stays with reception) and receives them
+    shown = sh.js(f"show {inst['id']} --as tian.ye", now=INSPECTED)
+    assert (shown["variables"]["visit_kind"], shown["variables"]["id_number"]) == (
+        "inspection",
+        "***",
+    )
+    [task] = sh.js("tasks --as fang.zheng", now=INSPECTED)
+    sh.refused(f"act {task['id']} received --as lu.bin", "needs role plant_leader")
+    inst = sh.js(f"act {task['id']} received --as tian.ye", now="2026-11-05T09:40:00+08:00")
+    assert (inst["state"], inst["variables"]["received_by"]) == ("inspecting", "tian.ye")
+    inst = sh.js(
+        f"act {inst['tasks'][0]['id']} finished --as tian.ye", now="2026-11-05T11:30:00+08:00"
+    )
+    done = sh.js(
+        f"act {inst['tasks'][0]['id']} exit --as lu.bin --set carrying_goods=false",
+        now="2026-11-05T11:35:00+08:00",
+    )
+    assert (done["outcome"], done["variables"]["receipt_signed"]) == ("completed", True)
+
+
+def test_cli_no_leader_within_half_an_hour_reception_is_told(sh: Shell) -> None:
+    inst = register(sh, "--set", "visit_kind=inspection")
+    out = sh.ok("tick", now="2026-11-05T10:00:00+08:00").err
+    assert "notify lu.bin" in out
+    assert sh.js(f"show {inst['id']}")["state"] == "inspection"  # still waiting for a leader
+
+
+def test_cli_an_ordinary_visitor_does_not_tell_the_plant_leaders(sh: Shell) -> None:
+    sh.refused(
+        ["start", "visitor_registration", "--as", "lu.bin"]
+        + ["--set", "visitor_name=赵六", "--set", "organisation=某公司", "--set", "purpose=洽谈"]
+        + ["--set", "id_type=id_card", "--set", "id_number=1"],
+        "host: required by start when visit_kind == 'ordinary'",
+        now=INSPECTED,
+    )
+    inst = register(sh, "--set", "host=gao.shan")
+    assert (inst["state"], inst["variables"]["visit_kind"]) == ("host_confirmation", "ordinary")
+    assert inst["cc"] == []
+    notices = told(sh, INSPECTED)
+    assert [user for _, user, _ in notices] == ["gao.shan", "song.jia"]  # the host role's task
+    assert {event for event, _, _ in notices} == {"task_assigned"}
+    assert sh.js("tasks --as fang.zheng", now=INSPECTED) == []
