@@ -32,7 +32,7 @@ def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
         counts = validate_files(paths, settings.processes)
     click.echo(
         f"ok: {counts['processes']} process(es), org with {counts['users']} users, "
-        f"{counts['calendars']} calendar(s)"
+        f"{counts['calendars']} calendar(s), {counts['reports']} report(s)"
     )
 
 

@@ -95,6 +95,7 @@ def validate_files(paths: Sequence[Path], processes_dir: Path) -> dict[str, int]
         "processes": len(catalog.processes),
         "users": len(catalog.org.users),
         "calendars": len(catalog.calendars),
+        "reports": len(catalog.reports),
     }
 
 
