@@ -148,7 +148,8 @@ def _list(settings: Settings, output: str, out_file: Path | None) -> None:
                 {
                     "report": name,
                     "title": owned.spec.title,
-                    "source": owned.file,
+                    "source": owned.file
+                    + (f" (not deployed: {', '.join(owned.missing)})" if owned.missing else ""),
                     "schedule": " | ".join(sched.crons) if sched else "",
                     "send_to": ", ".join(sched.send_to) if sched else "",
                 }

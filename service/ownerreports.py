@@ -52,6 +52,8 @@ TIME_UNIT_LABEL = {"hours": "h", "days": "d", "working_hours": "wh", "working_da
 class OwnerReport:
     spec: ReportSpec
     file: str
+    # processes it reads that are not deployed: it cannot run (nor its schedule fire) yet
+    missing: tuple[str, ...] = ()
 
 
 def report_files(folder: Path) -> list[Path]:
@@ -87,7 +89,9 @@ def load_owner_reports(
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue
-        problems.extend(check_report(spec, doc, processes, roles))
+        missing = tuple(p for p in spec.processes if p not in processes)
+        if not missing:
+            problems.extend(check_report(spec, doc, processes, roles))
         if spec.report in found:
             problems.append(
                 doc.problem(
@@ -95,7 +99,7 @@ def load_owner_reports(
                     f"report {spec.report!r} is also defined in {found[spec.report].file}",
                 )
             )
-        found[spec.report] = OwnerReport(spec, str(path))
+        found[spec.report] = OwnerReport(spec, str(path), missing)
     if problems:
         raise DefinitionError(problems)
     return found
@@ -375,6 +379,10 @@ def workflow_reports(wf: Any) -> dict[str, OwnerReport]:
 
 
 def procs_of(wf: Any, report: OwnerReport) -> dict[str, CompiledProcess]:
+    if report.missing:
+        raise WorkflowError(
+            f"report {report.spec.report!r} reads {', '.join(report.missing)}, not deployed yet"
+        )
     return {name: wf.process(name) for name in report.spec.processes}
 
 
@@ -486,8 +494,8 @@ def run_scheduled_reports(wf: Any, now: datetime) -> ScheduledReports:
     deployed = {d["process"]: d["deployed_at"] for d in wf.store.list_definitions()}
     for name, owned in sorted(reports.items()):
         sched = owned.spec.schedule
-        if sched is None:
-            continue
+        if sched is None or owned.missing:
+            continue  # unscheduled, or its processes are not deployed: nothing to report
         key = schedule_key(name)
         baseline = [deployed[p] for p in owned.spec.processes if p in deployed]
         since = wf.store.last_schedule_run(key) or (min(baseline) if baseline else None)

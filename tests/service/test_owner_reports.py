@@ -427,3 +427,68 @@ def test_the_console_prints_the_headline_figures(scheduled: tuple[str, Path]) ->
     assert len(lines) == 1 and "2026-10" in lines[0]
     assert f"received={len(CASES)}, on_time=" in out
     assert "python run.py report monthly_service --from 2026-10-01T00:00:00+08:00" in out
+
+
+# ------------------------------------------------------------------ 篇4: analysis on the 30th
+
+LOST = {"customer": "王先生", "contact": "139", "salesperson": "liu.yang", "interest": "SUV"}
+
+
+@pytest.fixture
+def callbacks(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """November 2026: three lost customers, called back on time, late, and not at all."""
+    procs = tmp_path / "processes"
+    (procs / "reports").mkdir(parents=True)
+    shutil.copy(ROOT / "processes" / "org.yaml", procs / "org.yaml")
+    shutil.copy(ROOT / "processes" / "lost_customer_callback.yaml", procs)
+    shutil.copy(ROOT / "processes" / "reports" / "lost_customer_monthly.yaml", procs / "reports")
+    flow = Workflow.open(db_url, procs, create=True)
+    flow.cache = None
+    try:
+        flow.deploy(now=datetime(2026, 10, 1, tzinfo=SH))
+        for day, after in ((2, 1), (3, 9), (4, None)):  # on time, late, never
+            snap = flow.start("lost_customer_callback", "liu.yang", LOST, now=at(day, month=11))
+            if after is not None:
+                flow.act(
+                    snap.tasks[0].id, "record", "jiang.na",
+                    {"callback_result": "not_buying", "feedback": "价格"},
+                    now=at(day, month=11) + timedelta(days=after),
+                )  # fmt: skip
+    finally:
+        flow.store.close()
+    yield db_url, procs
+
+
+def test_the_analysis_report_goes_to_the_showroom_manager_on_the_30th(
+    callbacks: tuple[str, Path],
+) -> None:
+    db_url, procs = callbacks
+    flow = Workflow(Store.open(db_url), procs)
+    try:
+        # the first tick catches the 30 Oct slot; 29 Nov has none; 30 Nov 09:00 has one
+        assert tick(flow, at(29, 12, month=11)).reports == [
+            "lost_customer_monthly@2026-10-30T09:00:00+08:00"
+        ]
+        assert tick(flow, at(30, 9, month=11)).reports == [
+            "lost_customer_monthly@2026-11-30T09:00:00+08:00"
+        ]
+        # no slot on 31 Dec or 31 Jan other than the 30th; February's is its last day
+        assert tick(flow, datetime(2027, 1, 31, 12, tzinfo=SH)).reports == [
+            "lost_customer_monthly@2027-01-30T09:00:00+08:00"
+        ]
+        assert tick(flow, datetime(2027, 2, 27, 12, tzinfo=SH)).reports == []
+        assert tick(flow, datetime(2027, 2, 28, 9, 1, tzinfo=SH)).reports == [
+            "lost_customer_monthly@2027-02-28T09:00:00+08:00"
+        ]
+    finally:
+        flow.store.close()
+    november = next(r for r in _report_runs(db_url) if r["data"]["period"] == "2026-11")
+    # month to date: 1 Nov up to the slot on the 30th
+    assert november["data"]["from"] == "2026-11-01T00:00:00+08:00"
+    assert november["data"]["to"] == "2026-11-30T09:00:00+08:00"
+    assert november["data"]["sent_to"] == ["role:showroom_manager"]
+    notice = next(n for n in _notices(db_url) if n["data"]["period"] == "2026-11")
+    # received 3: called back on time 1, late 1, never called back and overdue 1
+    assert notice["data"]["summary"][0].startswith(
+        "received=3, on_time=1, late=1, on_time_pct=50.0, open=1, overdue=1"
+    )
