@@ -126,21 +126,23 @@ class Context:
 
 def _instances(store: Store, ctx: Context) -> Iterator[list[dict[str, Any]]]:
     """The report's instances in batches, each once."""
-    for name in ctx.spec.processes:
-        if ctx.spec.period == "started":
-            batch: list[dict[str, Any]] = []
-            for row in store.reports.instances_in(ctx.since, ctx.until, name):
-                row["_anchor"] = row["created_at"]
-                batch.append(row)
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
-            if batch:
+    if ctx.spec.period == "started":
+        batch: list[dict[str, Any]] = []
+        for row in store.reports.instances_in(ctx.since, ctx.until, ctx.spec.processes):
+            row["_anchor"] = row["created_at"]
+            batch.append(row)
+            if len(batch) >= BATCH:
                 yield batch
-            continue
+                batch = []
+        if batch:
+            yield batch
+        return
+    for name in ctx.spec.processes:
         finals = [n for n, s in ctx.procs[name].spec.states.items() if s.final]
         closed: dict[str, datetime] = {}
         for entry in store.reports.closing_entries(ctx.since, ctx.until, name, finals):
+            if entry["instance_id"] in closed:
+                continue
             closed[entry["instance_id"]] = entry["at"]
             if len(closed) >= BATCH:
                 yield _closed_batch(store, closed)
