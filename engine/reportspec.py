@@ -68,7 +68,10 @@ def _group_key(value: Any) -> Any:
     )
 
 
-GroupKey = Annotated[GroupName | VariableKey, PlainValidator(_group_key)]
+GroupKey = Annotated[
+    GroupName | VariableKey,
+    PlainValidator(_group_key, json_schema_input_type=GroupName | VariableKey),
+]
 Value = str | int | bool
 
 

@@ -60,7 +60,7 @@ def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) 
 @cli.command()
 @click.option(
     "--kind",
-    type=click.Choice(["process", "org", "calendar"]),
+    type=click.Choice(["process", "org", "calendar", "report"]),
     default="process",
     show_default=True,
 )

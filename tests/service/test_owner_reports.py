@@ -64,6 +64,18 @@ CASES: list[tuple[datetime, str, str | None, int | None, bool]] = [
 OUTSIDE = [at(30, 23, month=9), at(1, 0, month=11) + timedelta(hours=1)]
 
 
+CLOSED = """\
+report: service_closed
+title: Closed in the period
+processes: [complaint]
+period: closed
+sections:
+  - title: by month of closing
+    group_by: [month, outcome]
+    measures: [received, closed, open]
+"""
+
+
 def _procs(tmp_path: Path, with_hours: bool = True) -> Path:
     procs = tmp_path / "processes"
     (procs / "reports").mkdir(parents=True)
@@ -72,6 +84,7 @@ def _procs(tmp_path: Path, with_hours: bool = True) -> Path:
     shutil.copy(ROOT / "processes" / "reports" / "monthly_service.yaml", procs / "reports")
     if with_hours:
         (procs / "reports" / "service_hours.yaml").write_text(HOURS, encoding="utf-8")
+        (procs / "reports" / "service_closed.yaml").write_text(CLOSED, encoding="utf-8")
     return procs
 
 
@@ -225,6 +238,24 @@ def test_average_handling_time_is_receipt_to_answer(month: tuple[Shell, str]) ->
     assert Decimal(0) < Decimal(wd["mean_time_wd"]) <= mean / 24
 
 
+def test_a_period_by_close_counts_what_closed_in_it(month: tuple[Shell, str]) -> None:
+    sh, db_url = month
+    data = sh.js(f"report service_closed {OCT}", now=NOW.isoformat())
+    store = Store.open(db_url)
+    try:
+        finals = [
+            e
+            for e in store.query_audit(process="complaint", since=at(1, 0))
+            if "outcome" in e["data"] and datetime.fromisoformat(str(e["at"])) < at(1, 0, 11)
+        ]
+    finally:
+        store.close()
+    assert len(finals) == sum(1 for c in CASES if c[3] is not None)
+    (row,) = data["sections"][0]["rows"]
+    assert (row["month"], row["outcome"]) == ("2026-10", "resolved")
+    assert (row["received"], row["closed"], row["open"]) == (len(finals), len(finals), 0)
+
+
 def test_html_csv_and_table_of_an_owner_report(month: tuple[Shell, str]) -> None:
     sh, _ = month
     html = sh.ok(f"report monthly_service {OCT} -o html", now=NOW.isoformat()).out
@@ -256,7 +287,7 @@ def test_listing_and_unknown_names(month: tuple[Shell, str]) -> None:
         (("  kind: [complaint, report]", "  kinds: [complaint, report]"), (13, 3), "no variable"),
         (("group_by: [handler]", "group_by: [handlr]"), (30, 16), "group_by takes"),
         (("send_to: [service_director]", "send_to: [nobody_role]"), (39, 13), "unknown role"),
-        (("period: started ", "period: startd  "), (14, 1), "input should be 'started' or 'closed'"),
+        (("period: started ", "period: startd  "), (14, 1), "should be 'started' or 'closed'"),
         (("processes: [complaint]", "processes: [complaint]\ncolour: red"), (12, 1), "unknown key"),
         (("    chart: received", "    chart: p90_time"), (25, 5), "not one of this section"),
         (('cron: "0 8 1 * *"', 'cron: "0 8 1 *"'), (37, 3), "needs five fields"),
