@@ -137,9 +137,17 @@ def validate_text(wf: Workflow, text: str, file: str) -> dict[str, Any]:
         name = None
     elif kind == "calendar":
         name = load_calendar(doc).calendar
+    elif kind == "report":
+        from engine.reportspec import load_report
+
+        name = load_report(doc).report
     else:
         raise DefinitionError(
-            [doc.problem((), "not a Shenpi file: the first key must be process, org or calendar")]
+            [
+                doc.problem(
+                    (), "not a Shenpi file: the first key must be process, org, calendar or report"
+                )
+            ]
         )
     return {"valid": True, "kind": kind, "name": name, "problems": []}
 
