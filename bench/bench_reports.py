@@ -4,7 +4,10 @@ Fills a fresh database with a year of instances (bulk inserts, not driven throug
 engine: only the rows the reports read matter): each instance has two decided tasks and
 twelve audit entries, some of them escalations, so 1M audit entries are about 83k
 instances. Then times ``report summary`` for one month (``build_report``, what the CLI
-and a scheduled delivery call) and prints the plan of every statement it ran.
+calls) and the owner-defined monthly service report (processes/reports/monthly_service.yaml
+over all the bench's processes: by kind, by handler, on time, late, extended, handling
+time in working days; what ``tick`` delivers on the 1st), and prints the plan of every
+statement each ran.
 
     python bench/bench_reports.py --audit 1000000
     python bench/bench_reports.py --audit 1000000 --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
@@ -29,11 +32,17 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_queries import pg_schema_url  # noqa: E402
+from engine.org import Org, load_org  # noqa: E402
+from engine.process import compile_process  # noqa: E402
+from engine.reportspec import load_report  # noqa: E402
+from engine.yamlsafe import load_file  # noqa: E402
+from service.ownerreports import OwnerReport, run_owner_report  # noqa: E402
 from service.reports import build_report  # noqa: E402
 from storage.store import Store  # noqa: E402
 from storage.tables import audit_log, instances, tasks  # noqa: E402
 from tests.sqlplans import captured, plans  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 MONTH = (datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC))
 NOW = datetime(2026, 12, 31, tzinfo=UTC)
@@ -41,6 +50,21 @@ PER_INSTANCE = 12
 PROCESSES = [f"p{i}" for i in range(12)]
 STATES = ["review", "approve", "check"]
 USERS = [f"u{i:03d}" for i in range(200)]
+
+
+def sla(rnd: random.Random, created: datetime, done: bool) -> dict[str, object]:
+    """An instance deadline clock as the engine stores it: met or not, some extended."""
+    due = created + timedelta(days=3)
+    clock: dict[str, object] = {
+        "started_at": created.isoformat(), "counted_from": created.isoformat(),
+        "amount": "3", "unit": "working_days", "due_at": due.isoformat(), "generation": 0,
+        "extensions": [{"amount": "2", "unit": "working_days", "at": created.isoformat(),
+                        "by": "u000"}] if rnd.random() < 0.05 else [],
+    }  # fmt: skip
+    if done:
+        stopped = created + timedelta(hours=rnd.expovariate(1 / 60))
+        clock |= {"stopped_at": stopped.isoformat(), "met": stopped <= due}
+    return clock
 
 
 def fill(store: Store, audit_rows: int, seed: int = 11) -> int:
@@ -60,8 +84,10 @@ def fill(store: Store, audit_rows: int, seed: int = 11) -> int:
                     "state": "done" if done else "review",
                     "status": "completed" if done else "active",
                     "outcome": rnd.choice(("approved", "rejected")) if done else None,
-                    "variables": {}, "requester": rnd.choice(USERS), "task_seq": 2,
-                    "approvers": [], "meta": {}, "created_at": created,
+                    "variables": {"kind": rnd.choice(("complaint", "report"))},
+                    "requester": rnd.choice(USERS), "task_seq": 2,
+                    "approvers": [], "meta": {"sla": sla(rnd, created, done)},
+                    "created_at": created,
                     "updated_at": created, "row_version": 2,
                 }
             )  # fmt: skip
@@ -84,6 +110,7 @@ def fill(store: Store, audit_rows: int, seed: int = 11) -> int:
                 )  # fmt: skip
             for k in range(PER_INSTANCE):
                 action = "escalation" if k == 5 and rnd.random() < 0.2 else f"step{k}"
+                action = "resolve" if k == 4 and done else action
                 aud.append(
                     {
                         "at": created + timedelta(minutes=10 * k), "recorded_at": created,
@@ -101,7 +128,7 @@ def fill(store: Store, audit_rows: int, seed: int = 11) -> int:
     return n
 
 
-def bench(url: str, audit: int, runs: int) -> dict[str, object]:
+def bench(url: str, audit: int, runs: int) -> list[dict[str, object]]:
     store = Store.open(url)
     t = time.perf_counter()
     n = fill(store, audit)
@@ -113,30 +140,54 @@ def bench(url: str, audit: int, runs: int) -> dict[str, object]:
     def run() -> object:
         return build_report(store, "summary", *MONTH, NOW)
 
-    result = run()
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - t)
-    tracemalloc.start()
-    run()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    for plan in plans(store, captured(store, run)):
-        print(f"  plan [{store.dialect}]: {plan}")
-    rows = sum(len(s.rows) for s in result.sections)  # type: ignore[attr-defined]
+    owner = owner_report()
+    complaint = compile_process(load_file(ROOT / "processes" / "complaint.yaml"), org())
+    procs = {p: complaint for p in PROCESSES}  # the calendar and states of a complaint
+
+    def run_owner() -> object:
+        return run_owner_report(store, owner, procs, *MONTH, NOW, UTC)
+
+    out = []
+    for name, fn in (("summary", run), ("monthly_service", run_owner)):
+        result = fn()
+        samples = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t)
+        tracemalloc.start()
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        for plan in plans(store, captured(store, fn)):
+            print(f"  plan [{store.dialect}, {name}]: {plan}")
+        rows = sum(len(s.rows) for s in result.sections)  # type: ignore[attr-defined]
+        out.append(
+            {
+                "db": store.dialect,
+                "report": name,
+                "instances": n,
+                "audit": audit,
+                "median_s": statistics.median(samples),
+                "max_s": max(samples),
+                "peak_mib": peak / 2**20,
+                "rows": rows,
+            }
+        )
     store.close()
     print(f"# filled {n} instances, {audit} audit entries in {fill_s:.0f} s", file=sys.stderr)
-    return {
-        "db": store.dialect,
-        "instances": n,
-        "audit": audit,
-        "median_s": statistics.median(samples),
-        "max_s": max(samples),
-        "peak_mib": peak / 2**20,
-        "rows": rows,
-    }
+    return out
+
+
+def org() -> Org:
+    return load_org(load_file(ROOT / "processes" / "org.yaml"))
+
+
+def owner_report() -> OwnerReport:
+    """The shipped monthly service report, over the bench's processes."""
+    path = ROOT / "processes" / "reports" / "monthly_service.yaml"
+    spec = load_report(load_file(path))
+    return OwnerReport(spec.model_copy(update={"processes": tuple(PROCESSES)}), str(path))
 
 
 def main() -> None:
@@ -147,21 +198,22 @@ def main() -> None:
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results.append(bench(f"sqlite:///{tmp}/r.db", args.audit, args.runs))
+        results.extend(bench(f"sqlite:///{tmp}/r.db", args.audit, args.runs))
     if args.pg:
         url, drop = pg_schema_url(args.pg)
         try:
-            results.append(bench(url, args.audit, args.runs))
+            results.extend(bench(url, args.audit, args.runs))
         finally:
             drop()
     print(
-        "| database | instances | audit entries | summary, one month (median) | max "
+        "| database | report | instances | audit entries | one month (median) | max "
         "| peak Python memory | report rows |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         print(
-            f"| {r['db']} | {r['instances']:,} | {r['audit']:,} | {r['median_s']:.2f} s | "
+            f"| {r['db']} | {r['report']} | {r['instances']:,} | {r['audit']:,} | "
+            f"{r['median_s']:.2f} s | "
             f"{r['max_s']:.2f} s | {r['peak_mib']:.1f} MiB | {r['rows']} |"
         )
 

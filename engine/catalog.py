@@ -1,7 +1,8 @@
 """A folder of YAML (processes, the org directory, calendars) loaded and checked together.
 
 A file says what it is by its first key: ``process:``, ``org:``, ``calendar:`` or
-``register:`` (a register's definition, kept in ``registers/`` beside org.yaml). Every
+``register:`` (a register's definition, kept in ``registers/`` beside org.yaml) or
+``report:`` (an owner-defined report, engine.reportspec). Every
 problem in every file is collected before anything is refused, so ``validate`` shows the
 whole list at once.
 """
@@ -18,10 +19,11 @@ from engine.errors import DefinitionError, Problem
 from engine.org import Org, load_org
 from engine.process import CompiledProcess, compile_process
 from engine.registers import RegisterSpec, load_register
+from engine.reportspec import ReportSpec, check_report, load_report, process_facts
 from engine.yamlsafe import Document, load_file, load_text
 
 YAML_SUFFIXES = (".yaml", ".yml")
-KINDS = ("process", "org", "calendar", "register")
+KINDS = ("process", "org", "calendar", "register", "report")
 REGISTERS_DIR = "registers"  # register files, beside org.yaml: read by every command
 # Files kept in the processes folder for another component, skipped here: channels.yaml
 # (first key ``channels``) and hooks.yaml (first key ``senders``) live there by default and
@@ -35,6 +37,7 @@ class Catalog:
     processes: dict[str, CompiledProcess] = field(default_factory=dict)
     calendars: dict[str, WorkingCalendar] = field(default_factory=dict)
     registers: dict[str, RegisterSpec] = field(default_factory=dict)
+    reports: dict[str, ReportSpec] = field(default_factory=dict)
 
     def calendar(self, name: str | None = None) -> WorkingCalendar:
         return self.calendars.get(name or "cn") or default_calendar()
@@ -97,7 +100,8 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
             problems.append(
                 doc.problem(
                     (),
-                    "not a Shenpi file: the first key must be process, org, calendar or register",
+                    "not a Shenpi file: the first key must be process, org, calendar, "
+                    "register or report",
                 )
             )
             continue
@@ -169,10 +173,37 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
                 )
             )
         processes[compiled.name] = compiled
+    reports = _reports(docs, processes, org, problems)
     if problems:
         raise DefinitionError(problems)
     assert org is not None
-    return Catalog(org, processes, calendars, registers)
+    return Catalog(org, processes, calendars, registers, reports)
+
+
+def _reports(
+    docs: list[tuple[str, Document]],
+    processes: dict[str, CompiledProcess],
+    org: Org | None,
+    problems: list[Problem],
+) -> dict[str, ReportSpec]:
+    """Owner-defined reports, checked against the processes loaded with them (the whole
+    folder; a report file validated without any process file is checked on its own)."""
+    facts = {n: process_facts(p) for n, p in processes.items()} if processes else None
+    roles = set(org.spec.roles) if org else set()
+    reports: dict[str, ReportSpec] = {}
+    for kind, doc in docs:
+        if kind != "report":
+            continue
+        try:
+            spec = load_report(doc)
+        except DefinitionError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(check_report(spec, doc, facts, roles))
+        if spec.report in reports:
+            problems.append(doc.problem(("report",), f"report {spec.report!r} defined twice"))
+        reports[spec.report] = spec
+    return reports
 
 
 def org_catalog(processes_dir: Path) -> Catalog:

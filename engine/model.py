@@ -674,4 +674,4 @@ class ProcessSpec(Frozen):
     states: dict[str, StateSpec]
 
 
-SchemaKind = Literal["process", "org", "calendar", "register"]
+SchemaKind = Literal["process", "org", "calendar", "register", "report"]

@@ -70,6 +70,7 @@ class NoticeEvent(StrEnum):
     cc = "cc"
     remind_now = "remind_now"
     signer_added = "signer_added"
+    report_ready = "report_ready"  # a scheduled owner report, for the send_to roles
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ SUBJECTS_ZH = {
     "remind_now": "【{process}】催办：{what}",
     "signer_added": "【{process}】加签：{what}",
     "sent_back": "【{process}】申请 {instance_id} 被退回：{what}",
+    "report_ready": "【报表】{title}（{period}）",
 }
 SUBJECTS = {
     "task_assigned": "[{process}] New task: {what}",
@@ -105,6 +106,7 @@ SUBJECTS = {
     "remind_now": "[{process}] Please handle: {what}",
     "signer_added": "[{process}] You were added as a signer: {what}",
     "sent_back": "[{process}] Request {instance_id} sent back: {what}",
+    "report_ready": "[report] {title} ({period})",
 }
 
 
@@ -301,6 +303,10 @@ def _message(
     to_line: str | None = None,
     links: Sequence[Link] = (),
 ) -> Message:
+    # a scheduled report (report_ready) carries its own HTML, already escaped by the
+    # report's template: it is the e-mail's HTML part, and too big for the other formats
+    report_html = data.get("report_html")
+    data = {k: v for k, v in data.items() if k != "report_html"}
     data, shown = localized(data, zone)
     values = shown | {"recipient_name": name}
     text = render_text(event, values, lang)
@@ -318,7 +324,7 @@ def _message(
         recipient=to,
         subject=subject,
         text=full_text,
-        html=render_html(subject, text, titled),
+        html=report_html if isinstance(report_html, str) else render_html(subject, text, titled),
         markdown=f"**{markdown_escape(subject)}**\n\n{body}",
         card=Card(title=subject, text=body, buttons=tuple(Button(a, u) for a, u in links)),
         event=f"shenpi.{event}",

@@ -34,7 +34,7 @@ def validate(settings: Settings, paths: tuple[Path, ...]) -> None:
     registers = f", {counts['registers']} register(s)" if counts["registers"] else ""
     click.echo(
         f"ok: {counts['processes']} process(es), org with {counts['users']} users, "
-        f"{counts['calendars']} calendar(s){registers}"
+        f"{counts['calendars']} calendar(s){registers}, {counts['reports']} report(s)"
     )
 
 
@@ -62,7 +62,7 @@ def deploy(settings: Settings, paths: tuple[Path, ...], user: str, output: str) 
 @cli.command()
 @click.option(
     "--kind",
-    type=click.Choice(["process", "org", "calendar", "register"]),
+    type=click.Choice(["process", "org", "calendar", "register", "report"]),
     default="process",
     show_default=True,
 )

@@ -22,6 +22,7 @@ from service.cli_base import (
     refusals,
 )
 from service.display import display_tz, jsonable
+from service.reports import BUILT_IN
 
 if TYPE_CHECKING:
     from service.reports import Report
@@ -42,9 +43,10 @@ def _month_before(moment: datetime) -> tuple[datetime, datetime]:
 
 @cli.command()
 @click.argument("name", required=False)
+@click.option("--list", "list_only", is_flag=True, help="List the reports (as without NAME).")
 @click.option("--from", "since_text", help="Period start (ISO 8601; default: last month's 1st).")
 @click.option("--to", "until_text", help="Period end, exclusive (default: this month's 1st).")
-@click.option("--process", help="Only this process.")
+@click.option("--process", help="Only this process (built-in reports).")
 @click.option(
     "-o",
     "--output",
@@ -62,36 +64,49 @@ def _month_before(moment: datetime) -> tuple[datetime, datetime]:
 def report(
     settings: Settings,
     name: str | None,
+    list_only: bool,
     since_text: str | None,
     until_text: str | None,
     process: str | None,
     output: str | None,
     out_file: Path | None,
 ) -> None:
-    """Run a built-in report: outcomes, on-time, durations, overdue, escalations, summary.
+    """Run a report: a built-in one (outcomes, on-time, durations, overdue, escalations,
+    summary) or one defined in a `report:` file of the processes folder.
 
-    Without NAME, list the reports. The period is [--from, --to): by default the last
-    full calendar month in the display zone (SHENPI_TZ), so the report run on the 1st
-    covers the month just ended. 'overdue' is as of --now.
+    Without NAME (or with --list), list the reports. The period is [--from, --to): by
+    default the last full calendar month in the display zone (SHENPI_TZ), so the report
+    run on the 1st covers the month just ended. 'overdue' and 'open' are as of --now.
     """
-    from service.reports import build_report, report_names
+    from service.reports import build_report
 
     output = output or settings.output or "table"
     with refusals():
-        if name is None:
-            rows = report_names()
-            if output == "json":
-                _write(out_file, json.dumps(rows, ensure_ascii=False, indent=2))
-            else:
-                print_table(rows, ["report", "title"])
+        if name is None or list_only:
+            _list(settings, output, out_file)
             return
         now = settings.at()
         default_since, default_until = _month_before(now)
         since = parse_time(since_text, "--from") if since_text else default_since
         until = parse_time(until_text, "--to") if until_text else default_until
         workflow = settings.workflow()
-        known = {d["process"] for d in workflow.store.list_definitions()}
-        result = build_report(workflow.store, name, since, until, now, process, known)
+        if name in BUILT_IN:
+            known = {d["process"] for d in workflow.store.list_definitions()}
+            result = build_report(workflow.store, name, since, until, now, process, known)
+        else:
+            from service.ownerreports import (
+                find_report,
+                procs_of,
+                run_owner_report,
+                workflow_reports,
+            )
+
+            owned = find_report(workflow_reports(workflow), name)
+            if process is not None:
+                fail(f"report {name!r} names its own processes: --process is for built-in ones")
+            result = run_owner_report(
+                workflow.store, owned, procs_of(workflow, owned), since, until, now, display_tz()
+            )
         if output == "json":
             text = json.dumps(result.to_json(), ensure_ascii=False, indent=2, default=jsonable)
         elif output == "csv":
@@ -106,6 +121,43 @@ def report(
             _print_tables(result)
             return
         _write(out_file, text)
+
+
+@cli.command("reports")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default=None, help="table or json."
+)
+@pass_settings
+def reports_command(settings: Settings, output: str | None) -> None:
+    """List the reports: built-in ones and those of `report:` files in --processes."""
+    with refusals():
+        _list(settings, output or settings.output or "table", None)
+
+
+def _list(settings: Settings, output: str, out_file: Path | None) -> None:
+    from service.reports import report_names
+
+    rows = [r | {"source": "built-in", "schedule": "", "send_to": ""} for r in report_names()]
+    workflow = settings.workflow_if_any()
+    if workflow is not None:
+        from service.ownerreports import workflow_reports
+
+        for name, owned in sorted(workflow_reports(workflow).items()):
+            sched = owned.spec.schedule
+            rows.append(
+                {
+                    "report": name,
+                    "title": owned.spec.title,
+                    "source": owned.file
+                    + (f" (not deployed: {', '.join(owned.missing)})" if owned.missing else ""),
+                    "schedule": " | ".join(sched.crons) if sched else "",
+                    "send_to": ", ".join(sched.send_to) if sched else "",
+                }
+            )
+    if output == "json":
+        _write(out_file, json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print_table(rows, ["report", "title", "source", "schedule", "send_to"])
 
 
 def _print_tables(result: Report) -> None:

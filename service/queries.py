@@ -96,6 +96,7 @@ def validate_files(paths: Sequence[Path], processes_dir: Path) -> dict[str, int]
         "users": len(catalog.org.users),
         "calendars": len(catalog.calendars),
         "registers": len(catalog.registers),
+        "reports": len(catalog.reports),
     }
 
 
@@ -143,12 +144,17 @@ def validate_text(wf: Workflow, text: str, file: str) -> dict[str, Any]:
         from engine.registers import load_register
 
         name = load_register(doc).name
+    elif kind == "report":
+        from engine.reportspec import load_report
+
+        name = load_report(doc).report
     else:
         raise DefinitionError(
             [
                 doc.problem(
                     (),
-                    "not a Shenpi file: the first key must be process, org, calendar or register",
+                    "not a Shenpi file: the first key must be process, org, calendar, "
+                    "register or report",
                 )
             ]
         )

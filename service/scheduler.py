@@ -48,7 +48,7 @@ def one_tick(wf: Workflow, fixed_now: datetime | None = None, outlet: Outlet | N
     outlet = outlet or Outlet.console(print)
     result = tick_and_send(wf, now, outlet)
     report, sent = result.report, result.sent
-    if report.fired or report.started or sent.handled or report.failed:
+    if report.fired or report.started or report.reports or sent.handled or report.failed:
         log.info(
             "tick %s: %s, %d delivered, %d to retry, %d held back, %d dead",
             iso(now),

@@ -10,6 +10,10 @@ def json_schema(kind: str) -> dict[str, Any]:
         from engine.org import OrgSpec
 
         model: Any = OrgSpec
+    elif kind == "report":
+        from engine.reportspec import ReportSpec
+
+        model = ReportSpec
     elif kind == "calendar":
         from engine.calendarspec import CalendarSpec
 

@@ -38,6 +38,7 @@ class TickReport:
     contested: int = 0  # another worker (or a person) changed the instance first
     failed: int = 0
     started: list[str] = field(default_factory=list)  # instance ids started by schedules
+    reports: list[str] = field(default_factory=list)  # owner reports produced: name@slot
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class TickReport:
             "contested": self.contested,
             "failed": self.failed,
             "scheduled_starts": self.started,
+            "scheduled_reports": self.reports,
         }
 
 
@@ -52,7 +54,18 @@ def tick(wf: Workflow, now: datetime, batch: int = 500) -> TickReport:
     report = TickReport()
     _fire_timers(wf, now, batch, report)
     _run_schedules(wf, now, report)
+    _run_report_schedules(wf, now, report)
     return report
+
+
+def _run_report_schedules(wf: Workflow, now: datetime, report: TickReport) -> None:
+    """Owner reports with a ``schedule:`` (service.ownerreports), once per slot."""
+    from service.ownerreports import run_scheduled_reports
+
+    done = run_scheduled_reports(wf, now)
+    report.reports.extend(done.produced)
+    report.contested += done.contested
+    report.failed += done.failed
 
 
 SEND_LIMIT = 10_000  # deliveries one tick sends at most; the rest go with the next
@@ -292,10 +305,15 @@ def latest_slot(
             return None
         slot = anchor + period * int((now - anchor) / period)
         return slot if slot > since else None
+    assert sched.cron is not None
+    return latest_cron_slot(sched.cron, tz, since, now)
+
+
+def latest_cron_slot(expr: str, tz: Any, since: datetime, now: datetime) -> datetime | None:
+    """The latest slot of the five-field cron ``expr`` (in zone ``tz``) in (since, now]."""
     from engine.cron import cron_trigger
 
-    assert sched.cron is not None
-    trigger = cron_trigger(sched.cron, tz)
+    trigger = cron_trigger(expr, tz)
     # look back in widening windows so a minutely cron after months of downtime costs a
     # few steps, not one per missed slot; the first window holding a slot holds the latest
     for back in (timedelta(hours=1), timedelta(days=1), timedelta(days=8), timedelta(days=32),

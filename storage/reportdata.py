@@ -93,3 +93,80 @@ class ReportData:
         if process is not None:
             stmt = stmt.where(audit_log.c.process == process)
         return self._stream(stmt)
+
+    # ------------------------------------------------------------------ owner-defined reports
+
+    _INSTANCE_COLS = (
+        "id",
+        "process",
+        "state",
+        "status",
+        "outcome",
+        "variables",
+        "meta",
+        "created_at",
+        "updated_at",
+    )
+
+    def instances_in(
+        self, since: datetime, until: datetime, processes: Collection[str]
+    ) -> Iterator[dict[str, Any]]:
+        """Instances of ``processes`` created in ``[since, until)`` with their variables
+        and deadline clock, through ``(created_at, id)``: the period is the range."""
+        aware(since, "since")
+        aware(until, "until")
+        process: sa.ColumnElement[str] = instances.c.process
+        if self._store.dialect == "sqlite":
+            # SQLite would otherwise walk (process, status, ...) for each process named:
+            # every instance of it ever started, not the period's. ``process || ''`` is no
+            # column to it, so the period's range on (created_at, id) is what it scans.
+            process = process.concat("")
+        stmt = sa.select(*(instances.c[n] for n in self._INSTANCE_COLS)).where(
+            instances.c.created_at >= since,
+            instances.c.created_at < until,
+            process.in_(list(processes)),
+        )
+        return self._stream(stmt)
+
+    def closing_entries(
+        self, since: datetime, until: datetime, process: str, final_states: Collection[str]
+    ) -> Iterator[dict[str, Any]]:
+        """Audit entries in ``[since, until)`` that moved an instance of ``process`` into a
+        final state or withdrew it, through ``(at)``: the instances closed in a period."""
+        aware(since, "since")
+        aware(until, "until")
+        stmt = sa.select(audit_log.c.instance_id, audit_log.c.at).where(
+            audit_log.c.at >= since,
+            audit_log.c.at < until,
+            audit_log.c.process == process,
+            audit_log.c.instance_id.is_not(None),
+            sa.or_(audit_log.c.to_state.in_(list(final_states)), audit_log.c.action == "withdraw"),
+        )
+        return self._stream(stmt)
+
+    def instances_by_id(self, ids: Collection[str]) -> list[dict[str, Any]]:
+        """One batch of instances by primary key (callers pass a few hundred at a time)."""
+        stmt = sa.select(*(instances.c[n] for n in self._INSTANCE_COLS)).where(
+            instances.c.id.in_(list(ids))
+        )
+        return list(self._stream(stmt))
+
+    def instance_entries(
+        self, ids: Collection[str], actions: Collection[str]
+    ) -> list[dict[str, Any]]:
+        """Audit entries of ``actions`` of a batch of instances, oldest first, through
+        ``(chain_key, seq)``: an instance's entries are its chain."""
+        stmt = (
+            sa.select(audit_log.c.seq, audit_log.c.chain_key, audit_log.c.action, audit_log.c.actor)
+            .where(audit_log.c.chain_key.in_(list(ids)), audit_log.c.action.in_(list(actions)))
+            .order_by(audit_log.c.chain_key, audit_log.c.seq)
+        )
+        return list(self._stream(stmt))
+
+    def instance_tasks(self, ids: Collection[str], state: str) -> list[dict[str, Any]]:
+        """Tasks of ``state`` of a batch of instances, through ``(instance_id, status)``."""
+        names = ("id", "instance_id", "status", "created_at", "due_at", "closed_at")
+        stmt = sa.select(*(tasks.c[n] for n in names)).where(
+            tasks.c.instance_id.in_(list(ids)), tasks.c.state == state
+        )
+        return list(self._stream(stmt))

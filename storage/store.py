@@ -157,7 +157,20 @@ class Store(AuditLog, Listings):
         and the slot is not retried on every tick (the next slot runs as usual). Conflict
         when the slot was already claimed.
         """
-        rows = self._steps.audit_rows([audit], recorded_at)
+        return self.claim_schedule_run(schedule, planned_at, [audit], notices, recorded_at)
+
+    def claim_schedule_run(
+        self,
+        schedule: str,
+        planned_at: datetime,
+        audit: Sequence[AuditRecord],
+        notices: Sequence[Notice],
+        recorded_at: datetime,
+    ) -> list[int]:
+        """Claim one slot of a schedule that starts no instance (a failed start, a
+        scheduled report), with its audit entries and notices, in one transaction:
+        whichever worker claims it first writes them, the others get Conflict."""
+        rows = self._steps.audit_rows(audit, recorded_at)
         recorded = self._steps.bind.when(aware(recorded_at, "recorded_at"))
         params = {
             "schedule": schedule,

@@ -8,7 +8,7 @@ from service.schemas import json_schema
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schema"
 
 
-@pytest.mark.parametrize("kind", ["process", "org", "calendar", "register"])
+@pytest.mark.parametrize("kind", ["process", "org", "calendar", "register", "report"])
 def test_published_schema_matches_the_models(kind: str) -> None:
     published = json.loads((DOCS / f"{kind}.schema.json").read_text(encoding="utf-8"))
     assert published == json_schema(kind), f"regenerate: python run.py schema --kind {kind}"
