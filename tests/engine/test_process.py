@@ -12,9 +12,10 @@ PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SHIPPED = [
     p
     for p in yaml_files([PROCESSES])
-    if p.name != "org.yaml" and "calendars" not in p.parts and "registers" not in p.parts
+    if p.name != "org.yaml" and not {"calendars", "registers", "reports"} & set(p.parts)
 ]
 REGISTERS = yaml_files([PROCESSES / "registers"]) if (PROCESSES / "registers").is_dir() else []
+REPORTS = yaml_files([PROCESSES / "reports"]) if (PROCESSES / "reports").is_dir() else []
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -30,6 +31,15 @@ def test_shipped_register_is_valid_and_declares_its_schema(path: Path) -> None:
     assert len(catalog.registers) >= 1 and path.stem in catalog.registers
     assert path.read_text(encoding="utf-8").startswith(
         "# yaml-language-server: $schema=../../docs/schema/register.schema.json"
+    )
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.name)
+def test_shipped_report_is_valid_and_declares_its_schema(path: Path) -> None:
+    catalog = load_catalog([PROCESSES])  # a report is checked against the processes it reads
+    assert path.stem in catalog.reports
+    assert path.read_text(encoding="utf-8").startswith(
+        "# yaml-language-server: $schema=../../docs/schema/report.schema.json"
     )
 
 
