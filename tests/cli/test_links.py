@@ -300,9 +300,7 @@ def test_two_children_finishing_at_once_move_the_parent_exactly_once(
     assert retried, "no round raced: the test did not exercise the retry"
 
 
-def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(
-    sh: Shell, db_url: str
-) -> None:
+def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(sh: Shell, db_url: str) -> None:
     before = counts(db_url)
     sh.refused("start loop --as liu.yang", "linked processes nest more than 5 deep", now=START)
     assert counts(db_url) == before
