@@ -10,8 +10,11 @@ from .conftest import build
 
 PROCESSES = Path(__file__).resolve().parents[2] / "processes"
 SHIPPED = [
-    p for p in yaml_files([PROCESSES]) if p.name != "org.yaml" and "calendars" not in p.parts
+    p
+    for p in yaml_files([PROCESSES])
+    if p.name != "org.yaml" and "calendars" not in p.parts and "reports" not in p.parts
 ]
+REPORTS = yaml_files([PROCESSES / "reports"])
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -24,6 +27,13 @@ def test_shipped_process_is_valid_and_declares_its_schema(path: Path) -> None:
 def test_whole_folder_validates_together() -> None:
     catalog = load_catalog([PROCESSES])
     assert "complaint" in catalog.processes
+    assert {"monthly_service", "lost_customer_monthly"} <= set(catalog.reports)
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.name)
+def test_shipped_report_declares_its_schema(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# yaml-language-server: $schema=../../docs/schema/report.schema")
 
 
 BROKEN = """\
