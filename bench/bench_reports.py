@@ -160,7 +160,7 @@ def bench(url: str, audit: int, runs: int) -> list[dict[str, object]]:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         for plan in plans(store, captured(store, fn)):
-            print(f"  plan [{store.dialect}, {name}]: {plan}")
+            print(f"  plan [{store.dialect}, {name}]: {plan[:400]}")  # IN lists are long
         rows = sum(len(s.rows) for s in result.sections)  # type: ignore[attr-defined]
         out.append(
             {

@@ -189,7 +189,7 @@ def _reports(
     """Owner-defined reports, checked against the processes loaded with them (the whole
     folder; a report file validated without any process file is checked on its own)."""
     facts = {n: process_facts(p) for n, p in processes.items()} if processes else None
-    roles = set(org.spec.roles) if org else set()
+    roles = set(org.spec.roles) if org else None  # a broken org: its own problems say so
     reports: dict[str, ReportSpec] = {}
     for kind, doc in docs:
         if kind != "report":

@@ -198,12 +198,13 @@ def check_report(
     spec: ReportSpec,
     doc: Document,
     processes: dict[str, ProcessFacts] | None,
-    roles: set[str],
+    roles: set[str] | None,
 ) -> list[Problem]:
     """Problems a valid model can still have: names of things that do not exist.
 
     ``processes`` None: no process was loaded with the report (a report file validated on
-    its own), so only what does not depend on them is checked.
+    its own), so only what does not depend on them is checked; ``roles`` None: the org
+    directory did not load (its own problems are reported), so roles are not checked.
     """
     problems: list[Problem] = []
 
@@ -269,6 +270,6 @@ def check_report(
             except ValueError as exc:
                 add(path, f"bad cron {expr!r}: {exc}")
         for i, role in enumerate(spec.schedule.send_to):
-            if role not in roles:
+            if roles is not None and role not in roles:
                 add(("schedule", "send_to", i), f"unknown role {role!r} (see org.yaml roles)")
     return problems

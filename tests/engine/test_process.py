@@ -46,6 +46,7 @@ def test_shipped_report_is_valid_and_declares_its_schema(path: Path) -> None:
 def test_whole_folder_validates_together() -> None:
     catalog = load_catalog([PROCESSES])
     assert "complaint" in catalog.processes
+    assert {"monthly_service", "lost_customer_monthly"} <= set(catalog.reports)
 
 
 BROKEN = """\
