@@ -264,10 +264,11 @@ def child_finished(
     )
     if holds:
         ids = list(waiting["ids"])
-        mine = [c for c in children if c["id"] in ids]
-        running = [c["id"] for c in mine if c["status"] not in ENDED]
+        round_ = set(ids)
+        mine = [c for c in children if c["id"] in round_]
+        running = sum(1 for c in mine if c["status"] not in ENDED)
         if running:
-            record["data"]["waiting_for"] = running
+            record["data"]["still_running"] = running  # a count: a round may have 1000
         else:
             step.extra["children"] = [_visible(c) for c in mine]
             target = step.trigger(snapshot.state, ROUTE_TRIGGER)

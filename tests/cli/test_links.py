@@ -105,12 +105,35 @@ states:
 """
 
 
+# the year-end round as a schedule starts it (h/credit fills the list from the register)
+YEARLY = """
+process: yearly
+title: A scheduled round
+schedules:
+  - name: year_end
+    cron: "0 9 1 12 *"
+    as: wang.fang
+start: {to: grading}
+states:
+  grading:
+    spawn: [{process: leaf, for_each: "['a', 'b']", set: {topic: "item"}, wait: true}]
+    route: [{to: done}]
+  done: {final: true, outcome: round_closed}
+"""
+
+
 def make_processes(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "org.yaml").write_text(
         (ROOT / "processes" / "org.yaml").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    for name, text in (("leaf", LEAF), ("round", ROUND), ("spawner", SPAWNER), ("loop", LOOP)):
+    for name, text in (
+        ("leaf", LEAF),
+        ("round", ROUND),
+        ("spawner", SPAWNER),
+        ("loop", LOOP),
+        ("yearly", YEARLY),
+    ):
         (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
     return folder
 
@@ -300,9 +323,20 @@ def test_two_children_finishing_at_once_move_the_parent_exactly_once(
     assert retried, "no round raced: the test did not exercise the retry"
 
 
-def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(
-    sh: Shell, db_url: str
-) -> None:
+def test_a_process_that_starts_itself_is_refused_at_the_depth_limit(sh: Shell, db_url: str) -> None:
     before = counts(db_url)
     sh.refused("start loop --as liu.yang", "linked processes nest more than 5 deep", now=START)
     assert counts(db_url) == before
+
+
+def test_a_scheduled_start_starts_its_children_in_the_same_transaction(sh: Shell) -> None:
+    [started] = sh.js("tick", now="2026-12-01T09:00:01+08:00")["scheduled_starts"]
+    inst = sh.js(f"show {started}")
+    assert (inst["state"], inst["requester"]) == ("grading", "wang.fang")
+    kids = sh.js(f"instances --parent {started}")
+    assert [k["variables"]["topic"] for k in kids] == ["a", "b"]
+    assert {k["requester"] for k in kids} == {"wang.fang"}  # as: actor, the schedule's user
+    for kid in kids:
+        task = sh.js(f"show {kid['id']}")["tasks"][0]["id"]
+        sh.ok(f"act {task} ok --as wang.fang", now="2026-12-02T10:00:00+08:00")
+    assert sh.js(f"show {started}")["outcome"] == "round_closed"
