@@ -273,3 +273,30 @@ def test_one_step_may_write_one_row_twice(wf: Workflow) -> None:
     wf.store.apply(replace(out, register_writes=(first, second)), T0)
     assert wf.store.registers.get(REG, "ACME").values["credit_limit"] == "8"
     assert [h["version"] for h in wf.store.registers.history(REG, "ACME")] == [1, 2]
+
+
+def test_migration_0011_adds_and_removes_only_its_three_tables(db_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from storage.db import alembic_config, open_database
+
+    mine = {"registers", "register_rows", "register_history"}
+    engine = open_database(db_url)
+    try:
+        with engine.begin() as conn:
+            before = set(sa.inspect(conn).get_table_names())
+            assert mine <= before
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+            assert set(sa.inspect(conn).get_table_names()) == before - mine
+            command.upgrade(config, "head")
+            assert set(sa.inspect(conn).get_table_names()) == before
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("register_history")}
+            assert {
+                "ix_register_history_register_key_version",
+                "ix_register_history_register_at",
+            } <= indexes
+    finally:
+        engine.dispose()
