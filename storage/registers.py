@@ -68,13 +68,15 @@ class RegisterWriter:
         json_in, when = self.bind.json_in, self.bind.when
         recorded = when(aware(recorded_at, "recorded_at"))
         versions = []
+        mine: dict[tuple[str, str], int] = {}  # rows this call wrote: no conflict with itself
         for w in writes:
             # the counter first: its row lock queues the other writers of this register,
             # so the current row read next cannot change before this transaction ends
             version = int(self.sql.run(cur, self.BUMP, {"name": w.register}).fetchone()[0])
             found = self.sql.run(cur, self.ROW, {"register": w.register, "key": w.key}).fetchone()
             previous = json_out(found[1]) if found is not None else None
-            if found is not None and w.read_version is not None and found[0] > w.read_version:
+            stale = found is not None and w.read_version is not None and found[0] > w.read_version
+            if stale and mine.get((w.register, w.key)) != found[0]:
                 raise RegisterConflict(
                     w.instance_id or f"register:{w.register}",
                     w.register,
@@ -112,6 +114,7 @@ class RegisterWriter:
                 },
             )
             versions.append(version)
+            mine[w.register, w.key] = version
         return versions
 
 

@@ -104,11 +104,15 @@ def test_show_refuses_an_undecodable_id(sh: Shell) -> None:
     sh.refused(["show", UNDECODABLE], "instance id: ")
 
 
-def test_numbers_with_separators_are_refused_not_guessed(sh: Shell) -> None:
+def test_numbers_with_separators_are_refused_not_guessed(sh: Shell, tmp_path: Path) -> None:
     credit = ["start", "credit_override", "--as", "liu.yang", "--set", "customer=c"]
     for raw in ("1,5", "1,00,0", "1_000"):
         sh.refused([*credit, "--set", f"requested_credit={raw}"], "expected a number", now=LATER)
     assert sh.js("instances") == []
+    # credit_override reads the customer's line from the credit table
+    book = tmp_path / "credit.csv"
+    book.write_text("customer,grade,credit_limit,term_days\nc,A,2000000,50\n", encoding="utf-8")
+    sh.ok(["register", "import", "customer_credit", str(book), "--as", "ma.hui"], now=LATER)
     inst = sh.js([*credit, "--set", "requested_credit=1500.50"], now=LATER)
     assert inst["variables"]["requested_credit"] == "1500.50"
 

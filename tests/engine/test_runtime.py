@@ -7,7 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from engine.errors import ActionNotAllowed, ExpressionError, InvalidData, WorkflowError
+from engine.errors import (
+    ActionNotAllowed,
+    DefinitionError,
+    ExpressionError,
+    InvalidData,
+    StartRefused,
+    WorkflowError,
+)
 from engine.org import Org
 from engine.records import Outcome, Snapshot
 from engine.runtime import Act, Start, fire
@@ -379,10 +386,42 @@ def test_next_working_day_uses_the_calendar_the_process_names(org: Org) -> None:
 
 
 def test_next_working_day_is_a_known_name_and_refuses_none(org: Org) -> None:
-    from engine.errors import DefinitionError
-
     with pytest.raises(DefinitionError, match=r"uses unknown name\(s\): next_workday"):
         build(TERM.format(calendar="cn").replace("next_working_day(add", "next_workday(add"), org)
     proc = build(TERM.format(calendar="cn").replace("add_days(received, 50)", "none"), org)
     with pytest.raises(ExpressionError, match="next_working_day needs a date, got none"):
         start(proc, org, received="2026-08-12")
+
+
+GUARDED_START = """
+process: guarded
+title: Guarded start
+variables:
+  amount: {type: money}
+  doubled: {type: money}
+start:
+  require: [amount]
+  set: {doubled: "amount * 2"}
+  when: "doubled <= 100"
+  when_message: "at most 50 may be asked"
+  to: done
+states:
+  done: {final: true}
+"""
+
+
+def test_start_when_refuses_with_its_message_after_set(org: Org) -> None:
+    proc = build(GUARDED_START, org)
+    actor = org.actor("bob")
+    out = fire(proc, None, Start("g1", 1), actor, {"amount": "50"}, NOW)
+    assert out.snapshot.status == "completed"
+    with pytest.raises(StartRefused, match=r"^cannot start guarded: at most 50 may be asked$"):
+        fire(proc, None, Start("g2", 1), actor, {"amount": "50.01"}, NOW)
+    plain = build(GUARDED_START.replace('  when_message: "at most 50 may be asked"\n', ""), org)
+    with pytest.raises(StartRefused, match="condition not met: doubled <= 100"):
+        fire(plain, None, Start("g3", 1), actor, {"amount": "51"}, NOW)
+
+
+def test_start_when_is_checked_as_an_expression(org: Org) -> None:
+    with pytest.raises(DefinitionError, match="unknown name"):
+        build(GUARDED_START.replace('when: "doubled <= 100"', 'when: "nothing <= 100"'), org)

@@ -321,6 +321,15 @@ def test_cli_written_off_then_recovered(sh: Shell) -> None:
         "recovered",
         "0",
     )
+    entry = sh.js("register show bad_debts 记-9")
+    assert (entry["customer"], entry["amount"], entry["status"], entry["remaining"]) == (
+        "某经销商",
+        "80000",
+        "recovered",
+        "0",
+    )
+    history = sh.js("register history bad_debts 记-9")
+    assert [h["instance_id"] for h in history] == [inst["id"]] * 2  # booked, then recovered
 
 
 def test_cli_rejected_and_closed(sh: Shell) -> None:

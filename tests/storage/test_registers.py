@@ -251,3 +251,52 @@ def test_concurrent_writers_of_one_row_cannot_both_commit(wf: Workflow) -> None:
         t.join(timeout=30)
     assert sorted(type(r).__name__ for r in results) == ["RegisterConflict", "str"], results
     assert len(wf.store.registers.history(REG, "ACME")) == 1
+
+
+def test_one_step_may_write_one_row_twice(wf: Workflow) -> None:
+    """Two writes of one row by the same step (two states entered in one step) are not a
+    lost update of each other: both apply, in order."""
+    proc = wf.process("set_limit")
+    snap = wf.start("set_limit", "liu.yang", {"customer": "ACME", "credit_limit": "7"}, T0)
+    before = wf.store.load_snapshot(snap.id)
+    out = fire(
+        proc,
+        before,
+        Act(before.tasks[0].id, "approve"),
+        wf.actor("lin.feng"),
+        {},
+        T0,
+        registers=wf.reader(proc),
+    )
+    (first,) = out.register_writes
+    second = replace(first, values={"credit_limit": "8"})
+    wf.store.apply(replace(out, register_writes=(first, second)), T0)
+    assert wf.store.registers.get(REG, "ACME").values["credit_limit"] == "8"
+    assert [h["version"] for h in wf.store.registers.history(REG, "ACME")] == [1, 2]
+
+
+def test_migration_0011_adds_and_removes_only_its_three_tables(db_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from storage.db import alembic_config, open_database
+
+    mine = {"registers", "register_rows", "register_history"}
+    engine = open_database(db_url)
+    try:
+        with engine.begin() as conn:
+            before = set(sa.inspect(conn).get_table_names())
+            assert mine <= before
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+            assert set(sa.inspect(conn).get_table_names()) == before - mine
+            command.upgrade(config, "head")
+            assert set(sa.inspect(conn).get_table_names()) == before
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("register_history")}
+            assert {
+                "ix_register_history_register_key_version",
+                "ix_register_history_register_at",
+            } <= indexes
+    finally:
+        engine.dispose()
