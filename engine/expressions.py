@@ -289,7 +289,9 @@ def _register_calls(expr: nodes.Expr) -> tuple[tuple[str, str | None], ...]:
     that the process compiler can refuse a register chosen at run time."""
     calls: list[tuple[str, str | None]] = []
     called: set[int] = set()
-    for call in expr.find_all(nodes.Call):
+    # the root too: find_all looks below it, and `register_keys('x')` alone is the root
+    roots = [expr] if isinstance(expr, nodes.Call) else []
+    for call in (*roots, *expr.find_all(nodes.Call)):
         fn = call.node
         if isinstance(fn, nodes.Name) and fn.name in REGISTER_FUNCTIONS:
             called.add(id(fn))

@@ -148,6 +148,18 @@ def test_register_name_must_be_a_literal(catalog: Catalog) -> None:
     assert "register_keys(...) needs the register's name" in found[0], found
 
 
+def test_a_register_call_that_is_the_whole_expression_is_checked_like_any(
+    catalog: Catalog,
+) -> None:
+    """``register_keys('x')`` alone is the root of its expression, not below it."""
+    text = proc("{read: [credit_limits]}", "register_keys('credit_limits') | length")
+    compile_process(load_text(text, "p.yaml"), catalog.org, registers=catalog.registers)
+    whole = proc("{read: [credit_limits]}", "register_keys('credit_limits')")
+    compile_process(load_text(whole, "p.yaml"), catalog.org, registers=catalog.registers)
+    found = problems(proc("{}", "register_keys('credit_limits')"), catalog)
+    assert len(found) == 1 and "reads register 'credit_limits'" in found[0], found
+
+
 def test_unknown_register_in_the_lists(catalog: Catalog) -> None:
     found = problems(proc("{read: [nosuch]}", "0"), catalog)
     assert len(found) == 1 and found[0].startswith("p.yaml:3:"), found
