@@ -173,7 +173,7 @@ def load_catalog(paths: Sequence[Path | str], org_fallback: Path | None = None) 
                 )
             )
         processes[compiled.name] = compiled
-    reports = _reports(docs, processes, org, problems)
+    reports = _reports(docs, processes, org, problems, registers)
     if problems:
         raise DefinitionError(problems)
     assert org is not None
@@ -185,6 +185,7 @@ def _reports(
     processes: dict[str, CompiledProcess],
     org: Org | None,
     problems: list[Problem],
+    registers: dict[str, RegisterSpec],
 ) -> dict[str, ReportSpec]:
     """Owner-defined reports, checked against the processes loaded with them (the whole
     folder; a report file validated without any process file is checked on its own)."""
@@ -199,7 +200,7 @@ def _reports(
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue
-        problems.extend(check_report(spec, doc, facts, roles))
+        problems.extend(check_report(spec, doc, facts, roles, registers))
         if spec.report in reports:
             problems.append(doc.problem(("report",), f"report {spec.report!r} defined twice"))
         reports[spec.report] = spec

@@ -7,9 +7,10 @@ on time, late, extended, open, overdue, handling time, escalations). The model i
 like a process file, every problem with file:line:col, and cross-checked against the
 processes and the org directory by :func:`check_report`. ``service.ownerreports`` runs it.
 
-Sources: only ``instances`` today (an instance with its tasks and audit entries). A
-register source (``source: {register: NAME}``) is the intended extension: it would add
-its own group keys (the register's fields) and measures (rows, changes) beside these.
+Sources: ``instances`` (an instance with its tasks and audit entries), or a register
+(``source: {register: NAME}``): the book as it stood at the period's end, grouped by its
+fields, with measures of its own (rows, rows added or changed in the period, sums of
+number fields), e.g. the bad-debt register by branch for a finance controller.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from engine.yamlsafe import Document, PathKey
 
 if TYPE_CHECKING:
     from engine.process import CompiledProcess
+    from engine.registers import RegisterSpec
 
 NAME = r"^[a-z][a-z0-9_-]{0,63}$"
 
@@ -43,6 +45,12 @@ Measure = Literal[
     "p90_time",
 ]
 MEASURES: tuple[str, ...] = Measure.__args__  # type: ignore[attr-defined]
+RegisterMeasure = Literal[
+    "rows",  # rows in the book at the period's end
+    "added",  # of those, first written in the period
+    "changed",  # of those, written (added or changed) in the period
+]
+REGISTER_MEASURES: tuple[str, ...] = RegisterMeasure.__args__  # type: ignore[attr-defined]
 GroupName = Literal["process", "state", "outcome", "month", "handler"]
 
 
@@ -52,25 +60,38 @@ class VariableKey(Frozen):
     variable: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
 
 
+class FieldKey(Frozen):
+    """Group a register's rows by the value of one field (e.g. ``{field: branch}``)."""
+
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+
+
 GROUP_NAMES: tuple[str, ...] = GroupName.__args__  # type: ignore[attr-defined]
 
 
 def _group_key(value: Any) -> Any:
     """One clear message for a wrong group key, not one per member of the union."""
+    if isinstance(value, dict) and "field" in value:
+        return FieldKey.model_validate(value)
     if isinstance(value, dict):
         return VariableKey.model_validate(value)
     if isinstance(value, str) and value in GROUP_NAMES:
         return value
     raise PydanticCustomError(
         "report_group",
-        "group_by takes {names} or {variable}, got {value}",
-        {"names": ", ".join(GROUP_NAMES), "variable": "{variable: NAME}", "value": repr(value)},
+        "group_by takes {names}, {variable} or {field}, got {value}",
+        {
+            "names": ", ".join(GROUP_NAMES),
+            "variable": "{variable: NAME}",
+            "field": "{field: NAME} (a register source)",
+            "value": repr(value),
+        },
     )
 
 
 GroupKey = Annotated[
-    GroupName | VariableKey,
-    PlainValidator(_group_key, json_schema_input_type=GroupName | VariableKey),
+    GroupName | VariableKey | FieldKey,
+    PlainValidator(_group_key, json_schema_input_type=GroupName | VariableKey | FieldKey),
 ]
 Value = str | int | bool
 
@@ -102,14 +123,29 @@ class HandlingTime(Frozen):
 class Section(Frozen):
     title: str = Field(min_length=1)
     group_by: tuple[GroupKey, ...] = ()
-    measures: tuple[Measure, ...] = Field(min_length=1)
-    chart: Measure | None = None
+    measures: tuple[Measure | RegisterMeasure, ...] = Field(min_length=1)
+    sum: tuple[str, ...] = Field(
+        default=(),
+        description="A register source: number fields summed over the rows of each group "
+        "(columns sum_FIELD).",
+    )
+    chart: str | None = Field(
+        default=None, description="One of the section's measures (or sum_FIELD), as bars."
+    )
 
     @model_validator(mode="after")
     def _chart_is_a_measure(self) -> Section:
-        if self.chart is not None and self.chart not in self.measures:
+        columns = (*self.measures, *(f"sum_{f}" for f in self.sum))
+        if self.chart is not None and self.chart not in columns:
             raise ValueError(f"chart {self.chart!r} is not one of this section's measures")
         return self
+
+
+class RegisterSource(Frozen):
+    """Report on a register's rows instead of instances."""
+
+    # `register` in YAML; `name` here: a pydantic field called register shadows BaseModel's
+    name: str = Field(alias="register", pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class ReportSchedule(Frozen):
@@ -132,8 +168,10 @@ class ReportSpec(Frozen):
     report: str = Field(pattern=NAME)
     title: str = Field(min_length=1)
     description: str | None = None
-    source: Literal["instances"] = "instances"
-    processes: tuple[str, ...] = Field(min_length=1)
+    source: Literal["instances"] | RegisterSource = "instances"
+    processes: tuple[str, ...] = Field(
+        default=(), description="The processes an instances report reads (one or more)."
+    )
     where: dict[str, Value | tuple[Value, ...]] = Field(default_factory=dict)
     period: Literal["started", "closed"] = "started"
     deadline: Literal["instance"] | StateDeadline = "instance"
@@ -141,6 +179,32 @@ class ReportSpec(Frozen):
     time: HandlingTime = HandlingTime()
     sections: tuple[Section, ...] = Field(min_length=1)
     schedule: ReportSchedule | None = None
+
+    @model_validator(mode="after")
+    def _source_fits(self) -> ReportSpec:
+        register = isinstance(self.source, RegisterSource)
+        if not register and not self.processes:
+            raise ValueError("an instances report needs 'processes' (one or more)")
+        if register and self.processes:
+            raise ValueError("a register report reads no processes: remove 'processes'")
+        for section in self.sections:
+            own = REGISTER_MEASURES if register else MEASURES
+            wrong = [m for m in section.measures if m not in own]
+            if wrong:
+                kind = "a register" if register else "an instances"
+                raise ValueError(
+                    f"section {section.title!r}: {', '.join(wrong)} is not a measure of "
+                    f"{kind} report; choose from {', '.join(own)}"
+                )
+            keys = [k for k in section.group_by if isinstance(k, FieldKey) != register]
+            if keys:
+                raise ValueError(
+                    f"section {section.title!r}: a register report groups by {{field: NAME}} "
+                    "only, an instances report never by a field"
+                )
+            if section.sum and not register:
+                raise ValueError(f"section {section.title!r}: 'sum' is for a register report")
+        return self
 
     def allowed(self, variable: str) -> tuple[Value, ...] | None:
         value = self.where.get(variable)
@@ -154,6 +218,11 @@ class ReportSpec(Frozen):
         return tuple(
             k.variable for s in self.sections for k in s.group_by if isinstance(k, VariableKey)
         )
+
+    @property
+    def register(self) -> str | None:
+        """The register a register report reads (None: an instances report)."""
+        return self.source.name if isinstance(self.source, RegisterSource) else None
 
 
 def load_report(doc: Document) -> ReportSpec:
@@ -199,6 +268,7 @@ def check_report(
     doc: Document,
     processes: dict[str, ProcessFacts] | None,
     roles: set[str] | None,
+    registers: dict[str, RegisterSpec] | None = None,
 ) -> list[Problem]:
     """Problems a valid model can still have: names of things that do not exist.
 
@@ -213,6 +283,8 @@ def check_report(
 
     if spec.report in BUILT_IN_NAMES:
         add(("report",), f"{spec.report!r} is a built-in report; choose another name")
+    if spec.register is not None:
+        problems.extend(_check_register_report(spec, doc, registers))
     known = [processes[p] for p in spec.processes if p in processes] if processes else []
     for i, name in enumerate(spec.processes):
         if processes is not None and name not in processes:
@@ -272,4 +344,46 @@ def check_report(
         for i, role in enumerate(spec.schedule.send_to):
             if roles is not None and role not in roles:
                 add(("schedule", "send_to", i), f"unknown role {role!r} (see org.yaml roles)")
+    return problems
+
+
+NUMBER_TYPES = ("integer", "decimal", "money", "percent")
+
+
+def _check_register_report(
+    spec: ReportSpec, doc: Document, registers: dict[str, RegisterSpec] | None
+) -> list[Problem]:
+    """The register exists and has the fields the report filters, groups and sums by.
+    ``registers`` None: the report was validated without the register files."""
+    if registers is None:
+        return []
+    problems: list[Problem] = []
+    reg = registers.get(spec.register or "")
+    if reg is None:
+        known = ", ".join(sorted(registers)) or "none"
+        return [
+            doc.problem(
+                ("source", "register"), f"unknown register {spec.register!r}; known: {known}"
+            )
+        ]
+
+    def field(path: PathKey, name: str, numbers: bool = False) -> None:
+        if name not in reg.fields:
+            fields = ", ".join(reg.fields)
+            problems.append(
+                doc.problem(
+                    path, f"register {reg.name!r} has no field {name!r}; its fields: {fields}"
+                )
+            )
+        elif numbers and str(reg.fields[name].type.value) not in NUMBER_TYPES:
+            problems.append(doc.problem(path, f"field {name!r} is not a number; only numbers sum"))
+
+    for name in spec.where:
+        field(("where", name), name)
+    for si, section in enumerate(spec.sections):
+        for gi, key in enumerate(section.group_by):
+            if isinstance(key, FieldKey):
+                field(("sections", si, "group_by", gi), key.field)
+        for fi, name in enumerate(section.sum):
+            field(("sections", si, "sum", fi), name, numbers=True)
     return problems

@@ -105,7 +105,14 @@ def report(
             if process is not None:
                 fail(f"report {name!r} names its own processes: --process is for built-in ones")
             result = run_owner_report(
-                workflow.store, owned, procs_of(workflow, owned), since, until, now, display_tz()
+                workflow.store,
+                owned,
+                procs_of(workflow, owned),
+                since,
+                until,
+                now,
+                display_tz(),
+                registers=workflow.catalog.registers,
             )
         if output == "json":
             text = json.dumps(result.to_json(), ensure_ascii=False, indent=2, default=jsonable)

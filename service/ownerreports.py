@@ -24,6 +24,7 @@ from engine.catalog import yaml_files
 from engine.errors import DefinitionError, NotFound, Problem, WorkflowError
 from engine.reportspec import (
     BUILT_IN_NAMES,
+    FieldKey,
     ProcessFacts,
     ReportSpec,
     StateDeadline,
@@ -37,6 +38,7 @@ from service.reports import CENT, Report, Section, median, percentile, rate
 
 if TYPE_CHECKING:
     from engine.process import CompiledProcess
+    from engine.registers import RegisterSpec
     from storage.store import Store
 
 BATCH = 500
@@ -71,7 +73,10 @@ def report_files(folder: Path) -> list[Path]:
 
 
 def load_owner_reports(
-    folder: Path, processes: dict[str, ProcessFacts], roles: set[str]
+    folder: Path,
+    processes: dict[str, ProcessFacts],
+    roles: set[str],
+    registers: dict[str, RegisterSpec] | None = None,
 ) -> dict[str, OwnerReport]:
     """Every ``report:`` file of the folder, checked; one DefinitionError lists all problems."""
     problems: list[Problem] = []
@@ -91,7 +96,7 @@ def load_owner_reports(
             continue
         missing = tuple(p for p in spec.processes if p not in processes)
         if not missing:
-            problems.extend(check_report(spec, doc, processes, roles))
+            problems.extend(check_report(spec, doc, processes, roles, registers))
         if spec.report in found:
             problems.append(
                 doc.problem(
@@ -257,13 +262,17 @@ def run_owner_report(
     until: datetime,
     now: datetime,
     zone: tzinfo,
+    registers: dict[str, RegisterSpec] | None = None,
 ) -> Report:
-    """Run ``report`` over ``[since, until)``; ``now`` dates "overdue" and "open"."""
+    """Run ``report`` over ``[since, until)``; ``now`` dates "overdue" and "open".
+    ``registers``: the register definitions (a register report reads one)."""
     if until <= since:
         raise WorkflowError(
             f"the period is empty: --to {until.isoformat()} is not after --from {since.isoformat()}"
         )
     spec = report.spec
+    if spec.register is not None:
+        return _register_report(store, spec, registers or {}, since, until, now)
     ctx = Context(spec, procs, since, until, now, zone)
     groups: list[dict[tuple[str, ...], Group]] = [defaultdict(Group) for _ in spec.sections]
     measures = {m for s in spec.sections for m in s.measures}
@@ -326,6 +335,101 @@ def run_owner_report(
     )
 
 
+def _register_report(
+    store: Store,
+    spec: ReportSpec,
+    registers: dict[str, RegisterSpec],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> Report:
+    """The register as it stood at ``until`` (each key's last version written before it),
+    grouped by field values; ``added``/``changed``: first written / written in the period.
+
+    Reads the register's history once, in key and version order (its own index), and
+    holds one key's versions at a time.
+    """
+    reg = registers.get(spec.register or "")
+    if reg is None:
+        raise NotFound("register", spec.register, "see 'python run.py registers'")
+    groups: list[dict[tuple[str, ...], RegisterGroup]] = [
+        defaultdict(RegisterGroup) for _ in spec.sections
+    ]
+
+    def count(values: dict[str, Any], added: bool, changed: bool) -> None:
+        row = reg.decode_row(values)
+        for name, allowed in spec.where.items():
+            wanted = allowed if isinstance(allowed, tuple) else (allowed,)
+            if _plain_value(row.get(name)) not in {str(w) for w in wanted}:
+                return
+        for si, section in enumerate(spec.sections):
+            key = tuple(
+                _plain_value(row.get(k.field)) for k in section.group_by if isinstance(k, FieldKey)
+            )
+            group = groups[si][key]
+            group.counts["rows"] += 1
+            group.counts["added"] += added
+            group.counts["changed"] += changed
+            for name in section.sum:
+                value = row.get(name)
+                if value is not None:
+                    group.sums[name] += Decimal(value)
+
+    current: str | None = None
+    last: dict[str, Any] | None = None
+    first_at: datetime | None = None
+    changed = False
+    for entry in store.reports.register_history_until(reg.name, until):
+        if entry["key"] != current:
+            if last is not None and first_at is not None:
+                count(last, first_at >= since, changed)
+            current, first_at, changed = entry["key"], entry["at"], False
+        last = entry["values"]
+        changed = changed or entry["at"] >= since
+    if last is not None and first_at is not None:
+        count(last, first_at >= since, changed)
+    sections = []
+    for si, section in enumerate(spec.sections):
+        names = tuple(k.field for k in section.group_by if isinstance(k, FieldKey))
+        columns = (*names, *section.measures, *(f"sum_{f}" for f in section.sum))
+        found = groups[si] or ({(): RegisterGroup()} if not names else {})
+        rows = []
+        for key, group in sorted(found.items()):
+            row: dict[str, Any] = dict(zip(names, key, strict=True))
+            for m in section.measures:
+                row[m] = group.counts[m]
+            for f in section.sum:
+                row[f"sum_{f}"] = group.sums[f]
+            row["label"] = ": ".join(key) or "all"
+            rows.append(row)
+        chart = ("label", section.chart) if section.chart else None
+        sections.append(Section(section.title, columns, rows, chart=chart))
+    return Report(
+        name=spec.report,
+        title=spec.title,
+        since=since,
+        until=until,
+        generated_at=now,
+        process=f"register {reg.name}",
+        sections=sections,
+    )
+
+
+@dataclass
+class RegisterGroup:
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    sums: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+
+def _plain_value(value: Any) -> str:
+    """A field value as a group key or a filter compares it: '-' when unset."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _column(measure: str, unit: str) -> str:
     return f"{measure}_{unit}" if measure in TIME_MEASURES else measure
 
@@ -377,7 +481,7 @@ def workflow_reports(wf: Any) -> dict[str, OwnerReport]:
     folder = Path(wf.processes_dir)
     deployed = {d["process"] for d in wf.store.list_definitions()}
     facts = deployed_facts(wf, deployed)
-    return load_owner_reports(folder, facts, set(wf.org.spec.roles))
+    return load_owner_reports(folder, facts, set(wf.org.spec.roles), wf.catalog.registers)
 
 
 def procs_of(wf: Any, report: OwnerReport) -> dict[str, CompiledProcess]:
@@ -508,7 +612,16 @@ def run_scheduled_reports(wf: Any, now: datetime) -> ScheduledReports:
             if slot is None:
                 continue
             start, end = scheduled_period(owned, slot, zone)
-            result = run_owner_report(wf.store, owned, procs_of(wf, owned), start, end, now, zone)
+            result = run_owner_report(
+                wf.store,
+                owned,
+                procs_of(wf, owned),
+                start,
+                end,
+                now,
+                zone,
+                registers=wf.catalog.registers,
+            )
             html = render_html(result, zone)
             period = start.astimezone(zone).strftime("%Y-%m")
             recipients = tuple(f"role:{r}" for r in sched.send_to)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from storage.rows import aware
-from storage.tables import audit_log, instances, tasks
+from storage.tables import audit_log, instances, register_history, tasks
 
 if TYPE_CHECKING:
     from storage.store import Store
@@ -170,3 +170,14 @@ class ReportData:
             tasks.c.instance_id.in_(list(ids)), tasks.c.state == state
         )
         return list(self._stream(stmt))
+
+    def register_history_until(self, register: str, until: datetime) -> Iterator[dict[str, Any]]:
+        """Every version of the register's rows written before ``until``, by key and
+        version (the history's own index), streamed: a register report keeps one key's."""
+        h = register_history
+        stmt = (
+            sa.select(h.c.key, h.c.version, h.c["values"], h.c.at)
+            .where(h.c.register == register, h.c.at < until)
+            .order_by(h.c.key, h.c.version)
+        )
+        return self._stream(stmt)
