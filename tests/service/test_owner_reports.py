@@ -552,3 +552,59 @@ def test_a_withdrawn_case_is_neither_answered_on_time_nor_late(db_url: str, tmp_
     assert Decimal(total["mean_time_h"]) == Decimal(24)
     by_handler = {r["handler"]: r for r in rows_of(data, "按处理人 (")}
     assert (by_handler["-"]["on_time"], by_handler["-"]["late"]) == (0, 0)
+
+
+LEAF = """
+process: leaf
+title: A child its parent cancels
+start: {roles: [complaint_clerk], to: work}
+states:
+  work:
+    task: {role: complaint_clerk, actions: {ok: {to: ok}}}
+  ok: {final: true}
+"""
+PARENT = """
+process: parent
+title: Starts a leaf and cancels it when it ends
+start: {roles: [complaint_clerk], to: work}
+states:
+  work:
+    spawn: [{process: leaf, as: requester, on_parent_end: cancel}]
+    task: {role: complaint_clerk, actions: {done: {to: done}}}
+  done: {final: true}
+"""
+LEAF_CLOSED = """\
+report: leaf_closed
+title: Leaves closed in the period
+processes: [leaf]
+period: closed
+sections:
+  - title: by outcome
+    group_by: [outcome]
+    measures: [received, closed]
+"""
+
+
+def test_a_period_by_close_counts_a_child_cancelled_with_its_parent(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A cancelled child has ended (``closed`` counts it in a report by start); the report
+    by close must list it in the period it was cancelled, as it lists a withdrawn one."""
+    procs = tmp_path / "processes"
+    procs.mkdir()
+    shutil.copy(ROOT / "processes" / "org.yaml", procs / "org.yaml")
+    (procs / "leaf.yaml").write_text(LEAF, encoding="utf-8")
+    (procs / "parent.yaml").write_text(PARENT, encoding="utf-8")
+    (procs / "leaf_closed.yaml").write_text(LEAF_CLOSED, encoding="utf-8")
+    flow = Workflow.open(db_url, procs, create=True)
+    flow.cache = None
+    try:
+        flow.deploy(now=datetime(2026, 9, 1, tzinfo=SH))
+        parent = flow.start("parent", "wang.fang", {}, now=at(5))
+        flow.withdraw(parent.id, "wang.fang", now=at(6))
+        assert flow.store.load_snapshot(f"{parent.id}.1").status == "cancelled"
+    finally:
+        flow.store.close()
+    data = Shell(db_url, procs).js(f"report leaf_closed {OCT}", now=NOW.isoformat())
+    rows = {r["outcome"]: r for r in data["sections"][0]["rows"]}
+    assert rows["cancelled"]["closed"] == 1
