@@ -195,10 +195,22 @@ def working_seconds(proc: CompiledProcess, start: datetime, end: datetime) -> De
     return total
 
 
+def _withdrawn_unanswered(row: dict[str, Any], sla: dict[str, Any]) -> bool:
+    """Withdrawn or cancelled while its clock still ran: that step stopped the clock (it
+    is the instance's last step, so the clock stopped when the row was last updated), but
+    nobody answered. A case answered before it was withdrawn keeps its verdict."""
+    return (
+        row["status"] in ("withdrawn", "cancelled")
+        and _moment(sla.get("stopped_at")) == row["updated_at"]
+    )
+
+
 def _handling_time(ctx: Context, proc: CompiledProcess, row: dict[str, Any]) -> Decimal | None:
     sla = (row["meta"] or {}).get("sla") or {}
     end: datetime | None = None
     if ctx.spec.time.to == "answered":
+        if sla and _withdrawn_unanswered(row, sla):
+            return None
         end = _moment(sla.get("stopped_at"))
     if end is None and row["status"] != "active":
         end = row["updated_at"]
@@ -230,6 +242,8 @@ def _deadline_facts(
     if not sla:
         return None, False, False
     extended = bool(sla.get("extensions"))
+    if _withdrawn_unanswered(row, sla):
+        return None, False, extended
     if sla.get("stopped_at"):
         return ("on_time" if sla.get("met") else "late"), False, extended
     due = _moment(sla.get("due_at"))

@@ -132,7 +132,8 @@ class ReportData:
         self, since: datetime, until: datetime, process: str, final_states: Collection[str]
     ) -> Iterator[dict[str, Any]]:
         """Audit entries in ``[since, until)`` that moved an instance of ``process`` into a
-        final state or withdrew it, through ``(at)``: the instances closed in a period."""
+        final state, withdrew it or cancelled it with its parent (``engine.links``),
+        through ``(at)``: the instances closed in a period."""
         aware(since, "since")
         aware(until, "until")
         stmt = sa.select(audit_log.c.instance_id, audit_log.c.at).where(
@@ -140,7 +141,10 @@ class ReportData:
             audit_log.c.at < until,
             audit_log.c.process == process,
             audit_log.c.instance_id.is_not(None),
-            sa.or_(audit_log.c.to_state.in_(list(final_states)), audit_log.c.action == "withdraw"),
+            sa.or_(
+                audit_log.c.to_state.in_(list(final_states)),
+                audit_log.c.action.in_(("withdraw", "cancelled")),
+            ),
         )
         return self._stream(stmt)
 

@@ -8,9 +8,11 @@ from decimal import Decimal
 import pytest
 
 from engine.errors import ActionNotAllowed, InvalidData
+from engine.operations import Rollback
+from engine.runtime import fire
 from tests.cli.helpers import Shell
 
-from . import PROCESSES, Run, at, cli
+from . import PROCESSES, Run, at, cli, org
 
 D = Decimal
 NOW = at("2026-11-02 10:00")  # a Monday
@@ -123,6 +125,35 @@ def test_a_complaint_starts_a_complaint_case_and_the_callback_goes_on() -> None:
     run = lost()
     run.act("jiang.na", "record", callback_result="not_buying", feedback="f")
     assert run.last.spawns == ()  # no complaint, no case
+
+
+def test_a_callback_sent_back_and_recorded_again_files_its_complaint_once() -> None:
+    """The salesperson sends the callback back to the agent (退回): the callback passes
+    complaint_filing again with the same complaint, which already has its case; a second
+    case for one finding would be handled twice. A new complaint gets its own case."""
+    run = lost()
+    run.act("jiang.na", "record", callback_result="revivable", feedback="f", complaint="未回电话")
+    assert run.state == "back_to_sales" and len(run.spawned) == 1
+    stored = run.stored
+    back = Rollback(stored.snap.tasks[0].id, "callback", "客户说已联系过, 请再核实")
+    stored.apply(
+        fire(stored.proc, stored.snap, back, org().actor("liu.yang"), {}, run.now,
+             registers=stored.reader()),
+        run.now,
+    )  # fmt: skip
+    assert run.state == "callback"
+    run.act("jiang.na", "record", callback_result="revivable", feedback="再核实")
+    assert run.state == "back_to_sales"
+    assert [c["id"] for c in run.snap.meta["children"]] == [f"{run.snap.id}.1"]
+    assert run.last.spawns == ()
+    back = Rollback(stored.snap.tasks[0].id, "callback", "再回访")
+    stored.apply(
+        fire(stored.proc, stored.snap, back, org().actor("liu.yang"), {}, run.now,
+             registers=stored.reader()),
+        run.now,
+    )  # fmt: skip
+    run.act("jiang.na", "record", callback_result="revivable", feedback="f", complaint="试驾差")
+    assert len(run.snap.meta["children"]) == 2  # a new finding: a case of its own
 
 
 def test_three_unanswered_calls_end_unreachable() -> None:

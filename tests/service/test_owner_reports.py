@@ -523,3 +523,88 @@ def test_the_analysis_report_goes_to_the_showroom_manager_on_the_30th(
     assert notice["data"]["summary"][0].startswith(
         "received=3, on_time=1, late=1, on_time_pct=50.0, open=1, overdue=1"
     )
+
+
+def test_a_withdrawn_case_is_neither_answered_on_time_nor_late(db_url: str, tmp_path: Path) -> None:
+    """Withdrawing stops the deadline clock, but nobody answered: the case is received,
+    closed, and counts neither as on time nor as late, nor in the handling time."""
+    procs = _procs(tmp_path)
+    flow = Workflow.open(db_url, procs, create=True)
+    flow.cache = None
+    try:
+        flow.deploy(now=datetime(2026, 9, 1, tzinfo=SH))
+        answered, task = _complaint(flow, at(5), "complaint")
+        snap = flow.act(
+            task, "resolve", "li.qiang", {"findings": "核实", "resolution": "已答复"},
+            now=at(6),
+        )  # fmt: skip
+        assert snap.state == "callback"
+        flow.withdraw(answered, "wang.fang", now=at(6, 12))  # answered first: on time
+        late_one, _ = _complaint(flow, at(6), "complaint")
+        flow.withdraw(late_one, "wang.fang", now=at(20))  # long past its 3 working days
+        early_one, _ = _complaint(flow, at(7), "complaint")
+        flow.withdraw(early_one, "wang.fang", now=at(7, 12))
+    finally:
+        flow.store.close()
+    data = Shell(db_url, procs).js(f"report service_hours {OCT}", now=NOW.isoformat())
+    (total,) = rows_of(data, "合计")
+    assert (total["received"], total["on_time"], total["late"]) == (3, 1, 0)
+    assert Decimal(total["mean_time_h"]) == Decimal(24)
+    by_handler = {r["handler"]: r for r in rows_of(data, "按处理人 (")}
+    assert (by_handler["-"]["on_time"], by_handler["-"]["late"]) == (0, 0)
+
+
+LEAF = """
+process: leaf
+title: A child its parent cancels
+start: {roles: [complaint_clerk], to: work}
+states:
+  work:
+    task: {role: complaint_clerk, actions: {ok: {to: ok}}}
+  ok: {final: true}
+"""
+PARENT = """
+process: parent
+title: Starts a leaf and cancels it when it ends
+start: {roles: [complaint_clerk], to: work}
+states:
+  work:
+    spawn: [{process: leaf, as: requester, on_parent_end: cancel}]
+    task: {role: complaint_clerk, actions: {done: {to: done}}}
+  done: {final: true}
+"""
+LEAF_CLOSED = """\
+report: leaf_closed
+title: Leaves closed in the period
+processes: [leaf]
+period: closed
+sections:
+  - title: by outcome
+    group_by: [outcome]
+    measures: [received, closed]
+"""
+
+
+def test_a_period_by_close_counts_a_child_cancelled_with_its_parent(
+    db_url: str, tmp_path: Path
+) -> None:
+    """A cancelled child has ended (``closed`` counts it in a report by start); the report
+    by close must list it in the period it was cancelled, as it lists a withdrawn one."""
+    procs = tmp_path / "processes"
+    procs.mkdir()
+    shutil.copy(ROOT / "processes" / "org.yaml", procs / "org.yaml")
+    (procs / "leaf.yaml").write_text(LEAF, encoding="utf-8")
+    (procs / "parent.yaml").write_text(PARENT, encoding="utf-8")
+    (procs / "leaf_closed.yaml").write_text(LEAF_CLOSED, encoding="utf-8")
+    flow = Workflow.open(db_url, procs, create=True)
+    flow.cache = None
+    try:
+        flow.deploy(now=datetime(2026, 9, 1, tzinfo=SH))
+        parent = flow.start("parent", "wang.fang", {}, now=at(5))
+        flow.withdraw(parent.id, "wang.fang", now=at(6))
+        assert flow.store.load_snapshot(f"{parent.id}.1").status == "cancelled"
+    finally:
+        flow.store.close()
+    data = Shell(db_url, procs).js(f"report leaf_closed {OCT}", now=NOW.isoformat())
+    rows = {r["outcome"]: r for r in data["sections"][0]["rows"]}
+    assert rows["cancelled"]["closed"] == 1
