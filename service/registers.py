@@ -129,8 +129,17 @@ def history(wf: Workflow, name: str, key: str) -> list[dict[str, Any]]:
 
 
 def _cells_csv(text: str, file: str, spec: RegisterSpec) -> tuple[list[tuple[int, dict]], list]:
-    """CSV rows as (line, {column: (col, text)}); problems with the header."""
+    """CSV rows as (line, {column: (col, text)}); problems with the header. A file the
+    csv module cannot read (a cell beyond its field limit) is one problem at its line,
+    not a traceback."""
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_csv(reader, file, spec)
+    except csv.Error as exc:
+        return [], [Problem(file, max(reader.line_num, 1), 1, f"not readable as CSV: {exc}")]
+
+
+def _read_csv(reader: Any, file: str, spec: RegisterSpec) -> tuple[list[tuple[int, dict]], list]:
     problems: list[Problem] = []
     header = next(reader, None)
     if not header:
@@ -201,6 +210,13 @@ def parse_import(
         except json.JSONDecodeError as exc:
             raise DefinitionError(
                 [Problem(file, exc.lineno, exc.colno, f"not JSON: {exc.msg}")]
+            ) from None
+        except (RecursionError, ValueError) as exc:
+            # nesting too deep for the decoder, an integer too long to convert: hostile
+            # or broken input, refused in one line rather than a traceback
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long"
+            raise DefinitionError(
+                [Problem(file, 1, 1, f"not JSON we can read: {reason}")]
             ) from None
         rows, problems = _cells_json(data, file, spec)
         empty = None

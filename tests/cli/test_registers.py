@@ -79,6 +79,26 @@ def test_a_bad_file_lists_every_problem_and_writes_nothing(sh: Shell, tmp_path: 
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        # a cell beyond the csv module's field limit (131,072 characters)
+        ("big.csv", "customer,grade\nA," + "x" * 200_000 + "\n", "big.csv:"),
+        # nesting deeper than the JSON decoder's recursion allows
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json:"),
+        # an integer longer than Python converts from text (4,300 digits)
+        ("long.json", '[{"customer": "A", "term_days": ' + "9" * 5000 + "}]", "long.json:"),
+    ],
+)
+def test_a_hostile_file_is_one_line_and_writes_nothing(
+    sh: Shell, tmp_path: Path, name: str, content: str, match: str
+) -> None:
+    path = book(tmp_path, content, name)
+    sh.refused(f"register import credit_limits {path} --as lin.feng", match, NOW)
+    assert sh.js("registers")[0]["version"] == 0
+    assert sh.js("audit --action register_import") == []
+
+
 def test_json_import_and_operator_checks(sh: Shell, tmp_path: Path) -> None:
     rows = [{"customer": "C1", "grade": "C", "credit_limit": 10}, {"customer": "C2"}]
     path = book(tmp_path, json.dumps(rows), "book.json")
