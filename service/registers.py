@@ -17,7 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import DefinitionError, InvalidData, NotFound, Problem, WorkflowError
+from engine.errors import (
+    DefinitionError,
+    InvalidData,
+    NotFound,
+    NotPermitted,
+    Problem,
+    WorkflowError,
+)
 from engine.records import AuditRecord, RegisterWrite
 from engine.registers import RegisterSpec, StoredRow, check_key
 from engine.values import encode
@@ -266,7 +273,16 @@ def import_file(
 ) -> dict[str, Any]:
     """Validate every row of ``path``, then write them all as one import; what was done."""
     spec = spec_of(wf, name)
-    wf.org.actor(user)  # the audit names who imported: a real, active person
+    actor = wf.org.actor(user)  # the audit names who imported: a real, active person
+    if not actor.roles & set(spec.importers):
+        # an import bypasses the writer processes and their approvals (the credit table's
+        # GM approval): only the roles the register names may do it
+        needs = (
+            f"needs role {' or '.join(spec.importers)}"
+            if spec.importers
+            else "it names no importers in its file"
+        )
+        raise NotPermitted(f"{user} may not import into register {name!r}: {needs}")
     fmt = fmt or (path.suffix.lstrip(".").lower() if path.suffix else "csv")
     if fmt not in FORMATS:
         raise WorkflowError(f"--format {fmt!r}: choose csv or json")

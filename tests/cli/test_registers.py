@@ -110,6 +110,21 @@ def test_json_import_and_operator_checks(sh: Shell, tmp_path: Path) -> None:
     assert sh.js("register show credit_limits C1")["credit_limit"] == "10"
 
 
+def test_only_the_registers_importers_may_import(sh: Shell, tmp_path: Path) -> None:
+    """An import bypasses the processes that write a register (for the credit table: the
+    GM's approval, 第十二条), so only the roles the register names under ``importers`` may
+    import; a salesperson cannot give a customer a limit by importing a row."""
+    path = book(tmp_path, "customer,grade,credit_limit\nACME,A,5000000\n")
+    sh.refused(
+        f"register import credit_limits {path} --as liu.yang",
+        "liu.yang may not import into register 'credit_limits': needs role general_manager",
+        NOW,
+    )
+    assert sh.js("registers")[0]["version"] == 0
+    assert sh.js("audit --action register_import") == []
+    assert sh.js(f"register import credit_limits {path} --as lin.feng", NOW)["rows"] == 1
+
+
 def test_unknown_register_or_key_is_one_line(sh: Shell) -> None:
     sh.refused("register show nosuch", "unknown register 'nosuch'")
     sh.refused("register show credit_limits NOPE", "unknown register row 'NOPE'")
