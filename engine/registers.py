@@ -89,6 +89,11 @@ class RegisterSpec(Frozen):
     writers: tuple[str, ...] = Field(
         default=(), description="The only processes whose steps may write this register."
     )
+    importers: tuple[str, ...] = Field(
+        default=(),
+        description="The roles whose holders may import rows (run.py register import): an "
+        "import bypasses the writer processes and their approvals. None listed: no import.",
+    )
 
     def decode_row(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Stored JSON -> typed values, every field present (None when unset)."""
@@ -132,6 +137,9 @@ def load_register(doc: Document) -> RegisterSpec:
     for i, writer in enumerate(spec.writers):
         if not re.match(NAME, writer):
             problems.append(doc.problem(("writers", i), f"{writer!r} is not a process id"))
+    for i, role in enumerate(spec.importers):
+        if not re.match(NAME, role):
+            problems.append(doc.problem(("importers", i), f"{role!r} is not a role id"))
     if problems:
         raise DefinitionError(problems)
     return spec

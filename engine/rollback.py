@@ -25,7 +25,7 @@ from typing import Any
 
 from engine.authorize import authorize
 from engine.context import decode_variables
-from engine.errors import ActionNotAllowed
+from engine.errors import ActionNotAllowed, StartRefused
 from engine.handover import open_task
 from engine.model import Resubmit
 from engine.operations import Rollback
@@ -177,6 +177,11 @@ def resubmit(
     spec = process.spec
     given = step.take_inputs(spec.states[RESUBMIT].task.actions[action], data, "resubmit")
     step.compute(spec.start.set, "start")
+    # a resubmission is a start again: the guard that refuses a start (e.g. a customer the
+    # credit table does not list, after start.set read it anew) refuses it too
+    if spec.start.when is not None and not process.expr("start.when").test(step.ctx()):
+        reason = spec.start.when_message or f"condition not met: {spec.start.when}"
+        raise StartRefused(spec.process, reason)
     record["data"]["input"] = encode(given)
     back = spec.rollback.resubmit is Resubmit.back and came_from in spec.states
     target = came_from if back else spec.start.to

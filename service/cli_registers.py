@@ -105,7 +105,8 @@ def import_cmd(
     output: str,
 ) -> None:
     """Load the initial book of register NAME from FILE (CSV with a header, or a JSON
-    array of objects). Every row is checked first; nothing is written if any is bad."""
+    array of objects). Every row is checked first; nothing is written if any is bad.
+    Only a holder of a role the register lists under 'importers' may import."""
     from engine.values import check_name, check_text
     from service.registers import import_file
 

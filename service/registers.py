@@ -17,7 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import DefinitionError, InvalidData, NotFound, Problem, WorkflowError
+from engine.errors import (
+    DefinitionError,
+    InvalidData,
+    NotFound,
+    NotPermitted,
+    Problem,
+    WorkflowError,
+)
 from engine.records import AuditRecord, RegisterWrite
 from engine.registers import RegisterSpec, StoredRow, check_key
 from engine.values import encode
@@ -129,8 +136,17 @@ def history(wf: Workflow, name: str, key: str) -> list[dict[str, Any]]:
 
 
 def _cells_csv(text: str, file: str, spec: RegisterSpec) -> tuple[list[tuple[int, dict]], list]:
-    """CSV rows as (line, {column: (col, text)}); problems with the header."""
+    """CSV rows as (line, {column: (col, text)}); problems with the header. A file the
+    csv module cannot read (a cell beyond its field limit) is one problem at its line,
+    not a traceback."""
     reader = csv.reader(io.StringIO(text))
+    try:
+        return _read_csv(reader, file, spec)
+    except csv.Error as exc:
+        return [], [Problem(file, max(reader.line_num, 1), 1, f"not readable as CSV: {exc}")]
+
+
+def _read_csv(reader: Any, file: str, spec: RegisterSpec) -> tuple[list[tuple[int, dict]], list]:
     problems: list[Problem] = []
     header = next(reader, None)
     if not header:
@@ -202,6 +218,13 @@ def parse_import(
             raise DefinitionError(
                 [Problem(file, exc.lineno, exc.colno, f"not JSON: {exc.msg}")]
             ) from None
+        except (RecursionError, ValueError) as exc:
+            # nesting too deep for the decoder, an integer too long to convert: hostile
+            # or broken input, refused in one line rather than a traceback
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long"
+            raise DefinitionError(
+                [Problem(file, 1, 1, f"not JSON we can read: {reason}")]
+            ) from None
         rows, problems = _cells_json(data, file, spec)
         empty = None
     out: list[tuple[str, dict[str, Any]]] = []
@@ -250,7 +273,16 @@ def import_file(
 ) -> dict[str, Any]:
     """Validate every row of ``path``, then write them all as one import; what was done."""
     spec = spec_of(wf, name)
-    wf.org.actor(user)  # the audit names who imported: a real, active person
+    actor = wf.org.actor(user)  # the audit names who imported: a real, active person
+    if not actor.roles & set(spec.importers):
+        # an import bypasses the writer processes and their approvals (the credit table's
+        # GM approval): only the roles the register names may do it
+        needs = (
+            f"needs role {' or '.join(spec.importers)}"
+            if spec.importers
+            else "it names no importers in its file"
+        )
+        raise NotPermitted(f"{user} may not import into register {name!r}: {needs}")
     fmt = fmt or (path.suffix.lstrip(".").lower() if path.suffix else "csv")
     if fmt not in FORMATS:
         raise WorkflowError(f"--format {fmt!r}: choose csv or json")

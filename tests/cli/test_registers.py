@@ -79,6 +79,26 @@ def test_a_bad_file_lists_every_problem_and_writes_nothing(sh: Shell, tmp_path: 
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        # a cell beyond the csv module's field limit (131,072 characters)
+        ("big.csv", "customer,grade\nA," + "x" * 200_000 + "\n", "big.csv:"),
+        # nesting deeper than the JSON decoder's recursion allows
+        ("deep.json", "[" * 100_000 + "]" * 100_000, "deep.json:"),
+        # an integer longer than Python converts from text (4,300 digits)
+        ("long.json", '[{"customer": "A", "term_days": ' + "9" * 5000 + "}]", "long.json:"),
+    ],
+)
+def test_a_hostile_file_is_one_line_and_writes_nothing(
+    sh: Shell, tmp_path: Path, name: str, content: str, match: str
+) -> None:
+    path = book(tmp_path, content, name)
+    sh.refused(f"register import credit_limits {path} --as lin.feng", match, NOW)
+    assert sh.js("registers")[0]["version"] == 0
+    assert sh.js("audit --action register_import") == []
+
+
 def test_json_import_and_operator_checks(sh: Shell, tmp_path: Path) -> None:
     rows = [{"customer": "C1", "grade": "C", "credit_limit": 10}, {"customer": "C2"}]
     path = book(tmp_path, json.dumps(rows), "book.json")
@@ -88,6 +108,21 @@ def test_json_import_and_operator_checks(sh: Shell, tmp_path: Path) -> None:
     assert sh.js(f"register import credit_limits {path} --as lin.feng", NOW)["rows"] == 2
     assert [r["customer"] for r in sh.js("register show credit_limits")] == ["C1", "C2"]
     assert sh.js("register show credit_limits C1")["credit_limit"] == "10"
+
+
+def test_only_the_registers_importers_may_import(sh: Shell, tmp_path: Path) -> None:
+    """An import bypasses the processes that write a register (for the credit table: the
+    GM's approval, 第十二条), so only the roles the register names under ``importers`` may
+    import; a salesperson cannot give a customer a limit by importing a row."""
+    path = book(tmp_path, "customer,grade,credit_limit\nACME,A,5000000\n")
+    sh.refused(
+        f"register import credit_limits {path} --as liu.yang",
+        "liu.yang may not import into register 'credit_limits': needs role general_manager",
+        NOW,
+    )
+    assert sh.js("registers")[0]["version"] == 0
+    assert sh.js("audit --action register_import") == []
+    assert sh.js(f"register import credit_limits {path} --as lin.feng", NOW)["rows"] == 1
 
 
 def test_unknown_register_or_key_is_one_line(sh: Shell) -> None:

@@ -757,3 +757,33 @@ def test_cli_self_approval_is_refused(db_url: str, tmp_path: Path) -> None:
     assert [e["actor"] for e in denied] == ["sam.li"]
     done = sh.js(f"act {task['id']} approve --as zhang.wei")
     assert done["outcome"] == "approved"
+
+
+def test_cli_a_resubmission_is_checked_against_the_credit_table_like_a_start(sh: Shell) -> None:
+    """Sent back to the requester, a request may be resubmitted for another customer: the
+    figures are read again (start.set) and a customer the table does not list is refused
+    with start.when's reason, as at the start, and nothing changes."""
+    inst = cli_start(sh, "A", "2500000")
+    [task] = inst["tasks"]
+    sh.ok(["rollback", task["id"], "--to", "start", "--as", "zhang.wei", "--comment", "改客户"])
+    [back] = sh.js("tasks --as liu.yang")
+    before = sh.js(f"show {inst['id']}")
+    sh.refused(
+        [
+            "act",
+            back["id"],
+            "resubmit",
+            "--as",
+            "liu.yang",
+            "--set",
+            "customer=不在表中的客户",
+            "--set",
+            "requested_credit=5000000",
+        ],
+        "not in the credit table (customer_credit) or has no credit line there",
+    )
+    assert sh.js(f"show {inst['id']}") == before
+    # resubmitted for a customer in the table, it routes by that customer's figures
+    again = sh.js(f"act {back['id']} resubmit --as liu.yang --set customer=某乳品厂")
+    assert (again["variables"]["grade"], again["variables"]["credit_limit"]) == ("B", "1000000")
+    assert [t["role"] for t in again["tasks"]] == ["gm_office_meeting"]  # 2.5M is 150 % over

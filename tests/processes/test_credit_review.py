@@ -126,3 +126,22 @@ def test_cli_the_quarterly_schedule_proposes_new_limits_for_approval(sh: Shell) 
     )
     assert sh.js("register show customer_credit 天山乳业")["reviewed_on"] == "2027-01-04"
     assert sh.js("register show customer_credit 某超市")["reviewed_on"] is None
+
+
+def test_cli_a_customer_without_a_grade_does_not_stop_the_review(sh: Shell, tmp_path: Path) -> None:
+    """A row of the credit table with no grade yet (imported with its branch only) whose
+    receivables changed cannot get a credit line (credit_table needs a grade): it is left
+    out of the review rather than making the whole quarterly review fail to start."""
+    extra = tmp_path / "extra.csv"
+    extra.write_text("customer,branch\n新客户,sales_north\n", encoding="utf-8")
+    sh.ok(f"register import customer_credit {extra} --as ma.hui", now="2026-11-03T10:00")
+    ledger = tmp_path / "ledger2.csv"
+    ledger.write_text("customer,balance\n新客户,30000\n", encoding="utf-8")
+    sh.ok(f"register import receivables {ledger} --as ma.hui", now="2026-11-03T11:00")
+    report = sh.js("tick", now="2027-01-01T09:00:30+08:00")
+    [review_id] = report["scheduled_starts"]
+    review = sh.js(f"show {review_id}")
+    assert (review["state"], review["variables"]["customers_list"]) == (
+        "revisions",
+        "天山乳业, 某乳品厂",
+    )

@@ -44,6 +44,26 @@ def test_the_sweep_reminds_every_customer_over_its_limit_and_only_those() -> Non
     assert all(k.input["scope"] == "customer" and k.requester == "ma.hui" for k in kids)
 
 
+def test_a_line_above_the_grades_maximum_counts_at_the_maximum() -> None:
+    """A B customer whose line in the table says 2,000,000 (an imported or stale line) may
+    owe at most 1,000,000 (第十条): a balance of 1,500,000 is over its limit, as
+    credit_override reads it, and the branch is reminded."""
+    credit = {"某乳品厂": {"grade": "B", "credit_limit": "2000000", "branch": "sales_south"}}
+    ledger = {"某乳品厂": {"balance": "1500000"}}
+    mem = books(customer_credit=credit, receivables=ledger)
+    run = Run.start("over_limit_reminder", "ma.hui", MONDAY, registers=mem)
+    assert [k.input["customer"] for k in run.spawned] == ["某乳品厂"]
+    one = Run.start(
+        "over_limit_reminder",
+        "ma.hui",
+        MONDAY,
+        registers=books(customer_credit=credit, receivables=ledger),
+        scope="customer",
+        customer="某乳品厂",
+    )
+    assert (str(one.vars["credit_limit"]), str(one.vars["over_by"])) == ("1000000", "500000")
+
+
 def reminder(customer: str) -> Run:
     mem = books(customer_credit=CREDIT, receivables=LEDGER)
     return Run.start(
