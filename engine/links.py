@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import ExpressionError, WorkflowError
 from engine.model import MAX_SPAWN, SpawnAs, SpawnSpec
-from engine.process import ROUTE_TRIGGER, SLA, CompiledProcess
+from engine.process import ROUTE_TRIGGER, CompiledProcess
 from engine.records import (
     ENDED,
     InstanceStatus,
@@ -33,7 +33,6 @@ from engine.records import (
     Outcome,
     Snapshot,
     SpawnRequest,
-    TaskStatus,
 )
 from engine.values import encode
 
@@ -314,26 +313,9 @@ def cancel_child(
             }
         )
         return step.outcome(snapshot.row_version)
-    told: dict[str, None] = {}
-    closed = []
-    for task in snapshot.tasks:
-        told.update((r, None) for r in task.pending_recipients)
-        step.update_task(
-            replace(
-                task,
-                status=TaskStatus.cancelled,
-                decision=CANCELLED,
-                decided_by=SYSTEM,
-                closed_at=now,
-            )
-        )
-        closed.append(task.id)
-    step.cancel_timers(snapshot.state)
-    if step.sla is not None and step.sla.stopped_at is None:
-        step.sla = step.sla.stop(now)
-        step.cancel_timers(SLA)
-    step.status = InstanceStatus.cancelled
-    step.outcome_name = CANCELLED
+    from engine.withdrawal import end_unanswered
+
+    told, closed = end_unanswered(step, InstanceStatus.cancelled, CANCELLED, SYSTEM)
     leave(step)
     told[f"user:{snapshot.requester}"] = None
     data = {"state": snapshot.state, "by": SYSTEM, "parent": event.parent_id}

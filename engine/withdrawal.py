@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.context import decode_variables
 from engine.errors import InstanceClosed, InstanceOperationNotAllowed
@@ -21,6 +21,9 @@ from engine.org import Actor
 from engine.process import SLA, CompiledProcess
 from engine.readers import requester_identity
 from engine.records import InstanceStatus, NoticeEvent, Outcome, Snapshot, TaskStatus
+
+if TYPE_CHECKING:
+    from engine.steps import Step
 
 WITHDRAWN = "withdrawn"  # the outcome, and the decision on each cancelled task
 
@@ -68,26 +71,7 @@ def withdraw(
 
     comment = (event.comment or "").strip() or None
     step = Step(process, snapshot, decode_variables(process, snapshot.variables), now, actor.user)
-    told: dict[str, None] = {}
-    cancelled = []
-    for task in snapshot.tasks:
-        told.update((r, None) for r in task.pending_recipients)
-        step.update_task(
-            replace(
-                task,
-                status=TaskStatus.cancelled,
-                decision=WITHDRAWN,
-                decided_by=actor.user,
-                closed_at=now,
-            )
-        )
-        cancelled.append(task.id)
-    step.cancel_timers(snapshot.state)
-    if step.sla is not None and step.sla.stopped_at is None:
-        step.sla = step.sla.stop(now)
-        step.cancel_timers(SLA)
-    step.status = InstanceStatus.withdrawn
-    step.outcome_name = WITHDRAWN
+    told, cancelled = end_unanswered(step, InstanceStatus.withdrawn, WITHDRAWN, actor.user)
     if on_behalf_of is not None:
         told[f"user:{snapshot.requester}"] = None  # the requester learns their delegate did it
     data: dict[str, Any] = {"state": snapshot.state, "by": actor.user}
@@ -107,3 +91,29 @@ def withdraw(
         }
     )
     return step.outcome(snapshot.row_version)
+
+
+def end_unanswered(
+    step: Step, status: InstanceStatus, decision: str, by: str
+) -> tuple[dict[str, None], list[str]]:
+    """End an active instance without an answer (withdrawn, or cancelled with its parent):
+    every open task cancelled with ``decision``, the state's timers and the deadline clock
+    stopped. Returns who its tasks waited for (to tell) and the ids of the tasks closed."""
+    snapshot, now = step.base, step.now
+    told: dict[str, None] = {}
+    closed = []
+    for task in snapshot.tasks:
+        told.update((r, None) for r in task.pending_recipients)
+        step.update_task(
+            replace(
+                task, status=TaskStatus.cancelled, decision=decision, decided_by=by, closed_at=now
+            )
+        )
+        closed.append(task.id)
+    step.cancel_timers(snapshot.state)
+    if step.sla is not None and step.sla.stopped_at is None:
+        step.sla = step.sla.stop(now)
+        step.cancel_timers(SLA)
+    step.status = status
+    step.outcome_name = decision
+    return told, closed
