@@ -36,7 +36,7 @@ def sh(db_url: str, tmp_path: Path) -> Shell:
     for when, rows in (("2026-10-15", OCTOBER), ("2026-11-10", NOVEMBER)):
         path = tmp_path / f"{when}.csv"
         path.write_text("\n".join([COLUMNS, *rows]) + "\n", encoding="utf-8")
-        shell.ok(f"register import bad_debts {path} --as guo.yan", now=f"{when}T10:00:00+08:00")
+        shell.ok(f"register import bad_debts {path} --as deng.ping", now=f"{when}T10:00:00+08:00")
     return shell
 
 
